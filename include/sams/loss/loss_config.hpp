@@ -1,0 +1,50 @@
+// Run-time choice of a preference loss (SPEC §3): which member of the family and its
+// parameters. evaluate_loss() (sams/loss/evaluate.hpp) dispatches on it.
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include <sams/core/error.hpp>
+
+namespace sams {
+
+/// The shipped members of the preference-loss family. See docs/losses.md for formulas.
+enum class loss_kind {
+    sigmoid,       ///< DPO: -log σ(βh); with label_smoothing ε > 0 this is cDPO
+    robust,        ///< rDPO: [-(1-ε) log σ(βh) + ε log σ(-βh)] / (1-2ε)
+    ipo,           ///< IPO: (h - 1/(2β))², h length-normalised when length_normalize is set
+    hinge,         ///< SLiC: max(0, 1 - βh)
+    sigmoid_norm,  ///< -log σ(β h̄), h̄ = u_w/n_w - u_l/n_l
+    simpo,         ///< reference-free: -log σ(β (a_w/n_w - a_l/n_l) - γ)
+};
+
+struct loss_config {
+    loss_kind kind = loss_kind::sigmoid;
+    double beta = 0.1;             ///< β > 0
+    double label_smoothing = 0.0;  ///< ε in [0, 0.5), for sigmoid (cDPO) and robust
+    double simpo_gamma = 0.5;      ///< γ, SimPO's target reward margin
+    bool length_normalize = false; ///< IPO only: use h̄ instead of h
+
+    /// True when the loss reads reference log-probs r_w, r_l.
+    [[nodiscard]] constexpr bool needs_reference() const noexcept { return kind != loss_kind::simpo; }
+    /// True when the loss reads response lengths n_w, n_l.
+    [[nodiscard]] constexpr bool needs_lengths() const noexcept {
+        return kind == loss_kind::sigmoid_norm || kind == loss_kind::simpo ||
+               (kind == loss_kind::ipo && length_normalize);
+    }
+
+    /// Throws sams::invalid_argument naming the offending field.
+    void validate() const {
+        detail::require(std::isfinite(beta) && beta > 0.0, "loss_config.beta",
+                        "must be a finite number > 0, got " + std::to_string(beta));
+        detail::require(std::isfinite(label_smoothing) && label_smoothing >= 0.0 && label_smoothing < 0.5,
+                        "loss_config.label_smoothing",
+                        "must be in [0, 0.5), got " + std::to_string(label_smoothing));
+        detail::require(std::isfinite(simpo_gamma), "loss_config.simpo_gamma", "must be finite");
+    }
+
+    friend bool operator==(const loss_config&, const loss_config&) = default;
+};
+
+}  // namespace sams
