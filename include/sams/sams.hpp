@@ -1,0 +1,36 @@
+// The umbrella header: everything a CPU host needs, `#include <sams/sams.hpp>`. Headers that
+// need nvcc, thrust, xtensor or LibTorch are not included here; include them explicitly.
+// One include per line, sorted within its folder group below; tools/amalgamate.py builds
+// single_include/sams/sams.hpp from this file (CI fails while that file is stale).
+#pragma once
+
+#include <sams/version.hpp>
+
+// core/
+#include <sams/core/config.hpp>
+#include <sams/core/decision.hpp>
+#include <sams/core/error.hpp>
+#include <sams/core/rng.hpp>
+#include <sams/core/views.hpp>
+
+// loss/
+#include <sams/loss/loss_config.hpp>
+#include <sams/loss/pair_stats.hpp>
+
+// context/
+
+// reward/
+#include <sams/reward/progress.hpp>
+#include <sams/reward/reward_function.hpp>
+#include <sams/reward/sams_reward.hpp>
+
+// nn/
+
+// scheduler/
+#include <sams/scheduler/checkpoint.hpp>
+#include <sams/scheduler/concept.hpp>
+#include <sams/scheduler/decision_fill.hpp>
+#include <sams/scheduler/reservoir.hpp>
+#include <sams/scheduler/selection.hpp>
+
+// backend/eigen/ (the default CPU backend)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the system packages sams needs to build, test and run its demo (Debian/Ubuntu).
+# Idempotent and fast when everything is there: it asks dpkg first and runs apt-get (update
+# included) only for what is missing.
+#
+#   bash tools/setup.sh                       the base set below
+#   bash tools/setup.sh gnuplot               the base set plus extra packages
+#   SAMS_EXTRA_PACKAGES="libtorch-dev" bash tools/setup.sh
+set -euo pipefail
+
+# The one list of what the project needs. Later pieces append here.
+SAMS_PACKAGES=(
+    cmake g++ make python3
+    libeigen3-dev      # the core library's only dependency
+    doctest-dev        # tests
+    xtensor-dev        # xtensor adapter, its tests and example
+    libbenchmark-dev   # bench/
+    libthrust-dev      # thrust backend, tested on the CPU (CPP system)
+)
+
+read -r -a extra_from_env <<< "${SAMS_EXTRA_PACKAGES:-}"
+wanted=("${SAMS_PACKAGES[@]}" "${extra_from_env[@]}" "$@")
+
+missing=()
+for pkg in "${wanted[@]}"; do
+    [[ -z "$pkg" ]] && continue
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "setup.sh: all ${#wanted[@]} packages present"
+    exit 0
+fi
+
+echo "setup.sh: installing ${missing[*]}"
+if [[ $(id -u) -eq 0 ]]; then
+    as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+else
+    echo "setup.sh: need root (or sudo) to install: ${missing[*]}" >&2
+    exit 1
+fi
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
