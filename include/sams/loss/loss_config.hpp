@@ -17,12 +17,17 @@ enum class loss_kind {
     hinge,         ///< SLiC: max(0, 1 - βh)
     sigmoid_norm,  ///< -log σ(β h̄), h̄ = u_w/n_w - u_l/n_l
     simpo,         ///< reference-free: -log σ(β (a_w/n_w - a_l/n_l) - γ)
+    nca_pair,      ///< NCA (pairwise): -log σ(ρ_w) - ½ log σ(-ρ_w) - ½ log σ(-ρ_l), ρ = β u
+    apo_zero,      ///< APO-zero: (1 - σ(ρ_w)) + σ(ρ_l)
+    sppo_hard,     ///< SPPO (hard labels): (u_w - 1/(2β))² + (u_l + 1/(2β))²
 };
 
 struct loss_config {
     loss_kind kind = loss_kind::sigmoid;
     double beta = 0.1;             ///< β > 0
-    double label_smoothing = 0.0;  ///< ε in [0, 0.5), for sigmoid (cDPO) and robust
+    /// ε in [0, 0.5): label smoothing of sigmoid (cDPO), sigmoid_norm and simpo; the assumed
+    /// flip rate of robust; ignored by the other kinds.
+    double label_smoothing = 0.0;
     double simpo_gamma = 0.5;      ///< γ, SimPO's target reward margin
     bool length_normalize = false; ///< IPO only: use h̄ instead of h
 
@@ -34,14 +39,18 @@ struct loss_config {
                (kind == loss_kind::ipo && length_normalize);
     }
 
-    /// Throws sams::invalid_argument naming the offending field.
+    /// Throws sams::invalid_argument naming the offending field. Messages are built only on
+    /// failure, so validating on every evaluation allocates nothing.
     void validate() const {
-        detail::require(std::isfinite(beta) && beta > 0.0, "loss_config.beta",
-                        "must be a finite number > 0, got " + std::to_string(beta));
-        detail::require(std::isfinite(label_smoothing) && label_smoothing >= 0.0 && label_smoothing < 0.5,
-                        "loss_config.label_smoothing",
-                        "must be in [0, 0.5), got " + std::to_string(label_smoothing));
-        detail::require(std::isfinite(simpo_gamma), "loss_config.simpo_gamma", "must be finite");
+        if (kind < loss_kind::sigmoid || kind > loss_kind::sppo_hard)
+            throw invalid_argument("loss_config.kind: must be one of the loss_kind enumerators, got " +
+                                   std::to_string(static_cast<int>(kind)));
+        if (!(std::isfinite(beta) && beta > 0.0))
+            throw invalid_argument("loss_config.beta: must be a finite number > 0, got " + std::to_string(beta));
+        if (!(std::isfinite(label_smoothing) && label_smoothing >= 0.0 && label_smoothing < 0.5))
+            throw invalid_argument("loss_config.label_smoothing: must be in [0, 0.5), got " +
+                                   std::to_string(label_smoothing));
+        if (!std::isfinite(simpo_gamma)) throw invalid_argument("loss_config.simpo_gamma: must be finite");
     }
 
     friend bool operator==(const loss_config&, const loss_config&) = default;
