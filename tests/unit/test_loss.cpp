@@ -682,7 +682,9 @@ TEST_CASE("evaluate_loss rejects bad batches with messages that name the field")
             {&batch_data<double>::r_w, "reference_chosen[2]"}, {&batch_data<double>::r_l, "reference_rejected[2]"},
             {&batch_data<double>::n_w, "chosen_length[2]"},    {&batch_data<double>::n_l, "rejected_length[2]"},
         };
-        for (const auto& [member, name] : fields) {
+        for (const auto& field : fields) {
+            const V member = field.first;  // not a structured binding: clang 14 cannot capture those
+            const char* const name = field.second;
             for (const double bad : bad_values) {
                 auto data = good;
                 (data.*member)[2] = bad;
