@@ -22,7 +22,7 @@ struct pair_stats {
     std::vector<T> loss;               ///< ℓ_i
     std::vector<T> d_policy_chosen;    ///< ∂ℓ_i/∂a_w,i
     std::vector<T> d_policy_rejected;  ///< ∂ℓ_i/∂a_l,i
-    std::vector<T> chosen_reward;      ///< implicit reward of the chosen response (β u_w for reference losses)
+    std::vector<T> chosen_reward;      ///< implicit reward of the chosen response (β u_w; β u_w/n_w if length-normalised; docs/losses.md)
     std::vector<T> rejected_reward;    ///< implicit reward of the rejected response
     std::vector<T> margin;             ///< m_i = chosen_reward - rejected_reward
     batch_summary summary{};
