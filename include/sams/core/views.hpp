@@ -44,14 +44,14 @@ struct matrix_view {
 /// the views must stay valid for the duration of the call they are passed to.
 template <class T>
 struct pair_batch {
-    std::span<const T> policy_chosen;       ///< a_w: summed policy log-prob of the chosen response
-    std::span<const T> policy_rejected;     ///< a_l
-    std::span<const T> reference_chosen;    ///< r_w; empty for reference-free losses
-    std::span<const T> reference_rejected;  ///< r_l; empty for reference-free losses
-    std::span<const T> chosen_length;       ///< n_w in tokens; needed by length-normalised losses
-    std::span<const T> rejected_length;     ///< n_l
-    matrix_view<const T> contexts;          ///< B×D arm contexts (SPEC §4); needed by schedulers
-    std::span<const std::int64_t> ids;      ///< optional stable dataset indices, for diagnostics
+    std::span<const T> policy_chosen{};       ///< a_w: summed policy log-prob of the chosen response
+    std::span<const T> policy_rejected{};     ///< a_l
+    std::span<const T> reference_chosen{};    ///< r_w; empty for reference-free losses
+    std::span<const T> reference_rejected{};  ///< r_l; empty for reference-free losses
+    std::span<const T> chosen_length{};       ///< n_w in tokens; needed by length-normalised losses
+    std::span<const T> rejected_length{};     ///< n_l
+    matrix_view<const T> contexts{};          ///< B×D arm contexts (SPEC §4); needed by schedulers
+    std::span<const std::int64_t> ids{};      ///< optional stable dataset indices, for diagnostics
 
     [[nodiscard]] constexpr std::size_t size() const noexcept { return policy_chosen.size(); }
     [[nodiscard]] constexpr bool has_reference() const noexcept {
