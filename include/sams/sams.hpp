@@ -14,10 +14,18 @@
 #include <sams/core/views.hpp>
 
 // loss/
+#include <sams/loss/concept.hpp>
+#include <sams/loss/evaluate.hpp>
 #include <sams/loss/loss_config.hpp>
+#include <sams/loss/losses.hpp>
 #include <sams/loss/pair_stats.hpp>
 
 // context/
+#include <sams/context/concept.hpp>
+#include <sams/context/context_matrix.hpp>
+#include <sams/context/hidden_states.hpp>
+#include <sams/context/identity.hpp>
+#include <sams/context/mean_pool.hpp>
 
 // reward/
 #include <sams/reward/progress.hpp>
@@ -27,10 +35,14 @@
 // nn/
 
 // scheduler/
+#include <sams/scheduler/baselines.hpp>
 #include <sams/scheduler/checkpoint.hpp>
 #include <sams/scheduler/concept.hpp>
 #include <sams/scheduler/decision_fill.hpp>
 #include <sams/scheduler/reservoir.hpp>
 #include <sams/scheduler/selection.hpp>
 
-// backend/eigen/ (the default CPU backend)
+// backend/ (the concept), then backend/eigen/ (the default CPU backend)
+#include <sams/backend/concept.hpp>
+#include <sams/backend/eigen/eigen_backend.hpp>
+#include <sams/backend/eigen/tensor.hpp>
