@@ -486,14 +486,14 @@ struct matrix_view {
 /// the views must stay valid for the duration of the call they are passed to.
 template <class T>
 struct pair_batch {
-    std::span<const T> policy_chosen;       ///< a_w: summed policy log-prob of the chosen response
-    std::span<const T> policy_rejected;     ///< a_l
-    std::span<const T> reference_chosen;    ///< r_w; empty for reference-free losses
-    std::span<const T> reference_rejected;  ///< r_l; empty for reference-free losses
-    std::span<const T> chosen_length;       ///< n_w in tokens; needed by length-normalised losses
-    std::span<const T> rejected_length;     ///< n_l
-    matrix_view<const T> contexts;          ///< B×D arm contexts (SPEC §4); needed by schedulers
-    std::span<const std::int64_t> ids;      ///< optional stable dataset indices, for diagnostics
+    std::span<const T> policy_chosen{};       ///< a_w: summed policy log-prob of the chosen response
+    std::span<const T> policy_rejected{};     ///< a_l
+    std::span<const T> reference_chosen{};    ///< r_w; empty for reference-free losses
+    std::span<const T> reference_rejected{};  ///< r_l; empty for reference-free losses
+    std::span<const T> chosen_length{};       ///< n_w in tokens; needed by length-normalised losses
+    std::span<const T> rejected_length{};     ///< n_l
+    matrix_view<const T> contexts{};          ///< B×D arm contexts (SPEC §4); needed by schedulers
+    std::span<const std::int64_t> ids{};      ///< optional stable dataset indices, for diagnostics
 
     [[nodiscard]] constexpr std::size_t size() const noexcept { return policy_chosen.size(); }
     [[nodiscard]] constexpr bool has_reference() const noexcept {
@@ -539,6 +539,449 @@ void check_span(std::span<const T> values, std::size_t batch_size, bool required
 // ---- end sams/core/views.hpp ----
 
 // loss/
+// ---- begin sams/loss/concept.hpp ----
+// The preference_loss concept (SPEC §3): what a per-pair loss takes, what it answers, and
+// the requirements a user-supplied loss must meet to plug into evaluate_loss and the scheduler.
+
+#include <concepts>
+
+namespace sams {
+
+/// The inputs of one preference pair (SPEC §2), as evaluate_loss hands them to a loss.
+/// Fields the batch does not carry are passed as neutral values: reference log-probs as 0,
+/// lengths as 1. A loss that reads them declares so through needs_reference() /
+/// needs_lengths(), and evaluate_loss then guarantees they are real (lengths > 0).
+template <class T>
+struct pair_input {
+    T policy_chosen;       ///< a_w, summed policy log-prob of the chosen response
+    T policy_rejected;     ///< a_l
+    T reference_chosen;    ///< r_w (0 when the batch has no reference)
+    T reference_rejected;  ///< r_l (0 when the batch has no reference)
+    T chosen_length;       ///< n_w in tokens (1 when the batch has no lengths)
+    T rejected_length;     ///< n_l (1 when the batch has no lengths)
+};
+
+/// A loss's answer for one pair: the value, its exact derivatives with respect to the two
+/// policy log-probs (reference log-probs and lengths are constants), and the implicit
+/// rewards that define the margin m = chosen_reward - rejected_reward.
+template <class T>
+struct pair_loss {
+    T loss;               ///< ℓ
+    T d_policy_chosen;    ///< ∂ℓ/∂a_w
+    T d_policy_rejected;  ///< ∂ℓ/∂a_l
+    T chosen_reward;      ///< β u_w; β u_w / n_w for length-normalised losses; SimPO: β a_w / n_w
+    T rejected_reward;    ///< β u_l; β u_l / n_l for length-normalised losses; SimPO: β a_l / n_l
+};
+
+/// A per-pair preference loss with exact derivatives (skeleton: docs/concepts.md).
+///
+/// `l(p)` returns the loss, ∂ℓ/∂a_w, ∂ℓ/∂a_l and the implicit rewards for one pair;
+/// `needs_reference()` says whether it reads r_w, r_l and `needs_lengths()` whether it reads
+/// n_w, n_l, so that evaluate_loss can reject a batch that lacks them. An optional
+/// `validate()` member that throws sams::invalid_argument is called before any evaluation.
+template <class L, class T>
+concept preference_loss = requires(const L& l, const pair_input<T>& p) {
+    { l(p) } -> std::same_as<pair_loss<T>>;
+    { l.needs_reference() } -> std::convertible_to<bool>;
+    { l.needs_lengths() } -> std::convertible_to<bool>;
+};
+
+}  // namespace sams
+// ---- end sams/loss/concept.hpp ----
+// ---- begin sams/loss/evaluate.hpp ----
+// evaluate_loss(): a preference loss over a whole batch. Validates the batch against what the
+// loss reads, then fills per-pair values, derivatives, implicit rewards, margins and batch means.
+
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+// ---- begin sams/loss/losses.hpp ----
+// The shipped preference losses (SPEC §3), one struct per member of the family, each a model
+// of sams::preference_loss; and visit_loss(), which turns a run-time loss_config into one.
+// Formulas, derivatives and stability notes: docs/losses.md.
+
+#include <cmath>
+#include <concepts>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+// ---- begin sams/loss/stable_math.hpp ----
+// Overflow-free logistic functions in the caller's precision, shared by the loss family.
+// log σ is never formed as log(σ(x)): that rounds to log(0) = -inf once σ underflows.
+
+#include <cmath>
+#include <concepts>
+
+namespace sams::detail {
+
+/// softplus(x) = log(1 + eˣ) = -log σ(-x). Only e^{-|x|} ≤ 1 is ever formed, so it neither
+/// overflows for large x nor loses the linear tail for very negative x.
+template <std::floating_point T>
+[[nodiscard]] inline T softplus(T x) noexcept {
+    return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::abs(x)));
+}
+
+/// log σ(x) = -softplus(-x).
+template <std::floating_point T>
+[[nodiscard]] inline T log_sigmoid(T x) noexcept {
+    return -softplus(-x);
+}
+
+/// σ(x) = 1 / (1 + e^{-x}), branching on the sign so that the exponential is at most 1: no
+/// infinity is formed, which keeps it exact in the tails even under -ffinite-math-only.
+template <std::floating_point T>
+[[nodiscard]] inline T sigmoid(T x) noexcept {
+    if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+    const T e = std::exp(x);
+    return e / (T(1) + e);
+}
+
+/// A loss value and its derivative with respect to a scalar argument.
+template <std::floating_point T>
+struct value_and_slope {
+    T value;
+    T slope;
+};
+
+/// ℓ(z) = -(1-ε) log σ(z) - ε log σ(-z), the label-smoothed logistic loss (cDPO), and dℓ/dz.
+template <std::floating_point T>
+[[nodiscard]] inline value_and_slope<T> smoothed_logistic(T z, T eps) noexcept {
+    const T keep = T(1) - eps;
+    return {keep * softplus(-z) + eps * softplus(z), eps * sigmoid(z) - keep * sigmoid(-z)};
+}
+
+}  // namespace sams::detail
+// ---- end sams/loss/stable_math.hpp ----
+
+namespace sams {
+namespace detail {
+
+/// "%g" with enough digits to tell 1e-9 from 0 (std::to_string prints both as 0.000000).
+inline std::string number_text(double x) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.9g", x);
+    return buffer;
+}
+
+// Messages are built only on failure: validation runs on every evaluation and must not allocate.
+inline void require_beta(double beta, const char* where) {
+    if (!(std::isfinite(beta) && beta > 0.0))
+        throw invalid_argument(std::string(where) + ": must be a finite number > 0, got " + number_text(beta));
+}
+
+inline void require_smoothing(double eps, const char* where) {
+    if (!(std::isfinite(eps) && eps >= 0.0 && eps < 0.5))
+        throw invalid_argument(std::string(where) + ": must be in [0, 0.5), got " + number_text(eps));
+}
+
+/// u_w = a_w - r_w and u_l = a_l - r_l.
+template <class T>
+struct log_ratios {
+    T chosen;
+    T rejected;
+};
+
+template <class T>
+[[nodiscard]] inline log_ratios<T> log_ratios_of(const pair_input<T>& p) noexcept {
+    return {p.policy_chosen - p.reference_chosen, p.policy_rejected - p.reference_rejected};
+}
+
+}  // namespace detail
+
+/// DPO: ℓ = -log σ(βh), h = u_w - u_l. With label smoothing ε > 0 this is conservative DPO
+/// (cDPO): ℓ = -(1-ε) log σ(βh) - ε log σ(-βh).
+struct sigmoid_loss {
+    double beta = 0.1;             ///< β > 0
+    double label_smoothing = 0.0;  ///< ε in [0, 0.5)
+
+    static constexpr std::string_view name = "sigmoid";
+    [[nodiscard]] constexpr bool needs_reference() const noexcept { return true; }
+    [[nodiscard]] constexpr bool needs_lengths() const noexcept { return false; }
+    /// Throws sams::invalid_argument naming the offending field.
+    void validate() const {
+        detail::require_beta(beta, "sigmoid_loss.beta");
+        detail::require_smoothing(label_smoothing, "sigmoid_loss.label_smoothing");
+    }
+
+    template <std::floating_point T>
+    [[nodiscard]] pair_loss<T> operator()(const pair_input<T>& p) const noexcept {
+        const T b = static_cast<T>(beta);
+        const auto u = detail::log_ratios_of(p);
+        const auto l = detail::smoothed_logistic(b * (u.chosen - u.rejected), static_cast<T>(label_smoothing));
+        const T d = b * l.slope;  // ∂ℓ/∂h; ∂h/∂a_w = 1, ∂h/∂a_l = -1
+        return {l.value, d, -d, b * u.chosen, b * u.rejected};
+    }
+};
+
+/// Robust DPO (rDPO), unbiased under labels flipped with probability ε:
+/// ℓ = [-(1-ε) log σ(βh) + ε log σ(-βh)] / (1-2ε). Unlike cDPO it is not bounded below:
+/// it keeps pushing pairs it believes to be flipped.
+struct robust_loss {
+    double beta = 0.1;             ///< β > 0
+    double label_smoothing = 0.0;  ///< ε in [0, 0.5), the assumed flip rate
+
+    static constexpr std::string_view name = "robust";
+    [[nodiscard]] constexpr bool needs_reference() const noexcept { return true; }
+    [[nodiscard]] constexpr bool needs_lengths() const noexcept { return false; }
+    /// Throws sams::invalid_argument naming the offending field.
+    void validate() const {
+        detail::require_beta(beta, "robust_loss.beta");
+        detail::require_smoothing(label_smoothing, "robust_loss.label_smoothing");
+    }
+
+    template <std::floating_point T>
+    [[nodiscard]] pair_loss<T> operator()(const pair_input<T>& p) const noexcept {
+        const T b = static_cast<T>(beta);
+        const T eps = static_cast<T>(label_smoothing);
+        const T keep = T(1) - eps;
+        const T scale = T(1) - T(2) * eps;
+        const auto u = detail::log_ratios_of(p);
+        const T z = b * (u.chosen - u.rejected);
+        const T value = (keep * detail::softplus(-z) - eps * detail::softplus(z)) / scale;
+        const T d = -b * (keep * detail::sigmoid(-z) + eps * detail::sigmoid(z)) / scale;
+        return {value, d, -d, b * u.chosen, b * u.rejected};
+    }
+};
+
+/// IPO: ℓ = (h - 1/(2β))². With length_normalize, h is replaced by h̄ = u_w/n_w - u_l/n_l
+/// (what TRL does for IPO), and the implicit rewards become β u/n, as TRL logs them.
+struct ipo_loss {
+    double beta = 0.1;              ///< β > 0; the target margin is 1/(2β)
+    bool length_normalize = false;  ///< use h̄ instead of h (then lengths are required)
+
+    static constexpr std::string_view name = "ipo";
+    [[nodiscard]] constexpr bool needs_reference() const noexcept { return true; }
+    [[nodiscard]] constexpr bool needs_lengths() const noexcept { return length_normalize; }
+    /// Throws sams::invalid_argument naming the offending field.
+    void validate() const { detail::require_beta(beta, "ipo_loss.beta"); }
+
+    template <std::floating_point T>
+    [[nodiscard]] pair_loss<T> operator()(const pair_input<T>& p) const noexcept {
+        const T b = static_cast<T>(beta);
+        const auto u = detail::log_ratios_of(p);
+        const T target = T(1) / (T(2) * b);
+        if (length_normalize) {
+            const T per_token_w = u.chosen / p.chosen_length;
+            const T per_token_l = u.rejected / p.rejected_length;
+            const T r = per_token_w - per_token_l - target;
+            return {r * r, T(2) * r / p.chosen_length, -T(2) * r / p.rejected_length, b * per_token_w,
+                    b * per_token_l};
+        }
+        const T r = (u.chosen - u.rejected) - target;
+        return {r * r, T(2) * r, -T(2) * r, b * u.chosen, b * u.rejected};
+    }
+};
+
+/// SLiC hinge: ℓ = max(0, 1 - βh). At the kink βh = 1 the derivative is taken as 0, the
+/// subgradient PyTorch's relu'(0) = 0 gives, so a pair exactly at the margin is done.
+struct hinge_loss {
+    double beta = 0.1;  ///< β > 0; the margin is reached at h = 1/β
+
+    static constexpr std::string_view name = "hinge";
+    [[nodiscard]] constexpr bool needs_reference() const noexcept { return true; }
+    [[nodiscard]] constexpr bool needs_lengths() const noexcept { return false; }
+    /// Throws sams::invalid_argument naming the offending field.
+    void validate() const { detail::require_beta(beta, "hinge_loss.beta"); }
+
+    template <std::floating_point T>
+    [[nodiscard]] pair_loss<T> operator()(const pair_input<T>& p) const noexcept {
+        const T b = static_cast<T>(beta);
+        const auto u = detail::log_ratios_of(p);
+        // 1 - z is exact near z = 1 (Sterbenz), so "slack > 0" and "βh < 1" agree.
+        const T slack = T(1) - b * (u.chosen - u.rejected);
+        const bool active = slack > T(0);
+        const T d = active ? -b : T(0);
+        return {active ? slack : T(0), d, -d, b * u.chosen, b * u.rejected};
+    }
+};
+
+/// Length-normalised DPO: ℓ = -log σ(β h̄), h̄ = u_w/n_w - u_l/n_l, with optional label
+/// smoothing ε as in cDPO. Implicit rewards are β u/n, so the margin is the loss's own
+/// argument β h̄ (β·u would be on a scale ~n times larger than the β was tuned for).
+struct sigmoid_norm_loss {
+    double beta = 0.1;             ///< β > 0
+    double label_smoothing = 0.0;  ///< ε in [0, 0.5)
+
+    static constexpr std::string_view name = "sigmoid_norm";
+    [[nodiscard]] constexpr bool needs_reference() const noexcept { return true; }
+    [[nodiscard]] constexpr bool needs_lengths() const noexcept { return true; }
+    /// Throws sams::invalid_argument naming the offending field.
+    void validate() const {
+        detail::require_beta(beta, "sigmoid_norm_loss.beta");
+        detail::require_smoothing(label_smoothing, "sigmoid_norm_loss.label_smoothing");
+    }
+
+    template <std::floating_point T>
+    [[nodiscard]] pair_loss<T> operator()(const pair_input<T>& p) const noexcept {
+        const T b = static_cast<T>(beta);
+        const auto u = detail::log_ratios_of(p);
+        const T per_token_w = u.chosen / p.chosen_length;
+        const T per_token_l = u.rejected / p.rejected_length;
+        const auto l = detail::smoothed_logistic(b * (per_token_w - per_token_l), static_cast<T>(label_smoothing));
+        const T d = b * l.slope;  // ∂ℓ/∂h̄; ∂h̄/∂a_w = 1/n_w, ∂h̄/∂a_l = -1/n_l
+        return {l.value, d / p.chosen_length, -d / p.rejected_length, b * per_token_w, b * per_token_l};
+    }
+};
+
+/// SimPO (reference-free): ℓ = -log σ(β (a_w/n_w - a_l/n_l) - γ), with optional label
+/// smoothing ε as TRL's CPO trainer applies it. Implicit rewards are β a/n, as TRL logs them.
+struct simpo_loss {
+    double beta = 0.1;             ///< β > 0
+    double gamma = 0.5;            ///< γ, the target reward margin (finite)
+    double label_smoothing = 0.0;  ///< ε in [0, 0.5)
+
+    static constexpr std::string_view name = "simpo";
+    [[nodiscard]] constexpr bool needs_reference() const noexcept { return false; }
+    [[nodiscard]] constexpr bool needs_lengths() const noexcept { return true; }
+    /// Throws sams::invalid_argument naming the offending field.
+    void validate() const {
+        detail::require_beta(beta, "simpo_loss.beta");
+        if (!std::isfinite(gamma))
+            throw invalid_argument("simpo_loss.gamma: must be finite, got " + detail::number_text(gamma));
+        detail::require_smoothing(label_smoothing, "simpo_loss.label_smoothing");
+    }
+
+    template <std::floating_point T>
+    [[nodiscard]] pair_loss<T> operator()(const pair_input<T>& p) const noexcept {
+        const T b = static_cast<T>(beta);
+        const T mean_w = p.policy_chosen / p.chosen_length;
+        const T mean_l = p.policy_rejected / p.rejected_length;
+        const auto l = detail::smoothed_logistic(b * (mean_w - mean_l) - static_cast<T>(gamma),
+                                                 static_cast<T>(label_smoothing));
+        const T d = b * l.slope;
+        return {l.value, d / p.chosen_length, -d / p.rejected_length, b * mean_w, b * mean_l};
+    }
+};
+
+/// NCA, pairwise form (as in TRL): ℓ = -log σ(ρ_w) - ½ log σ(-ρ_w) - ½ log σ(-ρ_l), with
+/// ρ = β u. It scores each response on its own rather than only their difference, so it also
+/// discourages lowering the chosen likelihood.
+struct nca_pair_loss {
+    double beta = 0.1;  ///< β > 0
+
+    static constexpr std::string_view name = "nca_pair";
+    [[nodiscard]] constexpr bool needs_reference() const noexcept { return true; }
+    [[nodiscard]] constexpr bool needs_lengths() const noexcept { return false; }
+    /// Throws sams::invalid_argument naming the offending field.
+    void validate() const { detail::require_beta(beta, "nca_pair_loss.beta"); }
+
+    template <std::floating_point T>
+    [[nodiscard]] pair_loss<T> operator()(const pair_input<T>& p) const noexcept {
+        const T b = static_cast<T>(beta);
+        const auto u = detail::log_ratios_of(p);
+        const T rho_w = b * u.chosen;
+        const T rho_l = b * u.rejected;
+        const T half = T(0.5);
+        const T value = detail::softplus(-rho_w) + half * detail::softplus(rho_w) + half * detail::softplus(rho_l);
+        const T d_w = b * (half * detail::sigmoid(rho_w) - detail::sigmoid(-rho_w));
+        const T d_l = b * half * detail::sigmoid(rho_l);
+        return {value, d_w, d_l, rho_w, rho_l};
+    }
+};
+
+/// APO-zero (anchored preference optimisation, for chosen responses better than the policy's
+/// own): ℓ = (1 - σ(ρ_w)) + σ(ρ_l), ρ = β u. Bounded in [0, 2]; the gradient vanishes in both
+/// tails.
+struct apo_zero_loss {
+    double beta = 0.1;  ///< β > 0
+
+    static constexpr std::string_view name = "apo_zero";
+    [[nodiscard]] constexpr bool needs_reference() const noexcept { return true; }
+    [[nodiscard]] constexpr bool needs_lengths() const noexcept { return false; }
+    /// Throws sams::invalid_argument naming the offending field.
+    void validate() const { detail::require_beta(beta, "apo_zero_loss.beta"); }
+
+    template <std::floating_point T>
+    [[nodiscard]] pair_loss<T> operator()(const pair_input<T>& p) const noexcept {
+        const T b = static_cast<T>(beta);
+        const auto u = detail::log_ratios_of(p);
+        const T rho_w = b * u.chosen;
+        const T rho_l = b * u.rejected;
+        // 1 - σ(x) is formed as σ(-x): no cancellation when σ(x) is close to 1.
+        const T miss_w = detail::sigmoid(-rho_w);
+        const T hit_l = detail::sigmoid(rho_l);
+        return {miss_w + hit_l, -b * detail::sigmoid(rho_w) * miss_w, b * hit_l * detail::sigmoid(-rho_l), rho_w,
+                rho_l};
+    }
+};
+
+/// SPPO with hard labels (as in TRL): ℓ = (u_w - 1/(2β))² + (u_l + 1/(2β))², which pulls
+/// each log-ratio to its own target instead of only their difference.
+struct sppo_hard_loss {
+    double beta = 0.1;  ///< β > 0
+
+    static constexpr std::string_view name = "sppo_hard";
+    [[nodiscard]] constexpr bool needs_reference() const noexcept { return true; }
+    [[nodiscard]] constexpr bool needs_lengths() const noexcept { return false; }
+    /// Throws sams::invalid_argument naming the offending field.
+    void validate() const { detail::require_beta(beta, "sppo_hard_loss.beta"); }
+
+    template <std::floating_point T>
+    [[nodiscard]] pair_loss<T> operator()(const pair_input<T>& p) const noexcept {
+        const T b = static_cast<T>(beta);
+        const auto u = detail::log_ratios_of(p);
+        const T target = T(1) / (T(2) * b);
+        const T r_w = u.chosen - target;
+        const T r_l = u.rejected + target;
+        return {r_w * r_w + r_l * r_l, T(2) * r_w, T(2) * r_l, b * u.chosen, b * u.rejected};
+    }
+};
+
+static_assert(preference_loss<sigmoid_loss, float> && preference_loss<sigmoid_loss, double>);
+static_assert(preference_loss<robust_loss, float> && preference_loss<robust_loss, double>);
+static_assert(preference_loss<ipo_loss, float> && preference_loss<ipo_loss, double>);
+static_assert(preference_loss<hinge_loss, float> && preference_loss<hinge_loss, double>);
+static_assert(preference_loss<sigmoid_norm_loss, float> && preference_loss<sigmoid_norm_loss, double>);
+static_assert(preference_loss<simpo_loss, float> && preference_loss<simpo_loss, double>);
+static_assert(preference_loss<nca_pair_loss, float> && preference_loss<nca_pair_loss, double>);
+static_assert(preference_loss<apo_zero_loss, float> && preference_loss<apo_zero_loss, double>);
+static_assert(preference_loss<sppo_hard_loss, float> && preference_loss<sppo_hard_loss, double>);
+
+/// The name of a loss kind as written in docs/losses.md ("sigmoid", "simpo", …).
+[[nodiscard]] constexpr std::string_view loss_name(loss_kind kind) noexcept {
+    switch (kind) {
+        case loss_kind::sigmoid: return sigmoid_loss::name;
+        case loss_kind::robust: return robust_loss::name;
+        case loss_kind::ipo: return ipo_loss::name;
+        case loss_kind::hinge: return hinge_loss::name;
+        case loss_kind::sigmoid_norm: return sigmoid_norm_loss::name;
+        case loss_kind::simpo: return simpo_loss::name;
+        case loss_kind::nca_pair: return nca_pair_loss::name;
+        case loss_kind::apo_zero: return apo_zero_loss::name;
+        case loss_kind::sppo_hard: return sppo_hard_loss::name;
+    }
+    return "unknown";
+}
+
+/// Builds the loss struct that `config` describes and returns `f(loss)`. One switch per call,
+/// so a loop inside `f` runs on the concrete type with nothing virtual in it. Every branch of
+/// `f` must return the same type. Does not validate the parameters (config.validate() does);
+/// throws sams::invalid_argument for a kind outside the enumeration.
+template <class F>
+decltype(auto) visit_loss(const loss_config& config, F&& f) {
+    switch (config.kind) {
+        case loss_kind::sigmoid: return f(sigmoid_loss{config.beta, config.label_smoothing});
+        case loss_kind::robust: return f(robust_loss{config.beta, config.label_smoothing});
+        case loss_kind::ipo: return f(ipo_loss{config.beta, config.length_normalize});
+        case loss_kind::hinge: return f(hinge_loss{config.beta});
+        case loss_kind::sigmoid_norm: return f(sigmoid_norm_loss{config.beta, config.label_smoothing});
+        case loss_kind::simpo: return f(simpo_loss{config.beta, config.simpo_gamma, config.label_smoothing});
+        case loss_kind::nca_pair: return f(nca_pair_loss{config.beta});
+        case loss_kind::apo_zero: return f(apo_zero_loss{config.beta});
+        case loss_kind::sppo_hard: return f(sppo_hard_loss{config.beta});
+    }
+    throw invalid_argument("loss_config.kind: must be one of the loss_kind enumerators, got " +
+                           std::to_string(static_cast<int>(config.kind)));
+}
+
+}  // namespace sams
+// ---- end sams/loss/losses.hpp ----
 // ---- begin sams/loss/pair_stats.hpp ----
 // Per-pair results of a preference loss over a batch, and their batch means as a DPO
 // trainer logs them.
@@ -563,7 +1006,7 @@ struct pair_stats {
     std::vector<T> loss;               ///< ℓ_i
     std::vector<T> d_policy_chosen;    ///< ∂ℓ_i/∂a_w,i
     std::vector<T> d_policy_rejected;  ///< ∂ℓ_i/∂a_l,i
-    std::vector<T> chosen_reward;      ///< implicit reward of the chosen response (β u_w for reference losses)
+    std::vector<T> chosen_reward;      ///< implicit reward of the chosen response (β u_w; β u_w/n_w if length-normalised; docs/losses.md)
     std::vector<T> rejected_reward;    ///< implicit reward of the rejected response
     std::vector<T> margin;             ///< m_i = chosen_reward - rejected_reward
     batch_summary summary{};
@@ -579,7 +1022,977 @@ struct pair_stats {
 }  // namespace sams
 // ---- end sams/loss/pair_stats.hpp ----
 
+namespace sams {
+namespace detail {
+
+inline constexpr const char* evaluate_loss_where = "evaluate_loss";
+
+[[noreturn]] inline void reject_loss_input(const std::string& what) {
+    throw invalid_argument(std::string(evaluate_loss_where) + ": " + what);
+}
+
+/// "the sigmoid loss" for shipped losses, "the loss" for a user type without a name.
+template <class Loss>
+std::string loss_label() {
+    if constexpr (requires { std::string_view(Loss::name); })
+        return "the " + std::string(Loss::name) + " loss";
+    else
+        return "the loss";
+}
+
+/// A field of the batch: length B, every value finite, and > 0 where `positive` (lengths).
+template <class T>
+void check_loss_field(std::span<const T> values, std::size_t batch_size, const char* name, bool positive) {
+    if (values.size() != batch_size)
+        reject_loss_input(std::string(name) + " has length " + std::to_string(values.size()) +
+                     ", expected the batch size " + std::to_string(batch_size) + " (the length of policy_chosen)");
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        if (!std::isfinite(values[i]))
+            reject_loss_input(std::string(name) + "[" + std::to_string(i) + "] is " + number_text(double(values[i])) +
+                         ", expected a finite value");
+        if (positive && !(values[i] > T(0)))
+            reject_loss_input(std::string(name) + "[" + std::to_string(i) + "] is " + number_text(double(values[i])) +
+                         ", expected a length > 0");
+    }
+}
+
+/// Everything evaluate_loss checks before it writes anything (contexts and ids are the
+/// scheduler's business). Optional fields come in pairs: when a batch carries one reference
+/// (or length) span it must carry both, even for a loss that ignores them.
+template <class T, class Loss>
+void check_loss_inputs(const Loss& loss, const pair_batch<T>& batch) {
+    if constexpr (requires { loss.validate(); }) loss.validate();
+    const std::size_t n = batch.size();
+    if (n == 0) reject_loss_input("the batch is empty (policy_chosen has length 0), expected at least one pair");
+    check_loss_field(batch.policy_chosen, n, "policy_chosen", false);
+    check_loss_field(batch.policy_rejected, n, "policy_rejected", false);
+
+    const bool needs_reference = static_cast<bool>(loss.needs_reference());
+    if (needs_reference && batch.reference_chosen.empty())
+        reject_loss_input("reference_chosen is empty, but " + loss_label<Loss>() +
+                     " needs the reference log-probs r_w and r_l");
+    if (needs_reference && batch.reference_rejected.empty())
+        reject_loss_input("reference_rejected is empty, but " + loss_label<Loss>() +
+                     " needs the reference log-probs r_w and r_l");
+    if (needs_reference || batch.has_reference()) {
+        check_loss_field(batch.reference_chosen, n, "reference_chosen", false);
+        check_loss_field(batch.reference_rejected, n, "reference_rejected", false);
+    }
+
+    const bool needs_lengths = static_cast<bool>(loss.needs_lengths());
+    if (needs_lengths && batch.chosen_length.empty())
+        reject_loss_input("chosen_length is empty, but " + loss_label<Loss>() +
+                     " is length-normalised and needs the lengths n_w and n_l");
+    if (needs_lengths && batch.rejected_length.empty())
+        reject_loss_input("rejected_length is empty, but " + loss_label<Loss>() +
+                     " is length-normalised and needs the lengths n_w and n_l");
+    if (needs_lengths || batch.has_lengths()) {
+        check_loss_field(batch.chosen_length, n, "chosen_length", true);
+        check_loss_field(batch.rejected_length, n, "rejected_length", true);
+    }
+}
+
+/// The evaluation proper, on a batch that check_loss_inputs accepted.
+template <class T, class Loss>
+void evaluate_checked(const Loss& loss, const pair_batch<T>& batch, pair_stats<T>& out) {
+    const std::size_t n = batch.size();
+    const bool has_reference = batch.has_reference();
+    const bool has_lengths = batch.has_lengths();
+    out.resize(n);
+    // Batch means in double: a float running sum over thousands of pairs drifts visibly.
+    double sum_loss = 0.0, sum_correct = 0.0, sum_margin = 0.0, sum_chosen = 0.0, sum_rejected = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const pair_input<T> p{batch.policy_chosen[i],
+                              batch.policy_rejected[i],
+                              has_reference ? batch.reference_chosen[i] : T(0),
+                              has_reference ? batch.reference_rejected[i] : T(0),
+                              has_lengths ? batch.chosen_length[i] : T(1),
+                              has_lengths ? batch.rejected_length[i] : T(1)};
+        const pair_loss<T> r = loss(p);
+        const T margin = r.chosen_reward - r.rejected_reward;
+        out.loss[i] = r.loss;
+        out.d_policy_chosen[i] = r.d_policy_chosen;
+        out.d_policy_rejected[i] = r.d_policy_rejected;
+        out.chosen_reward[i] = r.chosen_reward;
+        out.rejected_reward[i] = r.rejected_reward;
+        out.margin[i] = margin;
+        sum_loss += double(r.loss);
+        sum_correct += margin > T(0) ? 1.0 : 0.0;
+        sum_margin += double(margin);
+        sum_chosen += double(r.chosen_reward);
+        sum_rejected += double(r.rejected_reward);
+    }
+    const double count = static_cast<double>(n);
+    out.summary = {sum_loss / count, sum_correct / count, sum_margin / count, sum_chosen / count,
+                   sum_rejected / count};
+}
+
+}  // namespace detail
+
+/// Evaluates `loss` on every pair of `batch` into `out`: ℓ_i, ∂ℓ_i/∂a_w,i, ∂ℓ_i/∂a_l,i, the
+/// implicit rewards, the margins m_i = chosen_reward - rejected_reward and the batch means
+/// (accuracy = mean 1[m_i > 0]).
+///
+/// @tparam T     float or double; all per-pair arithmetic is in T, the means in double.
+/// @tparam Loss  a model of sams::preference_loss<Loss, T> (docs/concepts.md).
+/// @throws sams::invalid_argument, before anything is written to `out`, when the loss's
+///   validate() rejects its parameters, the batch is empty, a span's length differs from
+///   policy_chosen's, the loss needs reference log-probs or lengths the batch lacks, a length
+///   is <= 0, or any value read is NaN or Inf. Contexts and ids are not checked.
+/// Allocates nothing when `out`'s vectors already have capacity for the batch. If a user
+/// loss throws from operator(), `out` is left valid but partly overwritten.
+template <class T, class Loss>
+    requires(!std::same_as<std::remove_cvref_t<Loss>, loss_config>)
+void evaluate_loss(const Loss& loss, const pair_batch<T>& batch, pair_stats<T>& out) {
+    static_assert(std::floating_point<T>, "sams::evaluate_loss: the batch's value type must be float or double");
+    static_assert(preference_loss<Loss, T>,
+                  "sams::evaluate_loss: the loss type does not model sams::preference_loss<Loss, T>. It needs "
+                  "`sams::pair_loss<T> operator()(const sams::pair_input<T>&) const`, "
+                  "`bool needs_reference() const` and `bool needs_lengths() const`; "
+                  "see the skeleton in docs/concepts.md");
+    if constexpr (std::floating_point<T> && preference_loss<Loss, T>) {  // no error cascade after the asserts
+        detail::check_loss_inputs(loss, batch);
+        detail::evaluate_checked(loss, batch, out);
+    }
+}
+
+/// As above, returning a fresh pair_stats.
+template <class T, class Loss>
+    requires(!std::same_as<std::remove_cvref_t<Loss>, loss_config>)
+[[nodiscard]] pair_stats<T> evaluate_loss(const Loss& loss, const pair_batch<T>& batch) {
+    pair_stats<T> out;
+    evaluate_loss(loss, batch, out);
+    return out;
+}
+
+/// Evaluates the loss that `config` selects (see loss_config and docs/losses.md). Validates
+/// `config` first; otherwise as the overload for a loss struct.
+template <class T>
+void evaluate_loss(const loss_config& config, const pair_batch<T>& batch, pair_stats<T>& out) {
+    config.validate();
+    visit_loss(config, [&](const auto& loss) { evaluate_loss(loss, batch, out); });
+}
+
+/// As above, returning a fresh pair_stats.
+template <class T>
+[[nodiscard]] pair_stats<T> evaluate_loss(const loss_config& config, const pair_batch<T>& batch) {
+    pair_stats<T> out;
+    evaluate_loss(config, batch, out);
+    return out;
+}
+
+}  // namespace sams
+// ---- end sams/loss/evaluate.hpp ----
+
 // context/
+// ---- begin sams/context/concept.hpp ----
+// The context_extractor concept (SPEC §4): what turns the host's hidden states into the B×D
+// arm contexts a scheduler scores, and the one generic entry point that checks it.
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+
+// ---- begin sams/context/hidden_states.hpp ----
+// Non-owning strided views over the host's hidden states [layers × pairs × tokens × dim] and
+// token masks [pairs × tokens], the inputs of every context extractor (SPEC §4).
+
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <type_traits>
+
+
+namespace sams {
+
+/// A read-only 4-D view [layers × pairs × tokens × dim] over hidden states in host memory.
+///
+/// Element (l, p, t, k) lives at `layer_base(l)[p·pair_stride + t·token_stride + k·dim_stride]`
+/// where `layer_base(l)` is `data + l·layer_stride + offset`, or `layer_data[l] + offset` when
+/// `layer_data` is not empty. Strides count elements, not bytes, are taken literally (0 repeats an entry) and
+/// may be negative (`data` then points at element (0, 0, 0, 0), not at the allocation start).
+/// This expresses a stacked layer-major tensor [L][P][T][d], a pair-major one [P][L][T][d],
+/// transposed or sliced views, and the "list of per-layer tensors" that e.g. a Hugging Face
+/// model returns (one pointer per layer, no stacking copy).
+///
+/// `pairs` counts sequences: a view of a combined chosen+rejected batch has 2B of them;
+/// split_chosen_rejected() turns it into the two B-row views the extractors take.
+template <class T>
+struct hidden_states_view {
+    const T* data = nullptr;
+    std::size_t layers = 0;
+    std::size_t pairs = 0;
+    std::size_t tokens = 0;
+    std::size_t dim = 0;
+    std::ptrdiff_t layer_stride = 0;
+    std::ptrdiff_t pair_stride = 0;
+    std::ptrdiff_t token_stride = 0;
+    std::ptrdiff_t dim_stride = 0;
+    /// Optional: one base pointer per layer (size `layers`); overrides `data` and `layer_stride`.
+    std::span<const T* const> layer_data{};
+    /// Elements added to every layer's base; lets pair_range() slice a per-layer view.
+    std::ptrdiff_t offset = 0;
+
+    /// A contiguous layer-major tensor [layers][pairs][tokens][dim].
+    [[nodiscard]] static constexpr hidden_states_view layer_major(const T* data, std::size_t layers,
+                                                                  std::size_t pairs, std::size_t tokens,
+                                                                  std::size_t dim) noexcept {
+        const auto d = static_cast<std::ptrdiff_t>(dim);
+        const auto td = static_cast<std::ptrdiff_t>(tokens) * d;
+        return {data, layers, pairs, tokens, dim, static_cast<std::ptrdiff_t>(pairs) * td, td, d, 1, {}, 0};
+    }
+
+    /// A contiguous pair-major tensor [pairs][layers][tokens][dim].
+    [[nodiscard]] static constexpr hidden_states_view pair_major(const T* data, std::size_t pairs,
+                                                                 std::size_t layers, std::size_t tokens,
+                                                                 std::size_t dim) noexcept {
+        const auto d = static_cast<std::ptrdiff_t>(dim);
+        const auto td = static_cast<std::ptrdiff_t>(tokens) * d;
+        return {data, layers, pairs, tokens, dim, td, static_cast<std::ptrdiff_t>(layers) * td, d, 1, {}, 0};
+    }
+
+    /// One contiguous [pairs][tokens][dim] tensor per layer; `per_layer` must outlive the view.
+    [[nodiscard]] static constexpr hidden_states_view from_layers(std::span<const T* const> per_layer,
+                                                                  std::size_t pairs, std::size_t tokens,
+                                                                  std::size_t dim) noexcept {
+        const auto d = static_cast<std::ptrdiff_t>(dim);
+        const auto td = static_cast<std::ptrdiff_t>(tokens) * d;
+        return {per_layer.empty() ? nullptr : per_layer[0],
+                per_layer.size(),
+                pairs,
+                tokens,
+                dim,
+                0,
+                td,
+                d,
+                1,
+                per_layer,
+                0};
+    }
+
+    [[nodiscard]] constexpr const T* layer_base(std::size_t l) const noexcept {
+        return (layer_data.empty() ? data + static_cast<std::ptrdiff_t>(l) * layer_stride : layer_data[l]) +
+               offset;
+    }
+    /// Start of the vector (l, p, t, ·); its k-th entry is at `k·dim_stride`.
+    [[nodiscard]] constexpr const T* token_ptr(std::size_t l, std::size_t p, std::size_t t) const noexcept {
+        return layer_base(l) + static_cast<std::ptrdiff_t>(p) * pair_stride +
+               static_cast<std::ptrdiff_t>(t) * token_stride;
+    }
+    [[nodiscard]] constexpr const T& operator()(std::size_t l, std::size_t p, std::size_t t,
+                                                std::size_t k) const noexcept {
+        return token_ptr(l, p, t)[static_cast<std::ptrdiff_t>(k) * dim_stride];
+    }
+    /// Sequences [first, first + count) of this view (no bounds check).
+    [[nodiscard]] constexpr hidden_states_view pair_range(std::size_t first,
+                                                          std::size_t count) const noexcept {
+        hidden_states_view v = *this;
+        v.pairs = count;
+        const std::ptrdiff_t shift = static_cast<std::ptrdiff_t>(first) * pair_stride;
+        if (layer_data.empty())
+            v.data = data == nullptr ? nullptr : data + shift;
+        else
+            v.offset += shift;  // the per-layer pointers belong to the caller: shift through offset
+        return v;
+    }
+};
+
+/// A read-only 2-D view [pairs × tokens] of a token mask: a nonzero entry marks a valid token.
+/// `M` is any arithmetic type (std::uint8_t, bool, std::int64_t as in a Hugging Face
+/// attention mask, or the hidden states' own floating type). Strides count elements.
+template <class M>
+struct token_mask_view {
+    const M* data = nullptr;
+    std::size_t pairs = 0;
+    std::size_t tokens = 0;
+    std::ptrdiff_t pair_stride = 0;
+    std::ptrdiff_t token_stride = 0;
+
+    /// A contiguous row-major mask [pairs][tokens].
+    [[nodiscard]] static constexpr token_mask_view contiguous(const M* data, std::size_t pairs,
+                                                              std::size_t tokens) noexcept {
+        return {data, pairs, tokens, static_cast<std::ptrdiff_t>(tokens), 1};
+    }
+    [[nodiscard]] constexpr const M& operator()(std::size_t p, std::size_t t) const noexcept {
+        return data[static_cast<std::ptrdiff_t>(p) * pair_stride +
+                    static_cast<std::ptrdiff_t>(t) * token_stride];
+    }
+    [[nodiscard]] constexpr bool valid(std::size_t p, std::size_t t) const noexcept {
+        return (*this)(p, t) != M{0};
+    }
+    /// Rows [first, first + count) of this mask (no bounds check).
+    [[nodiscard]] constexpr token_mask_view pair_range(std::size_t first, std::size_t count) const noexcept {
+        token_mask_view v = *this;
+        v.pairs = count;
+        if (data != nullptr) v.data = data + static_cast<std::ptrdiff_t>(first) * pair_stride;
+        return v;
+    }
+};
+
+/// How a combined batch of 2B sequences holds the two responses of each pair.
+enum class pair_order {
+    chosen_first,  ///< rows [0, B) chosen, [B, 2B) rejected (TRL's concatenated forward)
+    interleaved,   ///< rows 2i chosen, 2i+1 rejected
+};
+
+/// The chosen and the rejected half of something.
+template <class View>
+struct chosen_rejected {
+    View chosen;
+    View rejected;
+};
+
+namespace detail {
+
+/// require() whose message is built only on failure (a string literal or a callable that
+/// returns the message): the extractors check every call and must not allocate in steady state.
+template <class Message>
+void ctx_require(bool condition, const char* where, Message&& message) {
+    if (condition) [[likely]]
+        return;
+    if constexpr (std::is_invocable_v<Message>)
+        throw invalid_argument(std::string(where) + ": " + std::string(message()));
+    else
+        throw invalid_argument(std::string(where) + ": " + std::string(message));
+}
+
+template <class View>
+chosen_rejected<View> split_rows(const View& both, pair_order order, const char* where) {
+    detail::ctx_require(both.pairs % 2 == 0, where, [&] {
+        return "the combined view has " + std::to_string(both.pairs) +
+               " rows, expected an even number 2B (chosen and rejected)";
+    });
+    const std::size_t b = both.pairs / 2;
+    if (order == pair_order::chosen_first) return {both.pair_range(0, b), both.pair_range(b, b)};
+    View chosen = both.pair_range(0, b);
+    View rejected = both.pair_range(1, b);
+    chosen.pair_stride *= 2;
+    rejected.pair_stride *= 2;
+    return {chosen, rejected};
+}
+
+}  // namespace detail
+
+/// Splits hidden states of a combined 2B-row batch into chosen and rejected views of B rows
+/// each, without copying. Throws sams::invalid_argument when the row count is odd.
+template <class T>
+[[nodiscard]] chosen_rejected<hidden_states_view<T>> split_chosen_rejected(
+    const hidden_states_view<T>& both, pair_order order = pair_order::chosen_first) {
+    return detail::split_rows(both, order, "split_chosen_rejected: hidden states");
+}
+
+/// Splits a combined 2B-row token mask the same way.
+template <class M>
+[[nodiscard]] chosen_rejected<token_mask_view<M>> split_chosen_rejected(
+    const token_mask_view<M>& both, pair_order order = pair_order::chosen_first) {
+    return detail::split_rows(both, order, "split_chosen_rejected: token mask");
+}
+
+namespace detail {
+
+inline const char* side_name(bool chosen) noexcept { return chosen ? "chosen" : "rejected"; }
+
+/// Shape and stride checks shared by the extractors; `name` is e.g. "chosen hidden states".
+template <class T>
+void check_hidden_states(const hidden_states_view<T>& h, const char* where, const char* name) {
+    detail::ctx_require(h.layers > 0 && h.pairs > 0 && h.tokens > 0 && h.dim > 0, where, [&] {
+        return std::string(name) + " must have layers, pairs, tokens and dim > 0, got " +
+               std::to_string(h.layers) + "x" + std::to_string(h.pairs) + "x" + std::to_string(h.tokens) +
+               "x" + std::to_string(h.dim);
+    });
+    if (h.layer_data.empty()) {
+        detail::ctx_require(h.data != nullptr, where,
+                            [&] { return std::string(name) + " has a null data pointer"; });
+        detail::ctx_require(h.layers == 1 || h.layer_stride != 0, where, [&] {
+            return std::string(name) + ": layer_stride is 0 with " + std::to_string(h.layers) +
+                   " layers (strides unset? use layer_major() or set the strides)";
+        });
+    } else {
+        detail::ctx_require(h.layer_data.size() == h.layers, where, [&] {
+            return std::string(name) + ": layer_data has " + std::to_string(h.layer_data.size()) +
+                   " pointers, expected " + std::to_string(h.layers) + " (one per layer)";
+        });
+        for (std::size_t l = 0; l < h.layers; ++l)
+            detail::ctx_require(h.layer_data[l] != nullptr, where, [&] {
+                return std::string(name) + ": layer_data[" + std::to_string(l) + "] is a null pointer";
+            });
+    }
+    // A zero stride on a longer axis reads one entry repeatedly: almost always unset strides.
+    detail::ctx_require(h.pairs == 1 || h.pair_stride != 0, where,
+                        [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
+    detail::ctx_require(h.tokens == 1 || h.token_stride != 0, where,
+                        [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
+    detail::ctx_require(h.dim == 1 || h.dim_stride != 0, where,
+                        [&] { return std::string(name) + ": dim_stride is 0 with dim > 1"; });
+}
+
+/// Checks a mask against the hidden states it belongs to (B rows, `tokens` columns) and
+/// counts the valid tokens of each row into `counts`. Throws on non-finite entries and on a
+/// row without any valid token, naming the pair index and the side.
+template <class M>
+void check_mask(const token_mask_view<M>& m, std::size_t pairs, std::size_t tokens, bool chosen,
+                const char* where, std::span<std::size_t> counts) {
+    static_assert(std::is_arithmetic_v<M>, "sams: a token mask's element type must be arithmetic or bool");
+    const char* name = chosen ? "chosen mask" : "rejected mask";
+    detail::ctx_require(m.data != nullptr, where,
+                        [&] { return std::string(name) + " has a null data pointer"; });
+    detail::ctx_require(m.pairs == pairs && m.tokens == tokens, where, [&] {
+        return std::string(name) + " is " + std::to_string(m.pairs) + "x" + std::to_string(m.tokens) +
+               ", expected " + std::to_string(pairs) + "x" + std::to_string(tokens) +
+               " (pairs x tokens of the " + side_name(chosen) + " hidden states)";
+    });
+    detail::ctx_require(m.pairs == 1 || m.pair_stride != 0, where,
+                        [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
+    detail::ctx_require(m.tokens == 1 || m.token_stride != 0, where,
+                        [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
+    for (std::size_t p = 0; p < pairs; ++p) {
+        std::size_t n = 0;
+        for (std::size_t t = 0; t < tokens; ++t) {
+            const M v = m(p, t);
+            if constexpr (std::is_floating_point_v<M>)
+                detail::ctx_require(std::isfinite(v), where, [&] {
+                    return std::string(name) + " has NaN or Inf at pair " + std::to_string(p) + ", token " +
+                           std::to_string(t);
+                });
+            n += v != M{0} ? 1 : 0;
+        }
+        detail::ctx_require(n > 0, where, [&] {
+            return "pair " + std::to_string(p) + " has no valid token in the " + name +
+                   " (a masked mean over zero tokens is undefined)";
+        });
+        counts[p] = n;
+    }
+}
+
+}  // namespace detail
+}  // namespace sams
+// ---- end sams/context/hidden_states.hpp ----
+
+namespace sams {
+
+/// A context extractor (skeleton: docs/concepts.md):
+///
+/// - `ce.output_dim(layers, dim)` is D, the context width for hidden states with that many
+///   layers of that width; it throws sams::invalid_argument when the extractor cannot take
+///   such hidden states (e.g. a selected layer out of range).
+/// - `e.extract(chosen, rejected, chosen_mask, rejected_mask, out)` writes one context row per
+///   pair into the caller's B×D `out`. The two hidden-state views have B rows each; the masks
+///   are [B × tokens] of their side. It validates everything before writing anything and
+///   throws sams::invalid_argument on bad input (strong guarantee for `out`). It is
+///   non-const so that extractors can keep workspaces and allocate nothing in steady state;
+///   it should accept any arithmetic mask type (the concept checks std::uint8_t).
+template <class E, class T>
+concept context_extractor = std::floating_point<T> &&
+    requires(E& e, const E& ce, const hidden_states_view<T>& h, const token_mask_view<std::uint8_t>& m,
+             matrix_view<T> out, std::size_t n) {
+    { ce.output_dim(n, n) } -> std::convertible_to<std::size_t>;
+    e.extract(h, h, m, m, out);
+};
+
+/// Runs any context extractor: `extractor.extract(chosen, rejected, chosen_mask,
+/// rejected_mask, out)`, with a readable compile error when the extractor does not fit.
+template <class E, class T, class M>
+void extract_contexts(E& extractor, const hidden_states_view<T>& chosen,
+                      const hidden_states_view<T>& rejected, const token_mask_view<M>& chosen_mask,
+                      const token_mask_view<M>& rejected_mask, matrix_view<T> out) {
+    static_assert(context_extractor<E, T>,
+                  "sams::extract_contexts: the extractor does not model sams::context_extractor<E, T>. It "
+                  "needs output_dim(layers, dim) -> std::size_t (const) and extract(chosen, rejected, "
+                  "chosen_mask, rejected_mask, sams::matrix_view<T> out); see docs/concepts.md");
+    extractor.extract(chosen, rejected, chosen_mask, rejected_mask, out);
+}
+
+}  // namespace sams
+// ---- end sams/context/concept.hpp ----
+// ---- begin sams/context/context_matrix.hpp ----
+// An owned, contiguous B×D matrix of arm contexts: what the extractors' convenience overloads
+// return when the caller does not hand in a buffer of its own.
+
+#include <cstddef>
+#include <vector>
+
+
+namespace sams {
+
+/// Row-major B×D contexts in a std::vector. view() is what a pair_batch's `contexts` takes.
+template <class T>
+struct context_matrix {
+    std::size_t rows = 0;
+    std::size_t cols = 0;
+    std::vector<T> values{};
+
+    context_matrix() = default;
+    context_matrix(std::size_t r, std::size_t c) : rows(r), cols(c), values(r * c) {}
+
+    [[nodiscard]] matrix_view<T> view() noexcept { return {values.data(), rows, cols, cols}; }
+    [[nodiscard]] matrix_view<const T> view() const noexcept { return {values.data(), rows, cols, cols}; }
+    [[nodiscard]] T& operator()(std::size_t r, std::size_t c) noexcept { return values[r * cols + c]; }
+    [[nodiscard]] const T& operator()(std::size_t r, std::size_t c) const noexcept {
+        return values[r * cols + c];
+    }
+};
+
+}  // namespace sams
+// ---- end sams/context/context_matrix.hpp ----
+// ---- begin sams/context/identity.hpp ----
+// The identity extractor (SPEC §4): for contexts the host computed itself. It validates a
+// B×D matrix (shape, NaN/Inf) and copies it, and fits the context_extractor interface so that
+// generic trainer code can swap it for the mean-pool extractor.
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <string>
+#include <type_traits>
+
+
+namespace sams {
+
+/// Views a B×D context matrix as hidden states [1 layer × B × 1 token × D], the form in which
+/// identity_extractor takes host contexts through the context_extractor interface.
+template <class U>
+[[nodiscard]] constexpr hidden_states_view<std::remove_const_t<U>> contexts_as_hidden_states(
+    matrix_view<U> contexts) noexcept {
+    return {contexts.data,
+            1,
+            contexts.rows,
+            1,
+            contexts.cols,
+            0,
+            static_cast<std::ptrdiff_t>(contexts.stride()),
+            0,
+            1,
+            {},
+            0};
+}
+
+/// Passes host-computed contexts through: c_i is row i of the host's matrix, checked and copied.
+///
+/// Through the context_extractor interface the contexts come as the *chosen* hidden states
+/// with one layer and one token ([1 × B × 1 × D], see contexts_as_hidden_states()); the
+/// host has already combined the two responses, so the rejected view and both masks are
+/// ignored. output_dim(1, D) is D; any other layer count is rejected.
+struct identity_extractor {
+    [[nodiscard]] std::size_t output_dim(std::size_t layers, std::size_t dim) const {
+        detail::ctx_require(layers == 1, "identity_extractor::output_dim: layers", [&] {
+            return "must be 1 (host contexts are a single B x D matrix), got " + std::to_string(layers);
+        });
+        detail::ctx_require(dim > 0, "identity_extractor::output_dim: dim", "must be > 0");
+        return dim;
+    }
+
+    /// Checks `contexts` (finite, same shape as `out`) and copies it into `out`.
+    template <class U, class T>
+        requires std::same_as<std::remove_const_t<U>, T>
+    void extract(matrix_view<U> contexts, matrix_view<T> out) const {
+        static_assert(std::is_floating_point_v<T>, "sams::identity_extractor: T must be float or double");
+        constexpr const char* where = "identity_extractor::extract";
+        detail::ctx_require(contexts.data != nullptr && !contexts.empty(), where,
+                            "contexts must be a non-empty matrix with a data pointer");
+        detail::ctx_require(contexts.stride() >= contexts.cols, where,
+                            "contexts.row_stride is smaller than its columns");
+        detail::ctx_require(out.data != nullptr, where, "out has a null data pointer");
+        detail::ctx_require(out.rows == contexts.rows && out.cols == contexts.cols, where, [&] {
+            return "out is " + std::to_string(out.rows) + "x" + std::to_string(out.cols) + ", expected " +
+                   std::to_string(contexts.rows) + "x" + std::to_string(contexts.cols) +
+                   " (the contexts' shape)";
+        });
+        detail::ctx_require(out.stride() >= out.cols, where, "out.row_stride is smaller than its columns");
+        for (std::size_t r = 0; r < contexts.rows; ++r)
+            for (std::size_t c = 0; c < contexts.cols; ++c)
+                detail::ctx_require(std::isfinite(contexts(r, c)), where, [&] {
+                    return "contexts has NaN or Inf at pair " + std::to_string(r) + ", column " +
+                           std::to_string(c);
+                });
+        for (std::size_t r = 0; r < contexts.rows; ++r)
+            std::copy_n(contexts.row(r), contexts.cols, out.row(r));
+    }
+
+    /// Convenience: a checked owned copy.
+    template <class U>
+    [[nodiscard]] context_matrix<std::remove_const_t<U>> extract(matrix_view<U> contexts) const {
+        context_matrix<std::remove_const_t<U>> result(contexts.rows, contexts.cols);
+        extract(contexts, result.view());
+        return result;
+    }
+
+    /// The context_extractor form: `chosen` is [1 × B × 1 × D]; rejected and the masks are ignored.
+    template <class T, class M>
+    void extract(const hidden_states_view<T>& chosen, const hidden_states_view<T>& rejected,
+                 const token_mask_view<M>& chosen_mask, const token_mask_view<M>& rejected_mask,
+                 matrix_view<T> out) const {
+        (void)rejected;
+        (void)chosen_mask;
+        (void)rejected_mask;
+        constexpr const char* where = "identity_extractor::extract";
+        detail::check_hidden_states(chosen, where, "chosen hidden states (the host contexts)");
+        detail::ctx_require(chosen.layers == 1 && chosen.tokens == 1, where, [&] {
+            return "the host contexts must come as 1 layer x B x 1 token x D, got " +
+                   std::to_string(chosen.layers) + " layers and " + std::to_string(chosen.tokens) + " tokens";
+        });
+        detail::ctx_require(out.data != nullptr, where, "out has a null data pointer");
+        detail::ctx_require(out.rows == chosen.pairs && out.cols == chosen.dim, where, [&] {
+            return "out is " + std::to_string(out.rows) + "x" + std::to_string(out.cols) + ", expected " +
+                   std::to_string(chosen.pairs) + "x" + std::to_string(chosen.dim);
+        });
+        detail::ctx_require(out.stride() >= out.cols, where, "out.row_stride is smaller than its columns");
+        for (std::size_t p = 0; p < chosen.pairs; ++p)
+            for (std::size_t k = 0; k < chosen.dim; ++k)
+                detail::ctx_require(std::isfinite(chosen(0, p, 0, k)), where, [&] {
+                    return "contexts has NaN or Inf at pair " + std::to_string(p) + ", column " +
+                           std::to_string(k);
+                });
+        for (std::size_t p = 0; p < chosen.pairs; ++p)
+            for (std::size_t k = 0; k < chosen.dim; ++k) out(p, k) = chosen(0, p, 0, k);
+    }
+};
+
+static_assert(context_extractor<identity_extractor, float>,
+              "identity_extractor must model sams::context_extractor (docs/concepts.md)");
+static_assert(context_extractor<identity_extractor, double>,
+              "identity_extractor must model sams::context_extractor (docs/concepts.md)");
+
+}  // namespace sams
+// ---- end sams/context/identity.hpp ----
+// ---- begin sams/context/mean_pool.hpp ----
+// The default context extractor (SPEC §4): masked mean over each response's valid tokens per
+// layer, chosen and rejected combined, then reduced over layers (flattened, averaged, last
+// layer, or a fixed seeded Gaussian random projection computed with an Eigen GEMM).
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace sams {
+
+/// How the chosen and the rejected response's pooled vectors become one per layer.
+enum class context_combine {
+    average,      ///< (chosen + rejected) / 2, width d
+    concatenate,  ///< [chosen, rejected], width 2d
+};
+
+/// How the per-layer combined vectors (width g = d or 2d) become the context.
+enum class layer_reduction {
+    flatten_layers,     ///< [layer_0, layer_1, …] in selection order: width (selected layers)·g
+    mean_layers,        ///< mean over the selected layers: width g
+    last_layer,         ///< the last (deepest) selected layer only: width g
+    random_projection,  ///< flattened, then multiplied by a fixed N(0, 1/D') matrix: width D'
+};
+
+/// Options of mean_pool_extractor.
+struct mean_pool_options {
+    /// Layer indices to use, strictly increasing; empty: every layer. With a Hugging Face
+    /// `output_hidden_states` tuple, index 0 is the embedding output.
+    std::vector<std::size_t> layers{};
+    context_combine combine = context_combine::average;
+    layer_reduction reduce = layer_reduction::flatten_layers;
+    std::size_t projection_dim = 0;  ///< D' > 0, used (and required) by random_projection only
+    std::uint64_t seed = 0;          ///< seeds the projection matrix
+
+    /// Throws sams::invalid_argument naming the first bad field.
+    void validate() const {
+        for (std::size_t i = 1; i < layers.size(); ++i)
+            detail::ctx_require(layers[i - 1] < layers[i], "mean_pool_options.layers", [&] {
+                return "must be strictly increasing, got " + std::to_string(layers[i - 1]) + " before " +
+                       std::to_string(layers[i]) + " at position " + std::to_string(i);
+            });
+        if (reduce == layer_reduction::random_projection)
+            detail::ctx_require(projection_dim > 0, "mean_pool_options.projection_dim",
+                                "must be > 0 for layer_reduction::random_projection");
+    }
+    friend bool operator==(const mean_pool_options&, const mean_pool_options&) = default;
+};
+
+/// Masked mean pooling over valid tokens, per selected layer and side (SPEC §4).
+///
+/// Only tokens whose mask entry is nonzero are read; padding may hold anything, even NaN.
+/// A pair whose mask has no valid token on a side is rejected (sams::invalid_argument naming
+/// the pair index and the side), as is a NaN or Inf at a valid token. Sums are accumulated
+/// in double. After the first call with a given shape (or after prepare()), extract()
+/// allocates nothing: its workspaces and the projection matrix are kept and reused.
+///
+/// The projection matrix (random_projection) is N×D' with N the flattened width, entries
+/// N(0, 1/D') drawn row-major from sams::rng(seed, projection_stream); it depends only on
+/// (seed, N, D'), so two extractors with the same options project identically.
+template <class T>
+class mean_pool_extractor {
+    static_assert(std::is_floating_point_v<T>, "sams::mean_pool_extractor<T>: T must be float or double");
+
+public:
+    using value_type = T;
+    /// The sams::rng stream the projection matrix is drawn from.
+    static constexpr std::uint64_t projection_stream = 0x636f6e746578ULL;  // "contex"
+
+    mean_pool_extractor() = default;
+    explicit mean_pool_extractor(mean_pool_options options) : options_(checked(std::move(options))) {}
+
+    [[nodiscard]] const mean_pool_options& options() const noexcept { return options_; }
+
+    /// Number of layers this extractor uses out of `layers`; throws if a selected index is out of range.
+    [[nodiscard]] std::size_t selected_layers(std::size_t layers) const {
+        detail::ctx_require(layers > 0, "mean_pool_extractor: layers", "must be > 0");
+        if (options_.layers.empty()) return layers;
+        detail::ctx_require(options_.layers.back() < layers, "mean_pool_extractor: options.layers", [&] {
+            return "selects layer " + std::to_string(options_.layers.back()) +
+                   " but the hidden states have " + std::to_string(layers) + " layers";
+        });
+        return options_.layers.size();
+    }
+
+    /// Width of the flattened per-layer combined vectors (the projection's input width N).
+    [[nodiscard]] std::size_t flattened_dim(std::size_t layers, std::size_t dim) const {
+        return selected_layers(layers) * side_width(dim);
+    }
+
+    /// D, the context width for hidden states with `layers` layers of width `dim`.
+    [[nodiscard]] std::size_t output_dim(std::size_t layers, std::size_t dim) const {
+        detail::ctx_require(dim > 0, "mean_pool_extractor: dim", "must be > 0");
+        switch (options_.reduce) {
+            case layer_reduction::flatten_layers:
+                return flattened_dim(layers, dim);
+            case layer_reduction::mean_layers:
+            case layer_reduction::last_layer:
+                (void)selected_layers(layers);
+                return side_width(dim);
+            case layer_reduction::random_projection:
+                (void)selected_layers(layers);
+                return options_.projection_dim;
+        }
+        return 0;
+    }
+
+    /// Sizes the workspaces (and draws the projection matrix) for batches of `pairs` pairs,
+    /// so that even the first extract() of that shape allocates nothing.
+    void prepare(std::size_t layers, std::size_t pairs, std::size_t dim) {
+        (void)output_dim(layers, dim);
+        reserve(layers, pairs, dim);
+    }
+
+    /// Writes the B×D contexts into `out` (B = chosen.pairs, D = output_dim(layers, dim)).
+    /// Validates shapes, masks and values before writing anything into `out`.
+    template <class M>
+    void extract(const hidden_states_view<T>& chosen, const hidden_states_view<T>& rejected,
+                 const token_mask_view<M>& chosen_mask, const token_mask_view<M>& rejected_mask,
+                 matrix_view<T> out) {
+        constexpr const char* where = "mean_pool_extractor::extract";
+        check_inputs(chosen, rejected, chosen_mask, rejected_mask, where);
+        const std::size_t pairs = chosen.pairs, dim = chosen.dim;
+        const std::size_t width = output_dim(chosen.layers, dim);
+        detail::ctx_require(out.data != nullptr, where, "out has a null data pointer");
+        detail::ctx_require(out.rows == pairs && out.cols == width, where, [&] {
+            return "out is " + std::to_string(out.rows) + "x" + std::to_string(out.cols) + ", expected " +
+                   std::to_string(pairs) + "x" + std::to_string(width) + " (pairs x output_dim)";
+        });
+        detail::ctx_require(out.stride() >= out.cols, where, [&] {
+            return "out.row_stride " + std::to_string(out.stride()) + " is smaller than its " +
+                   std::to_string(out.cols) + " columns";
+        });
+
+        reserve(chosen.layers, pairs, dim);
+        detail::check_mask(chosen_mask, pairs, chosen.tokens, true, where, std::span(count_chosen_));
+        detail::check_mask(rejected_mask, pairs, rejected.tokens, false, where, std::span(count_rejected_));
+        pool(chosen, rejected, chosen_mask, rejected_mask, where);
+        // Everything is validated: only now is the caller's buffer touched.
+        write(chosen.layers, pairs, dim, out);
+    }
+
+    /// Convenience: the contexts in a new owned matrix.
+    template <class M>
+    [[nodiscard]] context_matrix<T> extract(const hidden_states_view<T>& chosen,
+                                            const hidden_states_view<T>& rejected,
+                                            const token_mask_view<M>& chosen_mask,
+                                            const token_mask_view<M>& rejected_mask) {
+        check_inputs(chosen, rejected, chosen_mask, rejected_mask, "mean_pool_extractor::extract");
+        context_matrix<T> result(chosen.pairs, output_dim(chosen.layers, chosen.dim));
+        extract(chosen, rejected, chosen_mask, rejected_mask, result.view());
+        return result;
+    }
+
+    /// The N×D' projection matrix drawn so far (empty before the first random-projection use).
+    [[nodiscard]] matrix_view<const T> projection() const noexcept {
+        return {projection_.data(), projection_rows_, options_.projection_dim, options_.projection_dim};
+    }
+
+private:
+    static mean_pool_options checked(mean_pool_options o) {
+        o.validate();
+        return o;
+    }
+
+    [[nodiscard]] std::size_t side_width(std::size_t dim) const noexcept {
+        return options_.combine == context_combine::concatenate ? 2 * dim : dim;
+    }
+
+    // Layers that are pooled at all: last_layer needs only the deepest selected one.
+    [[nodiscard]] std::size_t pooled_layers(std::size_t layers) const {
+        return options_.reduce == layer_reduction::last_layer ? 1 : selected_layers(layers);
+    }
+    [[nodiscard]] std::size_t pooled_layer_index(std::size_t j, std::size_t layers) const noexcept {
+        const std::size_t n = options_.layers.empty() ? layers : options_.layers.size();
+        const std::size_t pos = options_.reduce == layer_reduction::last_layer ? n - 1 : j;
+        return options_.layers.empty() ? pos : options_.layers[pos];
+    }
+
+    template <class M>
+    static void check_inputs(const hidden_states_view<T>& chosen, const hidden_states_view<T>& rejected,
+                             const token_mask_view<M>& chosen_mask, const token_mask_view<M>& rejected_mask,
+                             const char* where) {
+        static_assert(std::is_arithmetic_v<M>,
+                      "sams: a token mask's element type must be arithmetic or bool");
+        detail::check_hidden_states(chosen, where, "chosen hidden states");
+        detail::check_hidden_states(rejected, where, "rejected hidden states");
+        detail::ctx_require(
+            chosen.layers == rejected.layers && chosen.pairs == rejected.pairs && chosen.dim == rejected.dim,
+            where, [&] {
+                return "chosen hidden states are " + std::to_string(chosen.layers) + " layers x " +
+                       std::to_string(chosen.pairs) + " pairs x dim " + std::to_string(chosen.dim) +
+                       ", rejected are " + std::to_string(rejected.layers) + " x " +
+                       std::to_string(rejected.pairs) + " x " + std::to_string(rejected.dim) +
+                       " (layers, pairs and dim must match; token counts may differ)";
+            });
+        (void)chosen_mask;
+        (void)rejected_mask;
+    }
+
+    void reserve(std::size_t layers, std::size_t pairs, std::size_t dim) {
+        count_chosen_.resize(pairs);
+        count_rejected_.resize(pairs);
+        sum_.resize(dim);
+        pooled_.resize(pairs * pooled_layers(layers) * 2 * dim);
+        if (options_.reduce == layer_reduction::random_projection) {
+            const std::size_t n = flattened_dim(layers, dim);
+            features_.resize(pairs * n);
+            draw_projection(n);
+        }
+    }
+
+    void draw_projection(std::size_t n) {
+        if (projection_rows_ == n) return;
+        const std::size_t dp = options_.projection_dim;
+        projection_.resize(n * dp);
+        rng r(options_.seed, projection_stream);
+        const double scale = 1.0 / std::sqrt(static_cast<double>(dp));
+        for (T& v : projection_) v = static_cast<T>(scale * r.normal());
+        projection_rows_ = n;
+    }
+
+    // pooled_ layout: [pair][pooled layer][side: 0 chosen, 1 rejected][dim].
+    template <class M>
+    void pool(const hidden_states_view<T>& chosen, const hidden_states_view<T>& rejected,
+              const token_mask_view<M>& chosen_mask, const token_mask_view<M>& rejected_mask,
+              const char* where) {
+        const std::size_t layers = chosen.layers, dim = chosen.dim, np = pooled_layers(layers);
+        for (std::size_t p = 0; p < chosen.pairs; ++p)
+            for (std::size_t j = 0; j < np; ++j) {
+                const std::size_t l = pooled_layer_index(j, layers);
+                T* dst = pooled_.data() + ((p * np + j) * 2) * dim;
+                pool_one(chosen, chosen_mask, p, l, count_chosen_[p], dst, true, where);
+                pool_one(rejected, rejected_mask, p, l, count_rejected_[p], dst + dim, false, where);
+            }
+    }
+
+    template <class M>
+    void pool_one(const hidden_states_view<T>& h, const token_mask_view<M>& mask, std::size_t p,
+                  std::size_t l, std::size_t count, T* dst, bool chosen_side, const char* where) {
+        std::fill(sum_.begin(), sum_.end(), 0.0);
+        const std::size_t dim = h.dim;
+        double* acc = sum_.data();
+        for (std::size_t t = 0; t < h.tokens; ++t) {
+            if (!mask.valid(p, t)) continue;
+            const T* x = h.token_ptr(l, p, t);
+            if (h.dim_stride == 1) {
+                for (std::size_t k = 0; k < dim; ++k) acc[k] += static_cast<double>(x[k]);
+            } else {
+                for (std::size_t k = 0; k < dim; ++k)
+                    acc[k] += static_cast<double>(x[static_cast<std::ptrdiff_t>(k) * h.dim_stride]);
+            }
+        }
+        const double n = static_cast<double>(count);
+        bool finite = true;
+        for (std::size_t k = 0; k < dim; ++k) {
+            const double mean = acc[k] / n;
+            finite = finite && std::isfinite(mean);
+            dst[k] = static_cast<T>(mean);
+        }
+        // A NaN or Inf at any valid token makes its sum non-finite, so one check per vector suffices.
+        detail::ctx_require(finite, where, [&] {
+            return std::string(detail::side_name(chosen_side)) + " hidden states of pair " +
+                   std::to_string(p) +
+                   " have NaN or Inf (or a sum that overflows) at a valid token of layer " +
+                   std::to_string(l);
+        });
+    }
+
+    void write(std::size_t layers, std::size_t pairs, std::size_t dim, matrix_view<T> out) {
+        const std::size_t np = pooled_layers(layers), g = side_width(dim);
+        const bool concat = options_.combine == context_combine::concatenate;
+        const bool project = options_.reduce == layer_reduction::random_projection;
+        const std::size_t flat = np * g;
+        for (std::size_t p = 0; p < pairs; ++p) {
+            const T* src = pooled_.data() + p * np * 2 * dim;
+            if (options_.reduce == layer_reduction::mean_layers) {
+                T* row = out.row(p);
+                for (std::size_t c = 0; c < g; ++c) {
+                    double s = 0.0;
+                    for (std::size_t j = 0; j < np; ++j) s += combined(src + j * 2 * dim, c, dim, concat);
+                    row[c] = static_cast<T>(s / static_cast<double>(np));
+                }
+                continue;
+            }
+            // flatten_layers, last_layer (np == 1) and the projection's input share one layout.
+            T* row = project ? features_.data() + p * flat : out.row(p);
+            for (std::size_t j = 0; j < np; ++j)
+                for (std::size_t c = 0; c < g; ++c)
+                    row[j * g + c] = static_cast<T>(combined(src + j * 2 * dim, c, dim, concat));
+        }
+        if (project) {
+            using row_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+            const auto rows = static_cast<Eigen::Index>(pairs);
+            const auto n = static_cast<Eigen::Index>(flat);
+            const auto dp = static_cast<Eigen::Index>(options_.projection_dim);
+            Eigen::Map<const row_major> x(features_.data(), rows, n);
+            Eigen::Map<const row_major> r(projection_.data(), n, dp);
+            Eigen::Map<row_major, Eigen::Unaligned, Eigen::OuterStride<>> o(
+                out.data, rows, dp, Eigen::OuterStride<>(static_cast<Eigen::Index>(out.stride())));
+            o.noalias() = x * r;
+        }
+    }
+
+    // Entry c of one layer's combined vector; `pair_layer` points at [chosen d | rejected d].
+    static double combined(const T* pair_layer, std::size_t c, std::size_t dim, bool concat) noexcept {
+        if (concat) return static_cast<double>(pair_layer[c]);
+        return 0.5 * (static_cast<double>(pair_layer[c]) + static_cast<double>(pair_layer[dim + c]));
+    }
+
+    mean_pool_options options_{};
+    std::vector<std::size_t> count_chosen_{};
+    std::vector<std::size_t> count_rejected_{};
+    std::vector<double> sum_{};
+    std::vector<T> pooled_{};
+    std::vector<T> features_{};
+    std::vector<T> projection_{};
+    std::size_t projection_rows_ = 0;
+};
+
+static_assert(context_extractor<mean_pool_extractor<float>, float>,
+              "mean_pool_extractor<float> must model sams::context_extractor (docs/concepts.md)");
+static_assert(context_extractor<mean_pool_extractor<double>, double>,
+              "mean_pool_extractor<double> must model sams::context_extractor (docs/concepts.md)");
+
+}  // namespace sams
+// ---- end sams/context/mean_pool.hpp ----
 
 // reward/
 // ---- begin sams/reward/progress.hpp ----
@@ -868,6 +2281,443 @@ static_assert(reward_function<sams_reward, double>,
 // nn/
 
 // scheduler/
+// ---- begin sams/scheduler/baselines.hpp ----
+// Baseline selectors under the batch_scheduler interface (SPEC §7), the controls a SamS
+// run is compared against: all pairs (plain DPO), a uniform random K-subset, and the
+// largest/smallest-loss and largest/smallest-margin K.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+// ---- begin sams/scheduler/concept.hpp ----
+// The batch_scheduler concept: anything that looks at a batch and decides which pairs to
+// train on (SPEC §7–§8). sams_scheduler and every baseline selector model it, so a trainer
+// or benchmark can swap them. docs/concepts.md has a minimal skeleton.
+
+#include <concepts>
+
+
+namespace sams {
+
+/// `s.step(batch)` returns a decision<T> for the batch; `s.step(batch, d)` writes it into
+/// an existing decision, reusing its buffers (no allocation once their capacity suffices).
+/// Both validate the batch before changing any state and throw sams::invalid_argument.
+template <class S, class T>
+concept batch_scheduler = requires(S& s, const pair_batch<T>& batch, decision<T>& d) {
+    { s.step(batch) } -> std::same_as<decision<T>>;
+    s.step(batch, d);
+};
+
+}  // namespace sams
+// ---- end sams/scheduler/concept.hpp ----
+// ---- begin sams/scheduler/decision_fill.hpp ----
+// Shared by every scheduler: turns per-pair loss results and a chosen subset into the
+// decision handed back to the host (SPEC §8): mask, weights, weighted gradients, metrics.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+
+namespace sams::detail {
+
+/// Fills `d` from `stats` (B pairs) and `selected` (strictly ascending indices < B):
+/// selected, mask, weight (1/K or 1/B on selected rows, 0 elsewhere), loss,
+/// d_policy_chosen/rejected = w_i ∂ℓ_i/∂a, and metrics batch_loss, selected_loss = Σ w ℓ,
+/// progress = mean σ(-m), reward_accuracy, mean_margin, chosen/rejected reward (means
+/// over the whole batch, recomputed in double). Leaves d.score and every other metric
+/// alone. Checks `selected` before writing anything; reuses d's buffers.
+template <class T>
+void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected, weight_scaling scaling,
+                   decision<T>& d) {
+    constexpr const char* where = "sams::detail::fill_decision";
+    const std::size_t b = stats.loss.size();
+    require(b > 0, where, "stats must hold at least one pair");
+    for (const auto* v : {&stats.d_policy_chosen, &stats.d_policy_rejected, &stats.chosen_reward,
+                          &stats.rejected_reward, &stats.margin})
+        require(v->size() == b, where, "every per-pair vector of stats must have length " + std::to_string(b));
+    for (std::size_t j = 0; j < selected.size(); ++j) {
+        require(selected[j] < b, where, "selected index " + std::to_string(selected[j]) + " is out of range");
+        require(j == 0 || selected[j - 1] < selected[j], where, "selected must be strictly ascending");
+    }
+
+    // Also rejects a NaN/Inf margin, before d is touched.
+    const double progress = progress_metric(std::span<const T>(stats.margin));
+
+    const std::size_t k = selected.size();
+    const double denominator = static_cast<double>(scaling == weight_scaling::per_batch ? b : k);
+    const T w = k == 0 ? T(0) : static_cast<T>(1.0 / denominator);
+
+    d.selected.assign(selected.begin(), selected.end());
+    d.mask.assign(b, std::uint8_t{0});
+    d.weight.assign(b, T(0));
+    d.loss.assign(stats.loss.begin(), stats.loss.end());
+    d.d_policy_chosen.assign(b, T(0));
+    d.d_policy_rejected.assign(b, T(0));
+    double selected_loss = 0.0;
+    for (const std::size_t i : selected) {
+        d.mask[i] = 1;
+        d.weight[i] = w;
+        d.d_policy_chosen[i] = w * stats.d_policy_chosen[i];
+        d.d_policy_rejected[i] = w * stats.d_policy_rejected[i];
+        selected_loss += static_cast<double>(w) * static_cast<double>(stats.loss[i]);
+    }
+
+    double loss = 0.0, correct = 0.0, margin = 0.0, chosen = 0.0, rejected = 0.0;
+    for (std::size_t i = 0; i < b; ++i) {
+        loss += static_cast<double>(stats.loss[i]);
+        correct += stats.margin[i] > T(0) ? 1.0 : 0.0;
+        margin += static_cast<double>(stats.margin[i]);
+        chosen += static_cast<double>(stats.chosen_reward[i]);
+        rejected += static_cast<double>(stats.rejected_reward[i]);
+    }
+    const auto n = static_cast<double>(b);
+    auto& m = d.metrics;
+    m.batch_loss = loss / n;
+    m.selected_loss = selected_loss;
+    m.progress = progress;
+    m.reward_accuracy = correct / n;
+    m.mean_margin = margin / n;
+    m.chosen_reward = chosen / n;
+    m.rejected_reward = rejected / n;
+}
+
+}  // namespace sams::detail
+// ---- end sams/scheduler/decision_fill.hpp ----
+// ---- begin sams/scheduler/selection.hpp ----
+// Selection rules over the B scores of a batch (SPEC §7): the subset size K, top-K,
+// Gumbel-top-K sampling, a uniform K-subset, and the spread/entropy diagnostics.
+// Every rule writes ascending indices into a caller-owned vector, which is reused.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <numeric>
+#include <span>
+#include <string>
+#include <vector>
+
+
+namespace sams {
+
+/// K = clamp(round(ρ·B), 1, B), with round-half-away-from-zero (std::round), so ρ = 0.5
+/// of B = 5 gives K = 3. Throws sams::invalid_argument unless ρ is finite in (0, 1] and B ≥ 1.
+[[nodiscard]] inline std::size_t selection_size(double ratio, std::size_t batch_size) {
+    detail::require(std::isfinite(ratio) && ratio > 0.0 && ratio <= 1.0, "sams::selection_size",
+                    "ratio must be in (0, 1], got " + std::to_string(ratio));
+    detail::require(batch_size > 0, "sams::selection_size", "batch_size must be >= 1");
+    const double k = std::round(ratio * static_cast<double>(batch_size));
+    if (k <= 1.0) return 1;
+    return std::min(static_cast<std::size_t>(k), batch_size);
+}
+
+namespace detail {
+
+inline void check_k(std::size_t k, std::size_t batch_size, const char* where) {
+    require(k <= batch_size, where,
+            "k = " + std::to_string(k) + " exceeds the number of scores " + std::to_string(batch_size));
+}
+
+template <class T>
+void check_scores(std::span<const T> scores, const char* where) {
+    require(all_finite(scores), where, "scores contain NaN or Inf");
+}
+
+inline void check_temperature(double temperature, const char* where) {
+    require(std::isfinite(temperature) && temperature > 0.0, where,
+            "temperature must be finite and > 0, got " + std::to_string(temperature));
+}
+
+/// The k indices with the largest key(i) (smallest with largest = false), ties to the lower
+/// index, written ascending. `out` doubles as the index scratch, so it needs no other buffer.
+template <class Key>
+void select_k_by(std::size_t n, std::size_t k, bool largest, Key key, std::vector<std::size_t>& out) {
+    out.resize(n);
+    std::iota(out.begin(), out.end(), std::size_t{0});
+    // A strict total order (value, then index) makes the chosen set independent of the
+    // nth_element implementation.
+    const auto before = [&](std::size_t i, std::size_t j) {
+        const auto ki = key(i);
+        const auto kj = key(j);
+        if (ki != kj) return largest ? kj < ki : ki < kj;
+        return i < j;
+    };
+    if (k < n) {
+        std::nth_element(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(k), out.end(), before);
+        out.resize(k);
+    }
+    std::sort(out.begin(), out.end());
+}
+
+}  // namespace detail
+
+/// The k highest scores, ties broken in favour of the lower index; `out` receives their
+/// indices in ascending order. Requires k ≤ scores.size() and finite scores.
+template <class T>
+void select_top_k(std::span<const T> scores, std::size_t k, std::vector<std::size_t>& out) {
+    detail::check_k(k, scores.size(), "sams::select_top_k");
+    detail::check_scores(scores, "sams::select_top_k");
+    detail::select_k_by(scores.size(), k, true, [&](std::size_t i) { return scores[i]; }, out);
+}
+
+/// The k lowest scores, ties broken in favour of the lower index; ascending indices.
+template <class T>
+void select_bottom_k(std::span<const T> scores, std::size_t k, std::vector<std::size_t>& out) {
+    detail::check_k(k, scores.size(), "sams::select_bottom_k");
+    detail::check_scores(scores, "sams::select_bottom_k");
+    detail::select_k_by(scores.size(), k, false, [&](std::size_t i) { return scores[i]; }, out);
+}
+
+/// k indices drawn without replacement with probability ∝ exp(u_i/τ) at each draw,
+/// via Gumbel-top-k: the k largest u_i + τ·G_i with G_i i.i.d. standard Gumbel, which has
+/// exactly the distribution of the sequential draws (and, unlike u_i/τ + G_i, cannot
+/// overflow for tiny τ). Always consumes exactly B Gumbel draws, in index order.
+/// `keys` is scratch (resized to B) so that steady-state calls allocate nothing.
+template <class T>
+void select_gumbel_top_k(std::span<const T> scores, std::size_t k, double temperature, rng& gen,
+                         std::vector<std::size_t>& out, std::vector<double>& keys) {
+    constexpr const char* where = "sams::select_gumbel_top_k";
+    detail::check_k(k, scores.size(), where);
+    detail::check_scores(scores, where);
+    detail::check_temperature(temperature, where);
+    keys.resize(scores.size());
+    for (std::size_t i = 0; i < scores.size(); ++i)
+        keys[i] = static_cast<double>(scores[i]) + temperature * gen.gumbel();
+    detail::select_k_by(scores.size(), k, true, [&](std::size_t i) { return keys[i]; }, out);
+}
+
+/// As above, with an internal scratch buffer (allocates B doubles per call).
+template <class T>
+void select_gumbel_top_k(std::span<const T> scores, std::size_t k, double temperature, rng& gen,
+                         std::vector<std::size_t>& out) {
+    std::vector<double> keys;
+    select_gumbel_top_k(scores, k, temperature, gen, out, keys);
+}
+
+/// A uniformly random k-subset of {0, …, B-1}, ascending, by a partial Fisher-Yates
+/// shuffle (exactly k calls of rng::below). Requires k ≤ B.
+inline void select_uniform(std::size_t batch_size, std::size_t k, rng& gen, std::vector<std::size_t>& out) {
+    detail::check_k(k, batch_size, "sams::select_uniform");
+    out.resize(batch_size);
+    std::iota(out.begin(), out.end(), std::size_t{0});
+    for (std::size_t i = 0; i < k; ++i) {
+        const auto j = i + static_cast<std::size_t>(gen.below(batch_size - i));
+        std::swap(out[i], out[j]);
+    }
+    out.resize(k);
+    std::sort(out.begin(), out.end());
+}
+
+/// Entropy in nats of softmax(u/τ): log B for equal scores, → 0 as one score dominates.
+/// Computed from the shifted logits z_i = (u_i - max u)/τ as log Σ e^{z} - Σ p_i z_i, so
+/// large scores cannot overflow. Requires a non-empty span of finite scores and τ > 0.
+template <class T>
+[[nodiscard]] double softmax_entropy(std::span<const T> scores, double temperature) {
+    constexpr const char* where = "sams::softmax_entropy";
+    detail::require(!scores.empty(), where, "scores must not be empty");
+    detail::check_scores(scores, where);
+    detail::check_temperature(temperature, where);
+    double top = static_cast<double>(scores[0]);
+    for (const T& u : scores) top = std::max(top, static_cast<double>(u));
+    const auto logit = [&](const T& u) { return (static_cast<double>(u) - top) / temperature; };
+    double z_sum = 0.0;
+    for (const T& u : scores) z_sum += std::exp(logit(u));
+    const double log_z = std::log(z_sum);
+    double expected_logit = 0.0;
+    for (const T& u : scores) {
+        const double z = logit(u);
+        const double p = std::exp(z - log_z);
+        if (p > 0.0) expected_logit += p * z;  // p = 0 may pair with z = -inf
+    }
+    return std::max(0.0, log_z - expected_logit);
+}
+
+/// Population standard deviation of the scores (0 for fewer than two); two-pass, in double.
+template <class T>
+[[nodiscard]] double score_spread(std::span<const T> scores) {
+    detail::check_scores(scores, "sams::score_spread");
+    if (scores.size() < 2) return 0.0;
+    double mean = 0.0;
+    for (const T& u : scores) mean += static_cast<double>(u);
+    mean /= static_cast<double>(scores.size());
+    double ss = 0.0;
+    for (const T& u : scores) {
+        const double d = static_cast<double>(u) - mean;
+        ss += d * d;
+    }
+    return std::sqrt(ss / static_cast<double>(scores.size()));
+}
+
+}  // namespace sams
+// ---- end sams/scheduler/selection.hpp ----
+
+namespace sams {
+
+/// Which end of a ranking a heuristic selector keeps.
+enum class extreme {
+    largest,   ///< the K largest values, ties to the lower index
+    smallest,  ///< the K smallest values, ties to the lower index
+};
+
+namespace detail {
+
+/// What every baseline shares: configuration checks, the loss evaluation that validates
+/// the batch before any state changes, the step counter, and the decision filling.
+/// `Choose` is called as choose(stats, k, selected) once the batch is known to be valid.
+template <class T>
+class baseline_base {
+protected:
+    baseline_base(const loss_config& loss, const selection_config& select) : loss_(loss), select_(select) {
+        loss_.validate();
+        // Fails early with the field's name; K itself depends on B and is computed per step.
+        (void)selection_size(select_.ratio, 1);
+    }
+
+    template <class Choose>
+    void run(const pair_batch<T>& batch, decision<T>& out, Choose&& choose) {
+        evaluate_loss(loss_, batch, stats_);  // throws on a bad batch; only scratch is touched
+        const std::size_t k = selection_size(select_.ratio, stats_.size());
+        choose(stats_, k, selected_);
+        fill_decision(stats_, std::span<const std::size_t>(selected_), select_.weights, out);
+        out.score.clear();
+        out.metrics.step = static_cast<std::size_t>(steps_);
+        ++steps_;
+    }
+
+public:
+    /// Steps taken so far; the next decision's metrics.step.
+    [[nodiscard]] std::uint64_t steps() const noexcept { return steps_; }
+    [[nodiscard]] const loss_config& loss() const noexcept { return loss_; }
+    [[nodiscard]] const selection_config& selection() const noexcept { return select_; }
+
+private:
+    loss_config loss_;
+    selection_config select_;
+    pair_stats<T> stats_;
+    std::vector<std::size_t> selected_;
+    std::uint64_t steps_ = 0;
+};
+
+}  // namespace detail
+
+/// Plain DPO: every pair is selected. Weights are 1/B under either weight_scaling;
+/// selection_config.ratio is ignored.
+template <class T>
+class full_batch : public detail::baseline_base<T> {
+public:
+    explicit full_batch(const loss_config& loss, const selection_config& select = {})
+        : detail::baseline_base<T>(loss, select) {}
+
+    decision<T> step(const pair_batch<T>& batch) {
+        decision<T> d;
+        step(batch, d);
+        return d;
+    }
+    void step(const pair_batch<T>& batch, decision<T>& out) {
+        this->run(batch, out, [](const pair_stats<T>& stats, std::size_t, std::vector<std::size_t>& selected) {
+            selected.resize(stats.size());
+            for (std::size_t i = 0; i < selected.size(); ++i) selected[i] = i;
+        });
+    }
+};
+
+/// A uniformly random K-subset each step: the key control for SamS. Deterministic given
+/// the seed; a rejected batch draws nothing, so later choices are unaffected by it.
+template <class T>
+class uniform_selector : public detail::baseline_base<T> {
+public:
+    uniform_selector(const loss_config& loss, const selection_config& select, std::uint64_t seed)
+        : detail::baseline_base<T>(loss, select), gen_(seed) {}
+
+    decision<T> step(const pair_batch<T>& batch) {
+        decision<T> d;
+        step(batch, d);
+        return d;
+    }
+    void step(const pair_batch<T>& batch, decision<T>& out) {
+        this->run(batch, out, [this](const pair_stats<T>& stats, std::size_t k, std::vector<std::size_t>& selected) {
+            select_uniform(stats.size(), k, gen_, selected);
+        });
+    }
+
+    /// The generator, for checkpoints (rng::state / set_state).
+    [[nodiscard]] rng& generator() noexcept { return gen_; }
+    [[nodiscard]] const rng& generator() const noexcept { return gen_; }
+
+private:
+    rng gen_;
+};
+
+/// The K pairs with the largest loss (hard examples; the default) or the smallest loss
+/// (the classic small-loss heuristic against noisy labels). Ties go to the lower index.
+template <class T>
+class loss_selector : public detail::baseline_base<T> {
+public:
+    loss_selector(const loss_config& loss, const selection_config& select, extreme which = extreme::largest)
+        : detail::baseline_base<T>(loss, select), which_(which) {}
+
+    decision<T> step(const pair_batch<T>& batch) {
+        decision<T> d;
+        step(batch, d);
+        return d;
+    }
+    void step(const pair_batch<T>& batch, decision<T>& out) {
+        this->run(batch, out, [this](const pair_stats<T>& stats, std::size_t k, std::vector<std::size_t>& selected) {
+            const std::span<const T> values(stats.loss);
+            if (which_ == extreme::largest)
+                select_top_k(values, k, selected);
+            else
+                select_bottom_k(values, k, selected);
+        });
+    }
+    [[nodiscard]] extreme which() const noexcept { return which_; }
+
+private:
+    extreme which_;
+};
+
+/// The K pairs with the smallest margin m = β h (the default: the pairs the policy ranks
+/// worst, like the largest loss) or the largest margin. Ties go to the lower index.
+template <class T>
+class margin_selector : public detail::baseline_base<T> {
+public:
+    margin_selector(const loss_config& loss, const selection_config& select, extreme which = extreme::smallest)
+        : detail::baseline_base<T>(loss, select), which_(which) {}
+
+    decision<T> step(const pair_batch<T>& batch) {
+        decision<T> d;
+        step(batch, d);
+        return d;
+    }
+    void step(const pair_batch<T>& batch, decision<T>& out) {
+        this->run(batch, out, [this](const pair_stats<T>& stats, std::size_t k, std::vector<std::size_t>& selected) {
+            const std::span<const T> values(stats.margin);
+            if (which_ == extreme::largest)
+                select_top_k(values, k, selected);
+            else
+                select_bottom_k(values, k, selected);
+        });
+    }
+    [[nodiscard]] extreme which() const noexcept { return which_; }
+
+private:
+    extreme which_;
+};
+
+static_assert(batch_scheduler<full_batch<float>, float>,
+              "sams::full_batch<T> must model sams::batch_scheduler (see docs/concepts.md)");
+static_assert(batch_scheduler<uniform_selector<double>, double>,
+              "sams::uniform_selector<T> must model sams::batch_scheduler (see docs/concepts.md)");
+static_assert(batch_scheduler<loss_selector<float>, float>,
+              "sams::loss_selector<T> must model sams::batch_scheduler (see docs/concepts.md)");
+static_assert(batch_scheduler<margin_selector<double>, double>,
+              "sams::margin_selector<T> must model sams::batch_scheduler (see docs/concepts.md)");
+
+}  // namespace sams
+// ---- end sams/scheduler/baselines.hpp ----
 // ---- begin sams/scheduler/checkpoint.hpp ----
 // The checkpoint byte format: a bounds-checked writer and reader, a checksum, the
 // field-by-field encoding of scheduler_config, and an atomic file write (temporary file,
@@ -1178,102 +3028,6 @@ inline std::vector<std::uint8_t> read_file(const std::filesystem::path& path) {
 
 }  // namespace sams::detail
 // ---- end sams/scheduler/checkpoint.hpp ----
-// ---- begin sams/scheduler/concept.hpp ----
-// The batch_scheduler concept: anything that looks at a batch and decides which pairs to
-// train on (SPEC §7–§8). sams_scheduler and every baseline selector model it, so a trainer
-// or benchmark can swap them. docs/concepts.md has a minimal skeleton.
-
-#include <concepts>
-
-
-namespace sams {
-
-/// `s.step(batch)` returns a decision<T> for the batch; `s.step(batch, d)` writes it into
-/// an existing decision, reusing its buffers (no allocation once their capacity suffices).
-/// Both validate the batch before changing any state and throw sams::invalid_argument.
-template <class S, class T>
-concept batch_scheduler = requires(S& s, const pair_batch<T>& batch, decision<T>& d) {
-    { s.step(batch) } -> std::same_as<decision<T>>;
-    s.step(batch, d);
-};
-
-}  // namespace sams
-// ---- end sams/scheduler/concept.hpp ----
-// ---- begin sams/scheduler/decision_fill.hpp ----
-// Shared by every scheduler: turns per-pair loss results and a chosen subset into the
-// decision handed back to the host (SPEC §8): mask, weights, weighted gradients, metrics.
-
-#include <cstddef>
-#include <cstdint>
-#include <span>
-#include <string>
-
-
-namespace sams::detail {
-
-/// Fills `d` from `stats` (B pairs) and `selected` (strictly ascending indices < B):
-/// selected, mask, weight (1/K or 1/B on selected rows, 0 elsewhere), loss,
-/// d_policy_chosen/rejected = w_i ∂ℓ_i/∂a, and metrics batch_loss, selected_loss = Σ w ℓ,
-/// progress = mean σ(-m), reward_accuracy, mean_margin, chosen/rejected reward (means
-/// over the whole batch, recomputed in double). Leaves d.score and every other metric
-/// alone. Checks `selected` before writing anything; reuses d's buffers.
-template <class T>
-void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected, weight_scaling scaling,
-                   decision<T>& d) {
-    constexpr const char* where = "sams::detail::fill_decision";
-    const std::size_t b = stats.loss.size();
-    require(b > 0, where, "stats must hold at least one pair");
-    for (const auto* v : {&stats.d_policy_chosen, &stats.d_policy_rejected, &stats.chosen_reward,
-                          &stats.rejected_reward, &stats.margin})
-        require(v->size() == b, where, "every per-pair vector of stats must have length " + std::to_string(b));
-    for (std::size_t j = 0; j < selected.size(); ++j) {
-        require(selected[j] < b, where, "selected index " + std::to_string(selected[j]) + " is out of range");
-        require(j == 0 || selected[j - 1] < selected[j], where, "selected must be strictly ascending");
-    }
-
-    // Also rejects a NaN/Inf margin, before d is touched.
-    const double progress = progress_metric(std::span<const T>(stats.margin));
-
-    const std::size_t k = selected.size();
-    const double denominator = static_cast<double>(scaling == weight_scaling::per_batch ? b : k);
-    const T w = k == 0 ? T(0) : static_cast<T>(1.0 / denominator);
-
-    d.selected.assign(selected.begin(), selected.end());
-    d.mask.assign(b, std::uint8_t{0});
-    d.weight.assign(b, T(0));
-    d.loss.assign(stats.loss.begin(), stats.loss.end());
-    d.d_policy_chosen.assign(b, T(0));
-    d.d_policy_rejected.assign(b, T(0));
-    double selected_loss = 0.0;
-    for (const std::size_t i : selected) {
-        d.mask[i] = 1;
-        d.weight[i] = w;
-        d.d_policy_chosen[i] = w * stats.d_policy_chosen[i];
-        d.d_policy_rejected[i] = w * stats.d_policy_rejected[i];
-        selected_loss += static_cast<double>(w) * static_cast<double>(stats.loss[i]);
-    }
-
-    double loss = 0.0, correct = 0.0, margin = 0.0, chosen = 0.0, rejected = 0.0;
-    for (std::size_t i = 0; i < b; ++i) {
-        loss += static_cast<double>(stats.loss[i]);
-        correct += stats.margin[i] > T(0) ? 1.0 : 0.0;
-        margin += static_cast<double>(stats.margin[i]);
-        chosen += static_cast<double>(stats.chosen_reward[i]);
-        rejected += static_cast<double>(stats.rejected_reward[i]);
-    }
-    const auto n = static_cast<double>(b);
-    auto& m = d.metrics;
-    m.batch_loss = loss / n;
-    m.selected_loss = selected_loss;
-    m.progress = progress;
-    m.reward_accuracy = correct / n;
-    m.mean_margin = margin / n;
-    m.chosen_reward = chosen / n;
-    m.rejected_reward = rejected / n;
-}
-
-}  // namespace sams::detail
-// ---- end sams/scheduler/decision_fill.hpp ----
 // ---- begin sams/scheduler/reservoir.hpp ----
 // Bookkeeping of the replay pool (SPEC §6): which slot of a fixed-capacity row store each
 // new row goes to (reservoir sampling, Algorithm R), and uniform draws of filled slots.
@@ -1373,171 +3127,769 @@ private:
 
 }  // namespace sams
 // ---- end sams/scheduler/reservoir.hpp ----
-// ---- begin sams/scheduler/selection.hpp ----
-// Selection rules over the B scores of a batch (SPEC §7): the subset size K, top-K,
-// Gumbel-top-K sampling, a uniform K-subset, and the spread/entropy diagnostics.
-// Every rule writes ascending indices into a caller-owned vector, which is reused.
 
-#include <algorithm>
-#include <cmath>
+// backend/ (the concept), then backend/eigen/ (the default CPU backend)
+// ---- begin sams/backend/concept.hpp ----
+// The `backend` concept: the storage and the kernels that the scheduler networks, the replay
+// pool and the reward code are written against. This file is the contract a new backend
+// (e.g. thrust + cuBLAS) implements; sams::eigen_backend is the reference model.
+
+#include <concepts>
 #include <cstddef>
-#include <numeric>
+#include <cstdint>
 #include <span>
 #include <string>
-#include <vector>
 
 
 namespace sams {
 
-/// K = clamp(round(ρ·B), 1, B), with round-half-away-from-zero (std::round), so ρ = 0.5
-/// of B = 5 gives K = 3. Throws sams::invalid_argument unless ρ is finite in (0, 1] and B ≥ 1.
-[[nodiscard]] inline std::size_t selection_size(double ratio, std::size_t batch_size) {
-    detail::require(std::isfinite(ratio) && ratio > 0.0 && ratio <= 1.0, "sams::selection_size",
-                    "ratio must be in (0, 1], got " + std::to_string(ratio));
-    detail::require(batch_size > 0, "sams::selection_size", "batch_size must be >= 1");
-    const double k = std::round(ratio * static_cast<double>(batch_size));
-    if (k <= 1.0) return 1;
-    return std::min(static_cast<std::size_t>(k), batch_size);
-}
+/// Whether gemm() reads an operand as stored or transposed (cuBLAS's OP_N / OP_T).
+enum class transpose : bool { no = false, yes = true };
+
+/// One Adam update as torch.optim.Adam (non-AMSGrad) computes it, for every element:
+///   g  = grad + weight_decay·param            (L2 decay added to the gradient)
+///   m  = beta1·m + (1 − beta1)·g
+///   v  = beta2·v + (1 − beta2)·g²
+///   param −= (learning_rate / (1 − beta1^step)) · m / (√v / √(1 − beta2^step) + eps)
+/// `step` is the 1-based number of this update (the caller counts; the backend keeps no state).
+struct adam_hyperparameters {
+    double learning_rate = 1e-4;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0.0;
+    std::uint64_t step = 1;
+};
 
 namespace detail {
 
-inline void check_k(std::size_t k, std::size_t batch_size, const char* where) {
-    require(k <= batch_size, where,
-            "k = " + std::to_string(k) + " exceeds the number of scores " + std::to_string(batch_size));
+/// Throws sams::invalid_argument("<where>: <what>") unless ok. Unlike detail::require it
+/// takes C strings, so a passing check builds no std::string (kernels and training loops
+/// call it on every invocation and must not allocate).
+inline void check_arg(bool ok, const char* where, const char* what) {
+    if (!ok) throw invalid_argument(std::string(where) + ": " + what);
 }
 
-template <class T>
-void check_scores(std::span<const T> scores, const char* where) {
-    require(all_finite(scores), where, "scores contain NaN or Inf");
-}
-
-inline void check_temperature(double temperature, const char* where) {
-    require(std::isfinite(temperature) && temperature > 0.0, where,
-            "temperature must be finite and > 0, got " + std::to_string(temperature));
-}
-
-/// The k indices with the largest key(i) (smallest with largest = false), ties to the lower
-/// index, written ascending. `out` doubles as the index scratch, so it needs no other buffer.
-template <class Key>
-void select_k_by(std::size_t n, std::size_t k, bool largest, Key key, std::vector<std::size_t>& out) {
-    out.resize(n);
-    std::iota(out.begin(), out.end(), std::size_t{0});
-    // A strict total order (value, then index) makes the chosen set independent of the
-    // nth_element implementation.
-    const auto before = [&](std::size_t i, std::size_t j) {
-        const auto ki = key(i);
-        const auto kj = key(j);
-        if (ki != kj) return largest ? kj < ki : ki < kj;
-        return i < j;
-    };
-    if (k < n) {
-        std::nth_element(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(k), out.end(), before);
-        out.resize(k);
-    }
-    std::sort(out.begin(), out.end());
+/// The uniform draw in [0, 1) for element `index` of a dropout mask generated from `seed`:
+/// splitmix64's finaliser over seed + (index + 1)·φ64, top 53 bits. A counter-based
+/// function, so a GPU backend produces the same mask as the CPU one without a host round
+/// trip; every backend must use exactly this formula.
+constexpr double counter_uniform(std::uint64_t seed, std::uint64_t index) noexcept {
+    std::uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return static_cast<double>(z >> 11) * 0x1.0p-53;
 }
 
 }  // namespace detail
 
-/// The k highest scores, ties broken in favour of the lower index; `out` receives their
-/// indices in ascending order. Requires k ≤ scores.size() and finite scores.
-template <class T>
-void select_top_k(std::span<const T> scores, std::size_t k, std::vector<std::size_t>& out) {
-    detail::check_k(k, scores.size(), "sams::select_top_k");
-    detail::check_scores(scores, "sams::select_top_k");
-    detail::select_k_by(scores.size(), k, true, [&](std::size_t i) { return scores[i]; }, out);
-}
+template <class Backend>
+using backend_value_t = typename Backend::value_type;
+template <class Backend>
+using backend_matrix_t = typename Backend::matrix;
+template <class Backend>
+using backend_vector_t = typename Backend::vector;
 
-/// The k lowest scores, ties broken in favour of the lower index; ascending indices.
-template <class T>
-void select_bottom_k(std::span<const T> scores, std::size_t k, std::vector<std::size_t>& out) {
-    detail::check_k(k, scores.size(), "sams::select_bottom_k");
-    detail::check_scores(scores, "sams::select_bottom_k");
-    detail::select_k_by(scores.size(), k, false, [&](std::size_t i) { return scores[i]; }, out);
-}
+/// The backend's types. `value_type` is float or double; `matrix` is an owning, resizable,
+/// row-major rows×cols array (rows = samples); `vector` an owning resizable 1-D array. Both
+/// live wherever the backend computes (host memory for Eigen, device memory for CUDA).
+///
+/// Storage rule: resizing to an element count that fits the storage already held must not
+/// allocate or release memory, so a net whose batch shrinks and grows again allocates only
+/// when it exceeds its largest batch so far ("steady state allocates nothing").
+template <class B>
+concept backend_types = requires {
+    typename B::value_type;
+    typename B::matrix;
+    typename B::vector;
+} && std::floating_point<typename B::value_type> && std::default_initializable<typename B::matrix> &&
+                        std::default_initializable<typename B::vector> && std::movable<typename B::matrix> &&
+                        std::movable<typename B::vector>;
 
-/// k indices drawn without replacement with probability ∝ exp(u_i/τ) at each draw,
-/// via Gumbel-top-k: the k largest u_i + τ·G_i with G_i i.i.d. standard Gumbel, which has
-/// exactly the distribution of the sequential draws (and, unlike u_i/τ + G_i, cannot
-/// overflow for tiny τ). Always consumes exactly B Gumbel draws, in index order.
-/// `keys` is scratch (resized to B) so that steady-state calls allocate nothing.
-template <class T>
-void select_gumbel_top_k(std::span<const T> scores, std::size_t k, double temperature, rng& gen,
-                         std::vector<std::size_t>& out, std::vector<double>& keys) {
-    constexpr const char* where = "sams::select_gumbel_top_k";
-    detail::check_k(k, scores.size(), where);
-    detail::check_scores(scores, where);
-    detail::check_temperature(temperature, where);
-    keys.resize(scores.size());
-    for (std::size_t i = 0; i < scores.size(); ++i)
-        keys[i] = static_cast<double>(scores[i]) + temperature * gen.gumbel();
-    detail::select_k_by(scores.size(), k, true, [&](std::size_t i) { return keys[i]; }, out);
-}
+/// Shapes, resizing, fills and copies.
+///  - rows(m), cols(m), size(v): the current shape.
+///  - resize(m, r, c), resize(v, n): new shape, contents unspecified.
+///  - resize_rows_preserve(m, r): keeps cols; rows [0, min(old, r)) keep their values, new
+///    rows are unspecified (replay-pool growth). resize_preserve(v, n): the same for vectors.
+///  - fill(m, x), fill(v, x): every element = x.
+///  - copy(src, dst): dst = src, resized. copy(const matrix&, vector&) flattens row-major
+///    (dst.size = rows·cols), e.g. an n×1 network output into a score vector.
+template <class B>
+concept backend_storage =
+    backend_types<B> && requires(B& be, const B& cbe, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm,
+                                 backend_vector_t<B>& v, const backend_vector_t<B>& cv, std::size_t n,
+                                 backend_value_t<B> x) {
+        { cbe.rows(cm) } -> std::same_as<std::size_t>;
+        { cbe.cols(cm) } -> std::same_as<std::size_t>;
+        { cbe.size(cv) } -> std::same_as<std::size_t>;
+        be.resize(m, n, n);
+        be.resize(v, n);
+        be.resize_rows_preserve(m, n);
+        be.resize_preserve(v, n);
+        be.fill(m, x);
+        be.fill(v, x);
+        be.copy(cm, m);
+        be.copy(cv, v);
+        be.copy(cm, v);
+    };
 
-/// As above, with an internal scratch buffer (allocates B doubles per call).
-template <class T>
-void select_gumbel_top_k(std::span<const T> scores, std::size_t k, double temperature, rng& gen,
-                         std::vector<std::size_t>& out) {
-    std::vector<double> keys;
-    select_gumbel_top_k(scores, k, temperature, gen, out, keys);
-}
+/// Host <-> backend transfers. All of them throw sams::invalid_argument on a size mismatch.
+///  - upload(matrix_view<const T> src, dst): dst resized to src.rows×src.cols; src may be
+///    strided (row_stride ≥ cols).
+///  - upload(span<const T> src, dst): dst resized to src.size().
+///  - download(src, span<T> dst): dst.size() must equal rows·cols (row-major) or size.
+///  - all_finite(m), all_finite(v): false when any element is NaN or ±Inf.
+template <class B>
+concept backend_transfer =
+    backend_types<B> && requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm,
+                                 backend_vector_t<B>& v, const backend_vector_t<B>& cv,
+                                 matrix_view<const backend_value_t<B>> host_m,
+                                 std::span<const backend_value_t<B>> host_in, std::span<backend_value_t<B>> host_out) {
+        be.upload(host_m, m);
+        be.upload(host_in, v);
+        be.download(cm, host_out);
+        be.download(cv, host_out);
+        { be.all_finite(cm) } -> std::same_as<bool>;
+        { be.all_finite(cv) } -> std::same_as<bool>;
+    };
 
-/// A uniformly random k-subset of {0, …, B-1}, ascending, by a partial Fisher-Yates
-/// shuffle (exactly k calls of rng::below). Requires k ≤ B.
-inline void select_uniform(std::size_t batch_size, std::size_t k, rng& gen, std::vector<std::size_t>& out) {
-    detail::check_k(k, batch_size, "sams::select_uniform");
-    out.resize(batch_size);
-    std::iota(out.begin(), out.end(), std::size_t{0});
-    for (std::size_t i = 0; i < k; ++i) {
-        const auto j = i + static_cast<std::size_t>(gen.below(batch_size - i));
-        std::swap(out[i], out[j]);
-    }
-    out.resize(k);
-    std::sort(out.begin(), out.end());
-}
+/// Row and element movement (replay pool, batch assembly). Indices are host spans; every
+/// index is checked against the indexed operand and the call throws sams::invalid_argument
+/// before writing anything if one is out of range or a shape does not match.
+///  - gather_rows(src, idx, dst): dst resized to idx.size()×cols(src); dst.row(i) = src.row(idx[i]).
+///  - gather(src, idx, dst): dst resized to idx.size(); dst[i] = src[idx[i]].
+///  - set_rows(dst, first, src): dst rows [first, first + rows(src)) = src; cols must match; no resize.
+///  - set_range(dst, first, src): dst[first, first + size(src)) = src; no resize.
+///  - scatter_rows(src, idx, dst): dst.row(idx[i]) = src.row(i); idx.size() = rows(src);
+///    indices must be distinct (which duplicate wins is unspecified); no resize.
+///  - scatter(src, idx, dst): dst[idx[i]] = src[i]; same rules.
+///  - axpby(a, x, b, y, out): out = a·x + b·y, out resized; out may alias x or y.
+/// src and dst of the row/element movers must be different objects.
+template <class B>
+concept backend_indexing =
+    backend_types<B> && requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm,
+                                 backend_vector_t<B>& v, const backend_vector_t<B>& cv,
+                                 std::span<const std::size_t> idx, std::size_t n, backend_value_t<B> x) {
+        be.gather_rows(cm, idx, m);
+        be.gather(cv, idx, v);
+        be.set_rows(m, n, cm);
+        be.set_range(v, n, cv);
+        be.scatter_rows(cm, idx, m);
+        be.scatter(cv, idx, v);
+        be.axpby(x, cv, x, cv, v);
+    };
 
-/// Entropy in nats of softmax(u/τ): log B for equal scores, → 0 as one score dominates.
-/// Computed from the shifted logits z_i = (u_i - max u)/τ as log Σ e^{z} - Σ p_i z_i, so
-/// large scores cannot overflow. Requires a non-empty span of finite scores and τ > 0.
-template <class T>
-[[nodiscard]] double softmax_entropy(std::span<const T> scores, double temperature) {
-    constexpr const char* where = "sams::softmax_entropy";
-    detail::require(!scores.empty(), where, "scores must not be empty");
-    detail::check_scores(scores, where);
-    detail::check_temperature(temperature, where);
-    double top = static_cast<double>(scores[0]);
-    for (const T& u : scores) top = std::max(top, static_cast<double>(u));
-    const auto logit = [&](const T& u) { return (static_cast<double>(u) - top) / temperature; };
-    double z_sum = 0.0;
-    for (const T& u : scores) z_sum += std::exp(logit(u));
-    const double log_z = std::log(z_sum);
-    double expected_logit = 0.0;
-    for (const T& u : scores) {
-        const double z = logit(u);
-        const double p = std::exp(z - log_z);
-        if (p > 0.0) expected_logit += p * z;  // p = 0 may pair with z = -inf
-    }
-    return std::max(0.0, log_z - expected_logit);
-}
+/// The compute kernels of the scheduler networks. Shapes are checked (sams::invalid_argument);
+/// NaN is neither checked nor masked. "n×h" below means rows(m) = n, cols(m) = h; a bias or
+/// LayerNorm parameter vector has size h and is broadcast over rows.
+///  - gemm(ta, tb, alpha, a, b, beta, c): c = alpha·op(a)·op(b) + beta·c, op per ta / tb.
+///    beta == 0: c is resized to the product's shape and its old contents are ignored (NaN
+///    included); otherwise c must already have that shape. c must not alias a or b.
+///  - column_sums(a, out): out[j] = Σ_i a(i, j); out resized to cols(a) (bias gradients).
+///  - add_bias(bias, z): z(i, j) += bias[j].
+///  - bias_activation(act, bias, z, a): z(i, j) += bias[j], then a = act(z); a resized.
+///    Keeping the pre-activation z is what activation_backward needs.
+///  - activation_forward(act, z, a): a = act(z), a resized.
+///  - activation_backward(act, z, grad_a, grad_z): grad_z = grad_a ∘ act'(z), resized.
+///    ReLU: act'(z) = 1 for z > 0, else 0 (PyTorch's choice at 0). SiLU: z·σ(z), derivative
+///    σ(z)·(1 + z·(1 − σ(z))).
+///  - add(a, b, out): out = a + b; multiply(a, b, out): out = a ∘ b; out resized.
+///    These elementwise kernels allow out to alias any input.
+///  - dropout_mask(mask, p, seed): fills mask in its current shape: element k = r·cols + c is
+///    0 when detail::counter_uniform(seed, k) < p and 1/(1 − p) otherwise (inverted dropout),
+///    so that multiply(a, mask, a) is PyTorch's training-mode dropout. Identical on every backend.
+///  - layer_norm_forward(x, gamma, beta, eps, y, x_hat, rstd): per row, μ = mean, σ² = biased
+///    variance, rstd = 1/√(σ² + eps), x_hat = (x − μ)·rstd, y = gamma ∘ x_hat + beta.
+///    y, x_hat (n×h) and rstd (n) are resized; outputs must not alias x or each other.
+///  - layer_norm_backward(grad_y, x_hat, rstd, gamma, grad_x, grad_gamma, grad_beta): with
+///    g = grad_y ∘ gamma, per row grad_x = rstd·(g − mean(g) − x_hat·mean(g ∘ x_hat));
+///    grad_gamma = column sums of grad_y ∘ x_hat, grad_beta = column sums of grad_y
+///    (overwritten, not accumulated). Outputs resized; they must not alias inputs.
+///  - block_mean_accumulate(src, block, offset, dst): for every row i and column j of src,
+///    dst(i, (offset + j) / block) += src(i, j) / block. Treats src as the columns
+///    [offset, offset + cols) of a wider concatenated row, so calling it once per hidden
+///    layer (offset = k·h) on a zero-filled dst computes the block mean of the
+///    concatenation, even when blocks straddle two layers. dst must have rows(src) rows
+///    and at least (offset + cols(src) + block − 1) / block columns; block > 0.
+///  - adam_update(param, grad, m, v, hyper): the update documented at adam_hyperparameters,
+///    for a matrix or a vector parameter; all four operands have the same shape.
+///  - mse_loss(pred, target, grad) -> double: pred is n×1, target has size n > 0;
+///    returns (1/n)·Σ(pred_i − target_i)² and sets grad (n×1, resized) = (2/n)(pred − target).
+template <class B>
+concept backend_kernels =
+    backend_types<B> &&
+    requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm, backend_vector_t<B>& v,
+             const backend_vector_t<B>& cv, backend_value_t<B> x, transpose t, activation act, double p,
+             std::uint64_t seed, std::size_t n, const adam_hyperparameters& hyper) {
+        be.gemm(t, t, x, cm, cm, x, m);
+        be.column_sums(cm, v);
+        be.add_bias(cv, m);
+        be.bias_activation(act, cv, m, m);
+        be.activation_forward(act, cm, m);
+        be.activation_backward(act, cm, cm, m);
+        be.add(cm, cm, m);
+        be.multiply(cm, cm, m);
+        be.dropout_mask(m, p, seed);
+        be.layer_norm_forward(cm, cv, cv, x, m, m, v);
+        be.layer_norm_backward(cm, cm, cv, cv, m, v, v);
+        be.block_mean_accumulate(cm, n, n, m);
+        be.adam_update(m, cm, m, m, hyper);
+        be.adam_update(v, cv, v, v, hyper);
+        { be.mse_loss(cm, cv, m) } -> std::same_as<double>;
+    };
 
-/// Population standard deviation of the scores (0 for fewer than two); two-pass, in double.
-template <class T>
-[[nodiscard]] double score_spread(std::span<const T> scores) {
-    detail::check_scores(scores, "sams::score_spread");
-    if (scores.size() < 2) return 0.0;
-    double mean = 0.0;
-    for (const T& u : scores) mean += static_cast<double>(u);
-    mean /= static_cast<double>(scores.size());
-    double ss = 0.0;
-    for (const T& u : scores) {
-        const double d = static_cast<double>(u) - mean;
-        ss += d * d;
-    }
-    return std::sqrt(ss / static_cast<double>(scores.size()));
-}
+/// A compute backend: everything above. Algorithm code keeps a `Backend&` and touches data
+/// only through it, so the same scheduler runs on the CPU (sams::eigen_backend) and on a GPU.
+/// See docs/concepts.md for a skeleton.
+template <class B>
+concept backend = backend_storage<B> && backend_transfer<B> && backend_indexing<B> && backend_kernels<B>;
 
 }  // namespace sams
-// ---- end sams/scheduler/selection.hpp ----
+// ---- end sams/backend/concept.hpp ----
+// ---- begin sams/backend/eigen/eigen_backend.hpp ----
+// sams::eigen_backend<T>: the CPU model of the backend concept (backend/concept.hpp), on
+// Eigen maps over eigen_matrix / eigen_vector. Products go through Eigen's GEMM without
+// temporaries; elementwise kernels are Eigen array expressions, row by row where a row
+// reduction is involved. Eigen runs its GEMM on OpenMP threads when built with -fopenmp.
 
-// backend/eigen/ (the default CPU backend)
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+
+#include <Eigen/Core>
+
+// ---- begin sams/backend/eigen/tensor.hpp ----
+// The owning matrix and vector of sams::eigen_backend: aligned host storage that keeps its
+// capacity when it shrinks (so a net's buffers stop allocating once the largest batch has
+// been seen), exposed to the kernels as Eigen maps.
+
+#include <cstddef>
+#include <limits>
+#include <string>
+
+#include <Eigen/Core>
+
+
+namespace sams {
+namespace detail {
+
+inline Eigen::Index eigen_index(std::size_t n) noexcept { return static_cast<Eigen::Index>(n); }
+
+inline std::size_t checked_element_count(std::size_t rows, std::size_t cols, const char* where) {
+    if (cols != 0 && rows > std::numeric_limits<std::size_t>::max() / cols)
+        throw invalid_argument(std::string(where) + ": rows x cols overflows std::size_t");
+    return rows * cols;
+}
+
+/// Aligned element storage that grows on demand and never shrinks.
+template <class T>
+class eigen_storage {
+public:
+    [[nodiscard]] std::size_t capacity() const noexcept { return static_cast<std::size_t>(buffer_.size()); }
+    [[nodiscard]] T* data() noexcept { return buffer_.data(); }
+    [[nodiscard]] const T* data() const noexcept { return buffer_.data(); }
+
+    /// Makes room for n elements; old contents are lost if storage has to grow.
+    void reserve_discard(std::size_t n) {
+        if (n > capacity()) buffer_.resize(eigen_index(n));
+    }
+    /// Makes room for n elements, keeping the first capacity() ones.
+    void reserve_preserve(std::size_t n) {
+        if (n > capacity()) buffer_.conservativeResize(eigen_index(n));
+    }
+
+private:
+    Eigen::Matrix<T, Eigen::Dynamic, 1> buffer_;
+};
+
+}  // namespace detail
+
+/// Row-major rows×cols matrix owned by sams::eigen_backend (the backend's `matrix`).
+template <class T>
+class eigen_matrix {
+public:
+    using value_type = T;
+    using plain_type = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using map_type = Eigen::Map<plain_type, Eigen::AlignedMax>;
+    using const_map_type = Eigen::Map<const plain_type, Eigen::AlignedMax>;
+
+    eigen_matrix() = default;
+    eigen_matrix(std::size_t rows, std::size_t cols) { resize(rows, cols); }
+
+    [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
+    [[nodiscard]] std::size_t cols() const noexcept { return cols_; }
+    [[nodiscard]] std::size_t size() const noexcept { return rows_ * cols_; }
+    /// Elements the storage holds without reallocating.
+    [[nodiscard]] std::size_t capacity() const noexcept { return storage_.capacity(); }
+    [[nodiscard]] T* data() noexcept { return storage_.data(); }
+    [[nodiscard]] const T* data() const noexcept { return storage_.data(); }
+    [[nodiscard]] T& operator()(std::size_t r, std::size_t c) noexcept { return data()[r * cols_ + c]; }
+    [[nodiscard]] const T& operator()(std::size_t r, std::size_t c) const noexcept {
+        return data()[r * cols_ + c];
+    }
+
+    /// The matrix as an Eigen expression (valid until the next resize).
+    [[nodiscard]] map_type map() noexcept {
+        return map_type(data(), detail::eigen_index(rows_), detail::eigen_index(cols_));
+    }
+    [[nodiscard]] const_map_type map() const noexcept {
+        return const_map_type(data(), detail::eigen_index(rows_), detail::eigen_index(cols_));
+    }
+
+    /// New shape, contents unspecified; allocates only when rows·cols exceeds capacity().
+    void resize(std::size_t rows, std::size_t cols) {
+        storage_.reserve_discard(detail::checked_element_count(rows, cols, "eigen_matrix::resize"));
+        rows_ = rows;
+        cols_ = cols;
+    }
+    /// New row count, same cols; existing rows keep their values (row-major: a prefix).
+    void resize_rows_preserve(std::size_t rows) {
+        storage_.reserve_preserve(detail::checked_element_count(rows, cols_, "eigen_matrix::resize_rows_preserve"));
+        rows_ = rows;
+    }
+
+private:
+    detail::eigen_storage<T> storage_;
+    std::size_t rows_ = 0;
+    std::size_t cols_ = 0;
+};
+
+/// Vector owned by sams::eigen_backend (the backend's `vector`).
+template <class T>
+class eigen_vector {
+public:
+    using value_type = T;
+    using plain_type = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+    using map_type = Eigen::Map<plain_type, Eigen::AlignedMax>;
+    using const_map_type = Eigen::Map<const plain_type, Eigen::AlignedMax>;
+
+    eigen_vector() = default;
+    explicit eigen_vector(std::size_t n) { resize(n); }
+
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] std::size_t capacity() const noexcept { return storage_.capacity(); }
+    [[nodiscard]] T* data() noexcept { return storage_.data(); }
+    [[nodiscard]] const T* data() const noexcept { return storage_.data(); }
+    [[nodiscard]] T& operator[](std::size_t i) noexcept { return data()[i]; }
+    [[nodiscard]] const T& operator[](std::size_t i) const noexcept { return data()[i]; }
+
+    [[nodiscard]] map_type map() noexcept { return map_type(data(), detail::eigen_index(size_)); }
+    [[nodiscard]] const_map_type map() const noexcept { return const_map_type(data(), detail::eigen_index(size_)); }
+
+    /// New size, contents unspecified; allocates only when n exceeds capacity().
+    void resize(std::size_t n) {
+        storage_.reserve_discard(n);
+        size_ = n;
+    }
+    /// New size; the first min(old, n) elements keep their values.
+    void resize_preserve(std::size_t n) {
+        storage_.reserve_preserve(n);
+        size_ = n;
+    }
+
+private:
+    detail::eigen_storage<T> storage_;
+    std::size_t size_ = 0;
+};
+
+}  // namespace sams
+// ---- end sams/backend/eigen/tensor.hpp ----
+
+namespace sams {
+
+/// The Eigen (CPU) backend for float or double. Stateless: every method could be static,
+/// but algorithm code holds backends by reference so that a GPU backend can keep a handle.
+template <class T>
+class eigen_backend {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "sams::eigen_backend<T>: T must be float or double");
+
+public:
+    using value_type = T;
+    using matrix = eigen_matrix<T>;
+    using vector = eigen_vector<T>;
+
+    // ---- shapes, resizing, fills, copies --------------------------------------------------
+
+    [[nodiscard]] std::size_t rows(const matrix& m) const noexcept { return m.rows(); }
+    [[nodiscard]] std::size_t cols(const matrix& m) const noexcept { return m.cols(); }
+    [[nodiscard]] std::size_t size(const vector& v) const noexcept { return v.size(); }
+
+    void resize(matrix& m, std::size_t rows, std::size_t cols) { m.resize(rows, cols); }
+    void resize(vector& v, std::size_t n) { v.resize(n); }
+    void resize_rows_preserve(matrix& m, std::size_t rows) { m.resize_rows_preserve(rows); }
+    void resize_preserve(vector& v, std::size_t n) { v.resize_preserve(n); }
+
+    void fill(matrix& m, T value) { m.map().setConstant(value); }
+    void fill(vector& v, T value) { v.map().setConstant(value); }
+
+    void copy(const matrix& src, matrix& dst) {
+        if (&src == &dst) return;
+        dst.resize(src.rows(), src.cols());
+        dst.map() = src.map();
+    }
+    void copy(const vector& src, vector& dst) {
+        if (&src == &dst) return;
+        dst.resize(src.size());
+        dst.map() = src.map();
+    }
+    /// Row-major flattening copy.
+    void copy(const matrix& src, vector& dst) {
+        dst.resize(src.size());
+        dst.map() = typename vector::const_map_type(src.data(), detail::eigen_index(src.size()));
+    }
+
+    // ---- host transfers -------------------------------------------------------------------
+
+    void upload(matrix_view<const T> src, matrix& dst) {
+        detail::check_arg(src.rows == 0 || src.data != nullptr, "eigen_backend::upload", "src.data is null");
+        detail::check_arg(src.stride() >= src.cols, "eigen_backend::upload", "src.row_stride must be >= src.cols");
+        dst.resize(src.rows, src.cols);
+        using stride_map = Eigen::Map<const typename matrix::plain_type, Eigen::Unaligned, Eigen::OuterStride<>>;
+        dst.map() = stride_map(src.data, detail::eigen_index(src.rows), detail::eigen_index(src.cols),
+                               Eigen::OuterStride<>(detail::eigen_index(src.stride())));
+    }
+    void upload(std::span<const T> src, vector& dst) {
+        dst.resize(src.size());
+        std::copy(src.begin(), src.end(), dst.data());
+    }
+    void download(const matrix& src, std::span<T> dst) {
+        detail::check_arg(dst.size() == src.size(), "eigen_backend::download",
+                          "dst.size() must equal rows * cols of the source matrix");
+        std::copy(src.data(), src.data() + src.size(), dst.begin());
+    }
+    void download(const vector& src, std::span<T> dst) {
+        detail::check_arg(dst.size() == src.size(), "eigen_backend::download",
+                          "dst.size() must equal the size of the source vector");
+        std::copy(src.data(), src.data() + src.size(), dst.begin());
+    }
+
+    [[nodiscard]] bool all_finite(const matrix& m) const { return m.map().allFinite(); }
+    [[nodiscard]] bool all_finite(const vector& v) const { return v.map().allFinite(); }
+
+    // ---- row and element movement -----------------------------------------------------------
+
+    void gather_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
+        detail::check_arg(&src != &dst, "eigen_backend::gather_rows", "src and dst must be different matrices");
+        check_indices(idx, src.rows(), "eigen_backend::gather_rows");
+        dst.resize(idx.size(), src.cols());
+        const std::size_t c = src.cols();
+        for (std::size_t i = 0; i < idx.size(); ++i)
+            std::copy(src.data() + idx[i] * c, src.data() + (idx[i] + 1) * c, dst.data() + i * c);
+    }
+    void gather(const vector& src, std::span<const std::size_t> idx, vector& dst) {
+        detail::check_arg(&src != &dst, "eigen_backend::gather", "src and dst must be different vectors");
+        check_indices(idx, src.size(), "eigen_backend::gather");
+        dst.resize(idx.size());
+        for (std::size_t i = 0; i < idx.size(); ++i) dst[i] = src[idx[i]];
+    }
+    void set_rows(matrix& dst, std::size_t first_row, const matrix& src) {
+        detail::check_arg(&src != &dst, "eigen_backend::set_rows", "src and dst must be different matrices");
+        detail::check_arg(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::set_rows",
+                          "src must have as many columns as dst");
+        detail::check_arg(first_row <= dst.rows() && src.rows() <= dst.rows() - first_row,
+                          "eigen_backend::set_rows", "first_row + rows(src) must be <= rows(dst)");
+        std::copy(src.data(), src.data() + src.size(), dst.data() + first_row * dst.cols());
+    }
+    void set_range(vector& dst, std::size_t first, const vector& src) {
+        detail::check_arg(&src != &dst, "eigen_backend::set_range", "src and dst must be different vectors");
+        detail::check_arg(first <= dst.size() && src.size() <= dst.size() - first, "eigen_backend::set_range",
+                          "first + size(src) must be <= size(dst)");
+        std::copy(src.data(), src.data() + src.size(), dst.data() + first);
+    }
+    void scatter_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
+        detail::check_arg(&src != &dst, "eigen_backend::scatter_rows", "src and dst must be different matrices");
+        detail::check_arg(idx.size() == src.rows(), "eigen_backend::scatter_rows",
+                          "idx.size() must equal rows(src)");
+        detail::check_arg(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::scatter_rows",
+                          "src must have as many columns as dst");
+        check_indices(idx, dst.rows(), "eigen_backend::scatter_rows");
+        const std::size_t c = src.cols();
+        for (std::size_t i = 0; i < idx.size(); ++i)
+            std::copy(src.data() + i * c, src.data() + (i + 1) * c, dst.data() + idx[i] * c);
+    }
+    void scatter(const vector& src, std::span<const std::size_t> idx, vector& dst) {
+        detail::check_arg(&src != &dst, "eigen_backend::scatter", "src and dst must be different vectors");
+        detail::check_arg(idx.size() == src.size(), "eigen_backend::scatter", "idx.size() must equal size(src)");
+        check_indices(idx, dst.size(), "eigen_backend::scatter");
+        for (std::size_t i = 0; i < idx.size(); ++i) dst[idx[i]] = src[i];
+    }
+    void axpby(T a, const vector& x, T b, const vector& y, vector& out) {
+        detail::check_arg(x.size() == y.size(), "eigen_backend::axpby", "x and y must have the same size");
+        out.resize(x.size());
+        out.map() = a * x.map() + b * y.map();
+    }
+
+    // ---- compute kernels --------------------------------------------------------------------
+
+    void gemm(transpose ta, transpose tb, T alpha, const matrix& a, const matrix& b, T beta, matrix& c) {
+        detail::check_arg(&c != &a && &c != &b, "eigen_backend::gemm", "c must not alias a or b");
+        const bool at = ta == transpose::yes;
+        const bool bt = tb == transpose::yes;
+        const std::size_t m = at ? a.cols() : a.rows();
+        const std::size_t k = at ? a.rows() : a.cols();
+        const std::size_t kb = bt ? b.cols() : b.rows();
+        const std::size_t n = bt ? b.rows() : b.cols();
+        detail::check_arg(k == kb, "eigen_backend::gemm", "inner dimensions of op(a) and op(b) differ");
+        if (beta == T(0))
+            c.resize(m, n);
+        else
+            detail::check_arg(c.rows() == m && c.cols() == n, "eigen_backend::gemm",
+                              "c must have shape rows(op(a)) x cols(op(b)) when beta != 0");
+        auto cm = c.map();
+        const auto am = a.map();
+        const auto bm = b.map();
+        if (!at && !bt)
+            gemm_apply(alpha, am, bm, beta, cm);
+        else if (!at && bt)
+            gemm_apply(alpha, am, bm.transpose(), beta, cm);
+        else if (at && !bt)
+            gemm_apply(alpha, am.transpose(), bm, beta, cm);
+        else
+            gemm_apply(alpha, am.transpose(), bm.transpose(), beta, cm);
+    }
+
+    void column_sums(const matrix& a, vector& out) {
+        out.resize(a.cols());
+        auto o = out.map();
+        o.setZero();
+        // Row by row: contiguous, vectorised adds (a colwise() reduction of a row-major map
+        // would walk columns with a stride).
+        for (std::size_t i = 0; i < a.rows(); ++i) o += row(a, i).transpose();
+    }
+
+    void add_bias(const vector& bias, matrix& z) {
+        detail::check_arg(bias.size() == z.cols(), "eigen_backend::add_bias", "size(bias) must equal cols(z)");
+        auto zm = z.map();
+        zm.rowwise() += bias.map().transpose();
+    }
+
+    void bias_activation(activation act, const vector& bias, matrix& z, matrix& a) {
+        add_bias(bias, z);
+        activation_forward(act, z, a);
+    }
+
+    void activation_forward(activation act, const matrix& z, matrix& a) {
+        if (&a != &z) a.resize(z.rows(), z.cols());
+        const auto zz = flat(z);
+        auto aa = flat(a);
+        if (act == activation::relu)
+            aa = zz.cwiseMax(T(0));
+        else
+            aa = zz / (T(1) + (-zz).exp());
+    }
+
+    void activation_backward(activation act, const matrix& z, const matrix& grad_a, matrix& grad_z) {
+        detail::check_arg(z.rows() == grad_a.rows() && z.cols() == grad_a.cols(),
+                          "eigen_backend::activation_backward", "z and grad_a must have the same shape");
+        if (&grad_z != &z && &grad_z != &grad_a) grad_z.resize(z.rows(), z.cols());
+        const auto zz = flat(z);
+        const auto ga = flat(grad_a);
+        auto gz = flat(grad_z);
+        if (act == activation::relu) {
+            gz = (zz > T(0)).select(ga, T(0));
+        } else {
+            // σ(z)·(1 + z·(1 − σ(z))) evaluated elementwise in one expression.
+            const auto s = T(1) / (T(1) + (-zz).exp());
+            gz = ga * s * (T(1) + zz * (T(1) - s));
+        }
+    }
+
+    void add(const matrix& a, const matrix& b, matrix& out) {
+        detail::check_arg(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::add",
+                          "a and b must have the same shape");
+        if (&out != &a && &out != &b) out.resize(a.rows(), a.cols());
+        flat(out) = flat(a) + flat(b);
+    }
+
+    void multiply(const matrix& a, const matrix& b, matrix& out) {
+        detail::check_arg(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::multiply",
+                          "a and b must have the same shape");
+        if (&out != &a && &out != &b) out.resize(a.rows(), a.cols());
+        flat(out) = flat(a) * flat(b);
+    }
+
+    void dropout_mask(matrix& mask, double p, std::uint64_t seed) {
+        detail::check_arg(std::isfinite(p) && p >= 0.0 && p < 1.0, "eigen_backend::dropout_mask",
+                          "p must be in [0, 1)");
+        const T keep = static_cast<T>(1.0 / (1.0 - p));
+        T* d = mask.data();
+        const std::size_t n = mask.size();
+        for (std::size_t k = 0; k < n; ++k) d[k] = detail::counter_uniform(seed, k) < p ? T(0) : keep;
+    }
+
+    void layer_norm_forward(const matrix& x, const vector& gamma, const vector& beta, T eps, matrix& y,
+                            matrix& x_hat, vector& rstd) {
+        const char* where = "eigen_backend::layer_norm_forward";
+        detail::check_arg(gamma.size() == x.cols() && beta.size() == x.cols(), where,
+                          "size(gamma) and size(beta) must equal cols(x)");
+        detail::check_arg(x.cols() > 0, where, "x must have at least one column");
+        detail::check_arg(&y != &x && &x_hat != &x && &y != &x_hat, where, "outputs must not alias x or each other");
+        y.resize(x.rows(), x.cols());
+        x_hat.resize(x.rows(), x.cols());
+        rstd.resize(x.rows());
+        const T inv_h = T(1) / static_cast<T>(x.cols());
+        const const_row_map g(gamma.data(), detail::eigen_index(gamma.size()));
+        const const_row_map b(beta.data(), detail::eigen_index(beta.size()));
+        for (std::size_t i = 0; i < x.rows(); ++i) {
+            const const_row_map xr = row(x, i);
+            const T mean = xr.sum() * inv_h;
+            const T var = (xr.array() - mean).square().sum() * inv_h;
+            const T r = T(1) / std::sqrt(var + eps);
+            rstd[i] = r;
+            row_map xh = row(x_hat, i);
+            xh.array() = (xr.array() - mean) * r;
+            row(y, i).array() = xh.array() * g.array() + b.array();
+        }
+    }
+
+    void layer_norm_backward(const matrix& grad_y, const matrix& x_hat, const vector& rstd, const vector& gamma,
+                             matrix& grad_x, vector& grad_gamma, vector& grad_beta) {
+        const char* where = "eigen_backend::layer_norm_backward";
+        detail::check_arg(grad_y.rows() == x_hat.rows() && grad_y.cols() == x_hat.cols(), where,
+                          "grad_y and x_hat must have the same shape");
+        detail::check_arg(rstd.size() == x_hat.rows(), where, "size(rstd) must equal rows(x_hat)");
+        detail::check_arg(gamma.size() == x_hat.cols(), where, "size(gamma) must equal cols(x_hat)");
+        detail::check_arg(&grad_x != &grad_y && &grad_x != &x_hat && &grad_gamma != &grad_beta &&
+                              &grad_gamma != &gamma && &grad_beta != &gamma && &grad_gamma != &rstd &&
+                              &grad_beta != &rstd,
+                          where, "outputs must not alias inputs or each other");
+        grad_x.resize(grad_y.rows(), grad_y.cols());
+        grad_gamma.resize(grad_y.cols());
+        grad_beta.resize(grad_y.cols());
+        row_map dg(grad_gamma.data(), detail::eigen_index(grad_gamma.size()));
+        row_map db(grad_beta.data(), detail::eigen_index(grad_beta.size()));
+        dg.setZero();
+        db.setZero();
+        const const_row_map g(gamma.data(), detail::eigen_index(gamma.size()));
+        const T inv_h = grad_y.cols() == 0 ? T(0) : T(1) / static_cast<T>(grad_y.cols());
+        for (std::size_t i = 0; i < grad_y.rows(); ++i) {
+            const const_row_map dy = row(grad_y, i);
+            const const_row_map xh = row(x_hat, i);
+            const T mean_g = (dy.array() * g.array()).sum() * inv_h;
+            const T mean_gx = (dy.array() * g.array() * xh.array()).sum() * inv_h;
+            row(grad_x, i).array() = rstd[i] * (dy.array() * g.array() - mean_g - xh.array() * mean_gx);
+            dg.array() += dy.array() * xh.array();
+            db += dy;
+        }
+    }
+
+    void block_mean_accumulate(const matrix& src, std::size_t block, std::size_t offset, matrix& dst) {
+        const char* where = "eigen_backend::block_mean_accumulate";
+        detail::check_arg(block > 0, where, "block must be > 0");
+        detail::check_arg(&src != &dst, where, "src and dst must be different matrices");
+        detail::check_arg(dst.rows() == src.rows(), where, "dst must have as many rows as src");
+        detail::check_arg(src.cols() == 0 || (offset + src.cols() + block - 1) / block <= dst.cols(), where,
+                          "dst has fewer than (offset + cols(src)) / block columns");
+        const T inv = T(1) / static_cast<T>(block);
+        const std::size_t c = src.cols();
+        if (offset % block == 0 && c % block == 0) {
+            // Aligned case: each row is a (c/block)×block row-major block whose row sums are the means.
+            using blocks_map = Eigen::Map<const typename matrix::plain_type>;
+            for (std::size_t i = 0; i < src.rows(); ++i) {
+                const blocks_map blocks(src.data() + i * c, detail::eigen_index(c / block), detail::eigen_index(block));
+                row(dst, i).segment(detail::eigen_index(offset / block), detail::eigen_index(c / block)) +=
+                    inv * blocks.rowwise().sum().transpose();
+            }
+            return;
+        }
+        for (std::size_t i = 0; i < src.rows(); ++i) {
+            const T* s = src.data() + i * c;
+            T* d = dst.data() + i * dst.cols();
+            for (std::size_t j = 0; j < c; ++j) d[(offset + j) / block] += s[j] * inv;
+        }
+    }
+
+    void adam_update(matrix& param, const matrix& grad, matrix& m, matrix& v, const adam_hyperparameters& h) {
+        detail::check_arg(grad.rows() == param.rows() && grad.cols() == param.cols() && m.rows() == param.rows() &&
+                              m.cols() == param.cols() && v.rows() == param.rows() && v.cols() == param.cols(),
+                          "eigen_backend::adam_update", "param, grad, m and v must have the same shape");
+        adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size(), h);
+    }
+    void adam_update(vector& param, const vector& grad, vector& m, vector& v, const adam_hyperparameters& h) {
+        detail::check_arg(grad.size() == param.size() && m.size() == param.size() && v.size() == param.size(),
+                          "eigen_backend::adam_update", "param, grad, m and v must have the same size");
+        adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size(), h);
+    }
+
+    double mse_loss(const matrix& pred, const vector& target, matrix& grad) {
+        const char* where = "eigen_backend::mse_loss";
+        detail::check_arg(pred.cols() == 1, where, "pred must have exactly one column");
+        detail::check_arg(pred.rows() == target.size(), where, "size(target) must equal rows(pred)");
+        detail::check_arg(target.size() > 0, where, "the batch must not be empty");
+        detail::check_arg(&grad != &pred, where, "grad must not alias pred");
+        grad.resize(pred.rows(), 1);
+        const auto diff = flat(pred) - target.map().array();
+        const double loss = diff.template cast<double>().square().sum() / static_cast<double>(target.size());
+        flat(grad) = (T(2) / static_cast<T>(target.size())) * diff;
+        return loss;
+    }
+
+private:
+    using row_map = Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>;
+    using const_row_map = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
+    using flat_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>, Eigen::AlignedMax>;
+    using const_flat_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>, Eigen::AlignedMax>;
+
+    static row_map row(matrix& m, std::size_t i) noexcept {
+        return row_map(m.data() + i * m.cols(), detail::eigen_index(m.cols()));
+    }
+    static const_row_map row(const matrix& m, std::size_t i) noexcept {
+        return const_row_map(m.data() + i * m.cols(), detail::eigen_index(m.cols()));
+    }
+    static flat_map flat(matrix& m) noexcept { return flat_map(m.data(), detail::eigen_index(m.size())); }
+    static const_flat_map flat(const matrix& m) noexcept {
+        return const_flat_map(m.data(), detail::eigen_index(m.size()));
+    }
+
+    static void check_indices(std::span<const std::size_t> idx, std::size_t bound, const char* where) {
+        for (const std::size_t i : idx)
+            if (i >= bound)
+                throw invalid_argument(std::string(where) + ": index " + std::to_string(i) + " is out of range (" +
+                                       std::to_string(bound) + " rows or elements)");
+    }
+
+    template <class A, class B, class C>
+    static void gemm_apply(T alpha, const A& a, const B& b, T beta, C& c) {
+        if (beta == T(0)) {
+            c.noalias() = alpha * a * b;
+        } else {
+            if (beta != T(1)) c *= beta;
+            c.noalias() += alpha * a * b;
+        }
+    }
+
+    static void adam_apply(T* p, const T* g, T* m, T* v, std::size_t n, const adam_hyperparameters& h) {
+        using seg = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+        using const_seg = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+        const double step = static_cast<double>(h.step);
+        const T b1 = static_cast<T>(h.beta1);
+        const T b2 = static_cast<T>(h.beta2);
+        const T wd = static_cast<T>(h.weight_decay);
+        const T eps = static_cast<T>(h.eps);
+        const T step_size = static_cast<T>(h.learning_rate / (1.0 - std::pow(h.beta1, step)));
+        const T bc2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(h.beta2, step)));
+        // Chunks that stay in L1, so param, grad, m and v stream through memory once even
+        // though the update is three Eigen assignments.
+        constexpr std::size_t chunk = 1024;
+        for (std::size_t i = 0; i < n; i += chunk) {
+            const auto len = detail::eigen_index(std::min(chunk, n - i));
+            seg pp(p + i, len), mm(m + i, len), vv(v + i, len);
+            const const_seg gg(g + i, len);
+            mm = b1 * mm + (T(1) - b1) * (gg + wd * pp);
+            vv = b2 * vv + (T(1) - b2) * (gg + wd * pp).square();
+            pp -= step_size * mm / (vv.sqrt() / bc2_sqrt + eps);
+        }
+    }
+};
+
+static_assert(backend<eigen_backend<float>>, "sams::eigen_backend<float> must model sams::backend");
+static_assert(backend<eigen_backend<double>>, "sams::eigen_backend<double> must model sams::backend");
+
+}  // namespace sams
+// ---- end sams/backend/eigen/eigen_backend.hpp ----
