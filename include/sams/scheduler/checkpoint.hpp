@@ -161,7 +161,7 @@ void visit_config(Config& c, F&& f) {
 }
 
 // The last enumerator of each config enum, for range checks on decoding.
-constexpr loss_kind last_enumerator(loss_kind) { return loss_kind::simpo; }
+constexpr loss_kind last_enumerator(loss_kind) { return loss_kind::sppo_hard; }
 constexpr activation last_enumerator(activation) { return activation::silu; }
 constexpr reward_mode last_enumerator(reward_mode) { return reward_mode::weight; }
 constexpr selection_rule last_enumerator(selection_rule) { return selection_rule::softmax_sample; }
