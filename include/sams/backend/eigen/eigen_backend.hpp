@@ -374,13 +374,22 @@ private:
                                        std::to_string(bound) + " rows or elements)");
     }
 
+    // alpha == 1 is kept out of the expression: when a product degenerates to a GEMV, Eigen
+    // copies a scaled operand into a heap temporary, while a plain (transposed) map is used
+    // in place or staged on the stack.
     template <class A, class B, class C>
     static void gemm_apply(T alpha, const A& a, const B& b, T beta, C& c) {
         if (beta == T(0)) {
-            c.noalias() = alpha * a * b;
+            if (alpha == T(1))
+                c.noalias() = a * b;
+            else
+                c.noalias() = alpha * a * b;
         } else {
             if (beta != T(1)) c *= beta;
-            c.noalias() += alpha * a * b;
+            if (alpha == T(1))
+                c.noalias() += a * b;
+            else
+                c.noalias() += alpha * a * b;
         }
     }
 
