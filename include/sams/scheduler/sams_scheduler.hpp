@@ -258,7 +258,11 @@ private:
                         "must be >= cols");
         detail::require(batch.ids.empty() || batch.ids.size() == B, "sams_scheduler::step: batch.ids",
                         "must be empty or have one entry per pair");
-        detail::require(detail::all_finite(c), "sams_scheduler::step: batch.contexts", "contains NaN or Inf");
+        // Contexts may live where the backend computes (device memory for a GPU backend), so
+        // they are checked there, in the scratch buffer that scoring reads next.
+        backend_->upload(c, batch_x_);
+        detail::require(backend_->all_finite(batch_x_), "sams_scheduler::step: batch.contexts",
+                        "contains NaN or Inf");
         if (config_.reward.length_normalized_chosen) {
             detail::require(batch.chosen_length.size() == B, "sams_scheduler::step: batch.chosen_length",
                             "is required (reward_config.length_normalized_chosen) with one entry per pair");
@@ -388,10 +392,9 @@ private:
         pool_rows_allocated_ = rows;
     }
 
-    /// u = f1(c) + w·f2(φ) for every pair of the batch, in eval mode.
+    /// u = f1(c) + w·f2(φ) for every pair of the batch (uploaded by validate_batch), in eval mode.
     void score(const pair_batch<T>& batch) {
         Backend& be = *backend_;
-        be.upload(batch.contexts, batch_x_);
         exploit_->predict(batch_x_, batch_f1_, batch_phi_);
         explore_->predict(batch_phi_, batch_f2_);
         be.axpby(T(1), batch_f1_, static_cast<T>(config_.select.explore_weight), batch_f2_, batch_u_);
