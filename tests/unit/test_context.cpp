@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <limits>
 #include <new>
+#include <string>
 #include <vector>
 
 // Counts global operator new calls, so the steady-state test can see that extract() allocates
@@ -665,6 +666,66 @@ TEST_CASE_TEMPLATE("identity_extractor: checks and copies host contexts", T, flo
     for (T v : dst) CHECK(v == T(5));
     CHECK_THROWS_WITH_AS(id.extract(ctx, sams::matrix_view<T>{dst.data(), B, D - 1, 0}),
                          doctest::Contains("expected 3x4"), sams::invalid_argument);
+}
+
+namespace {
+
+// The skeleton of docs/concepts.md (context_extractor): keep the two in sync.
+/// The last layer's hidden state at each response's last valid token, chosen minus rejected.
+struct last_token_extractor {
+    [[nodiscard]] std::size_t output_dim(std::size_t /*layers*/, std::size_t dim) const { return dim; }
+
+    template <class T, class M>
+    void extract(const sams::hidden_states_view<T>& chosen, const sams::hidden_states_view<T>& rejected,
+                 const sams::token_mask_view<M>& chosen_mask, const sams::token_mask_view<M>& rejected_mask,
+                 sams::matrix_view<T> out) {
+        // Validate everything before writing anything (strong guarantee).
+        if (rejected.pairs != chosen.pairs || rejected.dim != chosen.dim ||
+            rejected.layers != chosen.layers || out.rows != chosen.pairs ||
+            out.cols != output_dim(chosen.layers, chosen.dim) || chosen_mask.pairs != chosen.pairs ||
+            rejected_mask.pairs != chosen.pairs)
+            throw sams::invalid_argument("last_token_extractor::extract: shapes do not match");
+        for (std::size_t p = 0; p < chosen.pairs; ++p)
+            if (last_valid(chosen_mask, p) == npos || last_valid(rejected_mask, p) == npos)
+                throw sams::invalid_argument("last_token_extractor::extract: pair " + std::to_string(p) +
+                                             " has no valid token");
+        const std::size_t top = chosen.layers - 1;
+        for (std::size_t p = 0; p < chosen.pairs; ++p) {
+            const std::size_t tw = last_valid(chosen_mask, p), tl = last_valid(rejected_mask, p);
+            for (std::size_t k = 0; k < chosen.dim; ++k)
+                out(p, k) = chosen(top, p, tw, k) - rejected(top, p, tl, k);
+        }
+    }
+
+private:
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+    template <class M>
+    static std::size_t last_valid(const sams::token_mask_view<M>& mask, std::size_t p) {
+        for (std::size_t t = mask.tokens; t-- > 0;)
+            if (mask.valid(p, t)) return t;
+        return npos;
+    }
+};
+static_assert(sams::context_extractor<last_token_extractor, float>);
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("context_extractor: the documented user skeleton works through extract_contexts", T, float,
+                   double) {
+    const fixture f = make_fixture<T>(71);
+    const auto hw = lay_out<T>(f.w, layout::pair_major), hl = lay_out<T>(f.l, layout::per_layer);
+    last_token_extractor ex;
+    sams::context_matrix<T> out(f.w.pairs, ex.output_dim(f.w.layers, f.w.dim));
+    sams::extract_contexts(ex, hw.view, hl.view, mask_of<T>(f.w), mask_of<T>(f.l), out.view());
+    for (std::size_t p = 0; p < f.w.pairs; ++p) {
+        std::size_t tw = 0, tl = 0;
+        for (std::size_t t = 0; t < f.w.tokens; ++t)
+            if (f.w.mask[p * f.w.tokens + t] != 0) tw = t;
+        for (std::size_t t = 0; t < f.l.tokens; ++t)
+            if (f.l.mask[p * f.l.tokens + t] != 0) tl = t;
+        for (std::size_t k = 0; k < f.w.dim; ++k)
+            CHECK(out(p, k) == static_cast<T>(f.w.at(3, p, tw, k)) - static_cast<T>(f.l.at(3, p, tl, k)));
+    }
 }
 
 namespace {
