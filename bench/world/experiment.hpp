@@ -30,8 +30,8 @@ namespace sams::bench {
 struct train_config {
     std::size_t policy_hidden = 32;  ///< width of both policy layers
     std::size_t batch_size = 32;     ///< B pairs per step (selectors train on K of them)
-    std::size_t epochs = 8;
-    double learning_rate = 3e-3;     ///< policy Adam
+    std::size_t epochs = 4;
+    double learning_rate = 1e-2;     ///< policy Adam
     double beta = 0.1;               ///< DPO β, also for the metrics' implicit reward
     double output_scale = 0.1;       ///< init scale of the policy's output layer
 
