@@ -304,16 +304,36 @@ private:
                 for (std::size_t c = 0; c < g; ++c)
                     row[j * g + c] = static_cast<T>(combined(src + j * 2 * dim, c, dim, concat));
         }
-        if (project) {
-            using row_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-            const auto rows = static_cast<Eigen::Index>(pairs);
-            const auto n = static_cast<Eigen::Index>(flat);
-            const auto dp = static_cast<Eigen::Index>(options_.projection_dim);
-            Eigen::Map<const row_major> x(features_.data(), rows, n);
-            Eigen::Map<const row_major> r(projection_.data(), n, dp);
-            Eigen::Map<row_major, Eigen::Unaligned, Eigen::OuterStride<>> o(
-                out.data, rows, dp, Eigen::OuterStride<>(static_cast<Eigen::Index>(out.stride())));
-            o.noalias() = x * r;
+        if (project) project_features(pairs, flat, out);
+    }
+
+    // out = features_ · projection_ with Eigen's GEMM, tiled. Eigen packs GEMM operands into
+    // blocks taken from the stack up to EIGEN_STACK_ALLOCATION_LIMIT bytes and from the heap
+    // beyond; tiles of at most `tile` rows and columns and `depth` inner terms keep every block
+    // under half that limit, so the projection allocates nothing at any size.
+    void project_features(std::size_t pairs, std::size_t flat, matrix_view<T> out) const {
+        using row_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        using index = Eigen::Index;
+        constexpr index tile = 256;
+        constexpr index depth =
+            std::max<index>(8, EIGEN_STACK_ALLOCATION_LIMIT / 2 / index{sizeof(T)} / (tile + 64));
+        const auto rows = static_cast<index>(pairs), n = static_cast<index>(flat);
+        const auto dp = static_cast<index>(options_.projection_dim);
+        const Eigen::Map<const row_major> x(features_.data(), rows, n);
+        const Eigen::Map<const row_major> r(projection_.data(), n, dp);
+        Eigen::Map<row_major, Eigen::Unaligned, Eigen::OuterStride<>> o(
+            out.data, rows, dp, Eigen::OuterStride<>(static_cast<index>(out.stride())));
+        for (index r0 = 0; r0 < rows; r0 += tile) {
+            const index nr = std::min(tile, rows - r0);
+            for (index c0 = 0; c0 < dp; c0 += tile) {
+                const index nc = std::min(tile, dp - c0);
+                auto block = o.block(r0, c0, nr, nc);
+                block.setZero();
+                for (index k0 = 0; k0 < n; k0 += depth) {
+                    const index nk = std::min(depth, n - k0);
+                    block.noalias() += x.block(r0, k0, nr, nk) * r.block(k0, c0, nk, nc);
+                }
+            }
         }
     }
 
