@@ -77,6 +77,68 @@ struct integer_backend : sams::eigen_backend<float> {
     using value_type = int;
 };
 
+// The skeleton of docs/concepts.md (backend section), verbatim: declarations are enough
+// for the concept check.
+struct my_backend {
+    using value_type = float;
+    struct matrix { /* device pointer, rows, cols, capacity in elements */ };
+    struct vector { /* device pointer, size, capacity in elements */ };
+    using T = value_type;
+
+    // storage
+    std::size_t rows(const matrix&) const;
+    std::size_t cols(const matrix&) const;
+    std::size_t size(const vector&) const;
+    void resize(matrix&, std::size_t rows, std::size_t cols);
+    void resize(vector&, std::size_t n);
+    void resize_rows_preserve(matrix&, std::size_t rows);
+    void resize_preserve(vector&, std::size_t n);
+    void fill(matrix&, T);
+    void fill(vector&, T);
+    void copy(const matrix& src, matrix& dst);
+    void copy(const vector& src, vector& dst);
+    void copy(const matrix& src, vector& dst);  // row-major flatten
+    // host transfers
+    void upload(sams::matrix_view<const T> src, matrix& dst);
+    void upload(std::span<const T> src, vector& dst);
+    void download(const matrix& src, std::span<T> dst);
+    void download(const vector& src, std::span<T> dst);
+    bool all_finite(const matrix&);
+    bool all_finite(const vector&);
+    // row and element movement
+    void gather_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst);
+    void gather(const vector& src, std::span<const std::size_t> idx, vector& dst);
+    void set_rows(matrix& dst, std::size_t first_row, const matrix& src);
+    void set_range(vector& dst, std::size_t first, const vector& src);
+    void scatter_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst);
+    void scatter(const vector& src, std::span<const std::size_t> idx, vector& dst);
+    void axpby(T a, const vector& x, T b, const vector& y, vector& out);
+    // kernels
+    void gemm(sams::transpose ta, sams::transpose tb, T alpha, const matrix& a, const matrix& b, T beta, matrix& c);
+    void column_sums(const matrix& a, vector& out);
+    void add_bias(const vector& bias, matrix& z);
+    void bias_activation(sams::activation act, const vector& bias, matrix& z, matrix& a);
+    void activation_forward(sams::activation act, const matrix& z, matrix& a);
+    void activation_backward(sams::activation act, const matrix& z, const matrix& grad_a, matrix& grad_z);
+    void add(const matrix& a, const matrix& b, matrix& out);
+    void multiply(const matrix& a, const matrix& b, matrix& out);
+    void dropout_mask(matrix& mask, double p, std::uint64_t seed);
+    void layer_norm_forward(const matrix& x, const vector& gamma, const vector& beta, T eps, matrix& y,
+                            matrix& x_hat, vector& rstd);
+    void layer_norm_backward(const matrix& grad_y, const matrix& x_hat, const vector& rstd, const vector& gamma,
+                             matrix& grad_x, vector& grad_gamma, vector& grad_beta);
+    void block_mean_accumulate(const matrix& src, std::size_t block, std::size_t offset, matrix& dst);
+    void adam_update(matrix& param, const matrix& grad, matrix& m, matrix& v, const sams::adam_hyperparameters&);
+    void adam_update(vector& param, const vector& grad, vector& m, vector& v, const sams::adam_hyperparameters&);
+    double mse_loss(const matrix& pred, const vector& target, matrix& grad);
+};
+static_assert(sams::backend<my_backend>, "the documented skeleton must model sams::backend");
+
+// The skeleton without one kernel does not.
+struct no_layer_norm_backward : my_backend {
+    void layer_norm_backward() = delete;
+};
+
 }  // namespace
 
 TEST_CASE("backend concept: the Eigen backend models it, incomplete types do not") {
@@ -87,6 +149,9 @@ TEST_CASE("backend concept: the Eigen backend models it, incomplete types do not
     static_assert(!sams::backend<types_only>);
     static_assert(!sams::backend<integer_backend>);
     static_assert(!sams::backend<int>);
+    static_assert(sams::backend<my_backend>);
+    static_assert(!sams::backend_kernels<no_layer_norm_backward>);
+    static_assert(sams::backend_storage<no_layer_norm_backward>);
     CHECK(true);
 }
 
