@@ -703,3 +703,34 @@ TEST_CASE("nets: steady-state training and prediction allocate nothing") {
     counting_allocations = false;
     CHECK(allocation_count == 0);
 }
+
+TEST_CASE("nets: products larger than one GEMM tile allocate nothing either") {
+    // 260 rows and width 264 exceed the 256-wide tiles of the Eigen backend's GEMM; untiled,
+    // Eigen would pack these operands into heap blocks.
+    backend_t<float> be;
+    sams::network_config cfg;
+    cfg.hidden = 264;
+    cfg.depth = 3;
+    cfg.block_size = 8;
+    sams::optimizer_config opt;
+    opt.early_stop_mse = 0.0;
+    sams::rng init(36), data(37), drop(38);
+    sams::exploit_net<backend_t<float>> f1(be, 8, cfg, opt, init);
+    const auto x = random_matrix(be, 260, 8, data);
+    const auto y = random_vector(be, 260, data);
+    vector_t<float> scores;
+    matrix_t<float> phi;
+    f1.train(x, y, 1, drop);
+    f1.predict(x, scores, phi);
+    const auto before = snapshot(f1);
+
+    allocation_count = 0;
+    counting_allocations = true;
+    Eigen::internal::set_is_malloc_allowed(false);
+    f1.train(x, y, 1, drop);
+    f1.predict(x, scores, phi);
+    Eigen::internal::set_is_malloc_allowed(true);
+    counting_allocations = false;
+    CHECK(allocation_count == 0);
+    CHECK(snapshot(f1)["block1.linear.weight"].values != before["block1.linear.weight"].values);
+}

@@ -374,22 +374,46 @@ private:
                                        std::to_string(bound) + " rows or elements)");
     }
 
-    // alpha == 1 is kept out of the expression: when a product degenerates to a GEMV, Eigen
-    // copies a scaled operand into a heap temporary, while a plain (transposed) map is used
-    // in place or staged on the stack.
+    // c = alpha·a·b + beta·c over tiles of at most gemm_tile rows and columns and
+    // gemm_depth inner terms. Eigen packs GEMM operands into blocks of at most
+    // (rows·depth) and (depth·cols) elements, taken from the stack up to
+    // EIGEN_STACK_ALLOCATION_LIMIT bytes and from the heap beyond; these tiles keep both on
+    // the stack, so training allocates nothing at any size, and the tiled product measured
+    // as fast as Eigen's own blocking at the nets' shapes.
+    static constexpr Eigen::Index gemm_tile = 256;
+    static constexpr Eigen::Index gemm_depth =
+        std::max<Eigen::Index>(8, EIGEN_STACK_ALLOCATION_LIMIT / Eigen::Index{sizeof(T)} / gemm_tile);
+
     template <class A, class B, class C>
     static void gemm_apply(T alpha, const A& a, const B& b, T beta, C& c) {
-        if (beta == T(0)) {
-            if (alpha == T(1))
-                c.noalias() = a * b;
-            else
-                c.noalias() = alpha * a * b;
-        } else {
-            if (beta != T(1)) c *= beta;
-            if (alpha == T(1))
-                c.noalias() += a * b;
-            else
-                c.noalias() += alpha * a * b;
+        using index = Eigen::Index;
+        const index m = c.rows(), n = c.cols(), k = a.cols();
+        if (beta == T(0) && k == 0) c.setZero();
+        for (index r0 = 0; r0 < m; r0 += gemm_tile) {
+            const index nr = std::min(gemm_tile, m - r0);
+            for (index c0 = 0; c0 < n; c0 += gemm_tile) {
+                const index nc = std::min(gemm_tile, n - c0);
+                auto cb = c.block(r0, c0, nr, nc);
+                if (beta != T(0) && beta != T(1)) cb *= beta;
+                for (index k0 = 0; k0 < k; k0 += gemm_depth) {
+                    const index nk = std::min(gemm_depth, k - k0);
+                    const auto ab = a.block(r0, k0, nr, nk);
+                    const auto bb = b.block(k0, c0, nk, nc);
+                    // alpha == 1 stays out of the expression: where a product degenerates
+                    // to a GEMV, Eigen copies a scaled operand into a heap temporary.
+                    if (k0 == 0 && beta == T(0)) {
+                        if (alpha == T(1))
+                            cb.noalias() = ab * bb;
+                        else
+                            cb.noalias() = alpha * ab * bb;
+                    } else {
+                        if (alpha == T(1))
+                            cb.noalias() += ab * bb;
+                        else
+                            cb.noalias() += alpha * ab * bb;
+                    }
+                }
+            }
         }
     }
 
