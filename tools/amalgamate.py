@@ -8,6 +8,8 @@ removed, system includes stay as they are. Each inlined file is framed by
 single-header build reads to know what the file contains.
 
     python3 tools/amalgamate.py            regenerate the file
+    python3 tools/amalgamate.py --ref HEAD read the headers as committed at HEAD instead of
+                                           the working tree (others' uncommitted edits stay out)
     python3 tools/amalgamate.py --check    exit 1 if the committed file is stale
     ... --strict                           also exit 1 (else: warn) when a public header is
                                            neither reachable from the umbrella nor excluded
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,8 +52,44 @@ class AmalgamationError(Exception):
     pass
 
 
-def read_version(include_dir: Path) -> str:
-    text = (include_dir / "sams/version.hpp").read_text(encoding="utf-8")
+class Sources:
+    """The headers under include/: from the working tree, or as committed at a git revision."""
+
+    def __init__(self, root: Path, ref: str | None) -> None:
+        self.root = root
+        self.ref = ref
+        self.git_files: set[str] = set()
+        if ref is not None:
+            listing = self._git("ls-tree", "-r", "--name-only", ref, "--", "include/sams")
+            self.git_files = {line[len("include/"):] for line in listing.splitlines() if line.endswith(".hpp")}
+
+    def _git(self, *args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(self.root), *args], check=True, capture_output=True,
+                                  text=True, encoding="utf-8").stdout
+        except (OSError, subprocess.CalledProcessError) as e:
+            detail = e.stderr.strip() if isinstance(e, subprocess.CalledProcessError) else str(e)
+            raise AmalgamationError(f"git {' '.join(args)}: {detail}") from e
+
+    def exists(self, header: str) -> bool:
+        if self.ref is not None:
+            return header in self.git_files
+        return (self.root / "include" / header).is_file()
+
+    def read(self, header: str) -> str:
+        if self.ref is not None:
+            return self._git("show", f"{self.ref}:include/{header}")
+        return (self.root / "include" / header).read_text(encoding="utf-8")
+
+    def headers(self) -> list[str]:
+        if self.ref is not None:
+            return sorted(self.git_files)
+        include_dir = self.root / "include"
+        return sorted(p.relative_to(include_dir).as_posix() for p in include_dir.glob("sams/**/*.hpp"))
+
+
+def read_version(sources: Sources) -> str:
+    text = sources.read("sams/version.hpp")
     parts = []
     for name in ("MAJOR", "MINOR", "PATCH"):
         m = re.search(rf"#define\s+SAMS_VERSION_{name}\s+(\d+)", text)
@@ -61,14 +100,13 @@ def read_version(include_dir: Path) -> str:
 
 
 class Amalgamator:
-    def __init__(self, include_dir: Path) -> None:
-        self.include_dir = include_dir
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
         self.seen: set[str] = set()
         self.out: list[str] = []
 
     def inline(self, header: str, stack: list[str]) -> None:
-        path = self.include_dir / header
-        if not path.is_file():
+        if not self.sources.exists(header):
             where = f" (included from {stack[-1]})" if stack else ""
             raise AmalgamationError(f"{header}: no such header under include/{where}")
         self.seen.add(header)
@@ -76,7 +114,7 @@ class Amalgamator:
         if not is_root:
             self.out.append(f"// ---- begin {header} ----\n")
         depth = 0  # preprocessor-conditional nesting: a sams include inside #if cannot be inlined once
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        lines = self.sources.read(header).splitlines(keepends=True)
         for number, line in enumerate(lines, start=1):
             if PRAGMA_ONCE.match(line):
                 continue
@@ -107,10 +145,9 @@ class Amalgamator:
             self.out.append(f"// ---- end {header} ----\n")
 
 
-def amalgamate(root: Path) -> tuple[str, set[str]]:
-    include_dir = root / "include"
-    version = read_version(include_dir)
-    amalgamator = Amalgamator(include_dir)
+def amalgamate(sources: Sources) -> tuple[str, set[str]]:
+    version = read_version(sources)
+    amalgamator = Amalgamator(sources)
     amalgamator.inline(UMBRELLA, [])
     head = (
         f"// sams {version}, single-header edition: SamS adaptive batch-wise sample scheduling for DPO.\n"
@@ -123,15 +160,13 @@ def amalgamate(root: Path) -> tuple[str, set[str]]:
     return head + "".join(amalgamator.out), amalgamator.seen
 
 
-def umbrella_gaps(root: Path, reached: set[str]) -> list[str]:
+def umbrella_gaps(sources: Sources, reached: set[str]) -> list[str]:
     """Public headers that the umbrella neither reaches nor deliberately leaves out."""
-    include_dir = root / "include"
     gaps = []
-    for path in sorted(include_dir.glob("sams/**/*.hpp")):
-        header = path.relative_to(include_dir).as_posix()
+    for header in sources.headers():
         if header in reached or any(re.search(p, header) for p in UMBRELLA_EXCLUDE):
             continue
-        if any(OPT_OUT.match(line) for line in path.read_text(encoding="utf-8").splitlines()):
+        if any(OPT_OUT.match(line) for line in sources.read(header).splitlines()):
             continue
         gaps.append(header)
     return gaps
@@ -143,17 +178,20 @@ def main() -> int:
                         help="do not write; exit 1 when the committed single header is stale")
     parser.add_argument("--strict", action="store_true",
                         help="fail when a public header is missing from the umbrella")
+    parser.add_argument("--ref", metavar="REV",
+                        help="read include/ as committed at this git revision (e.g. HEAD)")
     parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: %(default)s)")
     args = parser.parse_args()
 
     root = args.root.resolve()
     try:
-        text, reached = amalgamate(root)
+        sources = Sources(root, args.ref)
+        text, reached = amalgamate(sources)
+        gaps = umbrella_gaps(sources, reached)
     except AmalgamationError as e:
         print(f"amalgamate.py: error: {e}", file=sys.stderr)
         return 2
 
-    gaps = umbrella_gaps(root, reached)
     gap_message = (
         "headers not reachable from include/sams/sams.hpp (add them to the umbrella, or mark them "
         "'// sams-umbrella: exclude (<reason>)'):\n  " + "\n  ".join(gaps)
