@@ -33,6 +33,9 @@
 #include <sams/reward/sams_reward.hpp>
 
 // nn/
+#include <sams/nn/exploit_net.hpp>
+#include <sams/nn/explore_net.hpp>
+#include <sams/nn/parameters.hpp>
 
 // scheduler/
 #include <sams/scheduler/baselines.hpp>
@@ -40,6 +43,7 @@
 #include <sams/scheduler/concept.hpp>
 #include <sams/scheduler/decision_fill.hpp>
 #include <sams/scheduler/reservoir.hpp>
+#include <sams/scheduler/sams_scheduler.hpp>
 #include <sams/scheduler/selection.hpp>
 
 // backend/ (the concept), then backend/eigen/ (the default CPU backend)
