@@ -1957,16 +1957,36 @@ private:
                 for (std::size_t c = 0; c < g; ++c)
                     row[j * g + c] = static_cast<T>(combined(src + j * 2 * dim, c, dim, concat));
         }
-        if (project) {
-            using row_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-            const auto rows = static_cast<Eigen::Index>(pairs);
-            const auto n = static_cast<Eigen::Index>(flat);
-            const auto dp = static_cast<Eigen::Index>(options_.projection_dim);
-            Eigen::Map<const row_major> x(features_.data(), rows, n);
-            Eigen::Map<const row_major> r(projection_.data(), n, dp);
-            Eigen::Map<row_major, Eigen::Unaligned, Eigen::OuterStride<>> o(
-                out.data, rows, dp, Eigen::OuterStride<>(static_cast<Eigen::Index>(out.stride())));
-            o.noalias() = x * r;
+        if (project) project_features(pairs, flat, out);
+    }
+
+    // out = features_ · projection_ with Eigen's GEMM, tiled. Eigen packs GEMM operands into
+    // blocks taken from the stack up to EIGEN_STACK_ALLOCATION_LIMIT bytes and from the heap
+    // beyond; tiles of at most `tile` rows and columns and `depth` inner terms keep every block
+    // under half that limit, so the projection allocates nothing at any size.
+    void project_features(std::size_t pairs, std::size_t flat, matrix_view<T> out) const {
+        using row_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        using index = Eigen::Index;
+        constexpr index tile = 256;
+        constexpr index depth =
+            std::max<index>(8, EIGEN_STACK_ALLOCATION_LIMIT / 2 / index{sizeof(T)} / (tile + 64));
+        const auto rows = static_cast<index>(pairs), n = static_cast<index>(flat);
+        const auto dp = static_cast<index>(options_.projection_dim);
+        const Eigen::Map<const row_major> x(features_.data(), rows, n);
+        const Eigen::Map<const row_major> r(projection_.data(), n, dp);
+        Eigen::Map<row_major, Eigen::Unaligned, Eigen::OuterStride<>> o(
+            out.data, rows, dp, Eigen::OuterStride<>(static_cast<index>(out.stride())));
+        for (index r0 = 0; r0 < rows; r0 += tile) {
+            const index nr = std::min(tile, rows - r0);
+            for (index c0 = 0; c0 < dp; c0 += tile) {
+                const index nc = std::min(tile, dp - c0);
+                auto block = o.block(r0, c0, nr, nc);
+                block.setZero();
+                for (index k0 = 0; k0 < n; k0 += depth) {
+                    const index nk = std::min(depth, n - k0);
+                    block.noalias() += x.block(r0, k0, nr, nk) * r.block(k0, c0, nk, nc);
+                }
+            }
         }
     }
 
@@ -2279,6 +2299,904 @@ static_assert(reward_function<sams_reward, double>,
 // ---- end sams/reward/sams_reward.hpp ----
 
 // nn/
+// ---- begin sams/nn/exploit_net.hpp ----
+// f1, the exploitation net of SamS (SPEC §6): a residual MLP with one LayerNorm per block
+// that predicts the reward of training on a pair, and whose block activations, block-averaged,
+// are the features φ of the exploration net. Written once against the backend concept.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+// ---- begin sams/backend/concept.hpp ----
+// The `backend` concept: the storage and the kernels that the scheduler networks, the replay
+// pool and the reward code are written against. This file is the contract a new backend
+// (e.g. thrust + cuBLAS) implements; sams::eigen_backend is the reference model.
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+
+namespace sams {
+
+/// Whether gemm() reads an operand as stored or transposed (cuBLAS's OP_N / OP_T).
+enum class transpose : bool { no = false, yes = true };
+
+/// One Adam update as torch.optim.Adam (non-AMSGrad) computes it, for every element:
+///   g  = grad + weight_decay·param            (L2 decay added to the gradient)
+///   m  = beta1·m + (1 − beta1)·g
+///   v  = beta2·v + (1 − beta2)·g²
+///   param −= (learning_rate / (1 − beta1^step)) · m / (√v / √(1 − beta2^step) + eps)
+/// `step` is the 1-based number of this update (the caller counts; the backend keeps no state).
+struct adam_hyperparameters {
+    double learning_rate = 1e-4;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0.0;
+    std::uint64_t step = 1;
+};
+
+namespace detail {
+
+/// Throws sams::invalid_argument("<where>: <what>") unless ok. Unlike detail::require it
+/// takes C strings, so a passing check builds no std::string (kernels and training loops
+/// call it on every invocation and must not allocate).
+inline void check_arg(bool ok, const char* where, const char* what) {
+    if (!ok) throw invalid_argument(std::string(where) + ": " + what);
+}
+
+/// The uniform draw in [0, 1) for element `index` of a dropout mask generated from `seed`:
+/// splitmix64's finaliser over seed + (index + 1)·φ64, top 53 bits. A counter-based
+/// function, so a GPU backend produces the same mask as the CPU one without a host round
+/// trip; every backend must use exactly this formula.
+constexpr double counter_uniform(std::uint64_t seed, std::uint64_t index) noexcept {
+    std::uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
+}  // namespace detail
+
+template <class Backend>
+using backend_value_t = typename Backend::value_type;
+template <class Backend>
+using backend_matrix_t = typename Backend::matrix;
+template <class Backend>
+using backend_vector_t = typename Backend::vector;
+
+/// The backend's types. `value_type` is float or double; `matrix` is an owning, resizable,
+/// row-major rows×cols array (rows = samples); `vector` an owning resizable 1-D array. Both
+/// live wherever the backend computes (host memory for Eigen, device memory for CUDA).
+///
+/// Storage rule: resizing to an element count that fits the storage already held must not
+/// allocate or release memory, so a net whose batch shrinks and grows again allocates only
+/// when it exceeds its largest batch so far ("steady state allocates nothing").
+template <class B>
+concept backend_types = requires {
+    typename B::value_type;
+    typename B::matrix;
+    typename B::vector;
+} && std::floating_point<typename B::value_type> && std::default_initializable<typename B::matrix> &&
+                        std::default_initializable<typename B::vector> && std::movable<typename B::matrix> &&
+                        std::movable<typename B::vector>;
+
+/// Shapes, resizing, fills and copies.
+///  - rows(m), cols(m), size(v): the current shape.
+///  - resize(m, r, c), resize(v, n): new shape, contents unspecified.
+///  - resize_rows_preserve(m, r): keeps cols; rows [0, min(old, r)) keep their values, new
+///    rows are unspecified (replay-pool growth). resize_preserve(v, n): the same for vectors.
+///  - fill(m, x), fill(v, x): every element = x.
+///  - copy(src, dst): dst = src, resized. copy(const matrix&, vector&) flattens row-major
+///    (dst.size = rows·cols), e.g. an n×1 network output into a score vector.
+template <class B>
+concept backend_storage =
+    backend_types<B> && requires(B& be, const B& cbe, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm,
+                                 backend_vector_t<B>& v, const backend_vector_t<B>& cv, std::size_t n,
+                                 backend_value_t<B> x) {
+        { cbe.rows(cm) } -> std::same_as<std::size_t>;
+        { cbe.cols(cm) } -> std::same_as<std::size_t>;
+        { cbe.size(cv) } -> std::same_as<std::size_t>;
+        be.resize(m, n, n);
+        be.resize(v, n);
+        be.resize_rows_preserve(m, n);
+        be.resize_preserve(v, n);
+        be.fill(m, x);
+        be.fill(v, x);
+        be.copy(cm, m);
+        be.copy(cv, v);
+        be.copy(cm, v);
+    };
+
+/// Host <-> backend transfers. All of them throw sams::invalid_argument on a size mismatch.
+///  - upload(matrix_view<const T> src, dst): dst resized to src.rows×src.cols; src may be
+///    strided (row_stride ≥ cols).
+///  - upload(span<const T> src, dst): dst resized to src.size().
+///  - download(src, span<T> dst): dst.size() must equal rows·cols (row-major) or size.
+///  - all_finite(m), all_finite(v): false when any element is NaN or ±Inf.
+template <class B>
+concept backend_transfer =
+    backend_types<B> && requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm,
+                                 backend_vector_t<B>& v, const backend_vector_t<B>& cv,
+                                 matrix_view<const backend_value_t<B>> host_m,
+                                 std::span<const backend_value_t<B>> host_in, std::span<backend_value_t<B>> host_out) {
+        be.upload(host_m, m);
+        be.upload(host_in, v);
+        be.download(cm, host_out);
+        be.download(cv, host_out);
+        { be.all_finite(cm) } -> std::same_as<bool>;
+        { be.all_finite(cv) } -> std::same_as<bool>;
+    };
+
+/// Row and element movement (replay pool, batch assembly). Indices are host spans; every
+/// index is checked against the indexed operand and the call throws sams::invalid_argument
+/// before writing anything if one is out of range or a shape does not match.
+///  - gather_rows(src, idx, dst): dst resized to idx.size()×cols(src); dst.row(i) = src.row(idx[i]).
+///  - gather(src, idx, dst): dst resized to idx.size(); dst[i] = src[idx[i]].
+///  - set_rows(dst, first, src): dst rows [first, first + rows(src)) = src; cols must match; no resize.
+///  - set_range(dst, first, src): dst[first, first + size(src)) = src; no resize.
+///  - scatter_rows(src, idx, dst): dst.row(idx[i]) = src.row(i); idx.size() = rows(src);
+///    indices must be distinct (which duplicate wins is unspecified); no resize.
+///  - scatter(src, idx, dst): dst[idx[i]] = src[i]; same rules.
+///  - axpby(a, x, b, y, out): out = a·x + b·y, out resized; out may alias x or y.
+/// src and dst of the row/element movers must be different objects.
+template <class B>
+concept backend_indexing =
+    backend_types<B> && requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm,
+                                 backend_vector_t<B>& v, const backend_vector_t<B>& cv,
+                                 std::span<const std::size_t> idx, std::size_t n, backend_value_t<B> x) {
+        be.gather_rows(cm, idx, m);
+        be.gather(cv, idx, v);
+        be.set_rows(m, n, cm);
+        be.set_range(v, n, cv);
+        be.scatter_rows(cm, idx, m);
+        be.scatter(cv, idx, v);
+        be.axpby(x, cv, x, cv, v);
+    };
+
+/// The compute kernels of the scheduler networks. Shapes are checked (sams::invalid_argument);
+/// NaN is neither checked nor masked. "n×h" below means rows(m) = n, cols(m) = h; a bias or
+/// LayerNorm parameter vector has size h and is broadcast over rows.
+///  - gemm(ta, tb, alpha, a, b, beta, c): c = alpha·op(a)·op(b) + beta·c, op per ta / tb.
+///    beta == 0: c is resized to the product's shape and its old contents are ignored (NaN
+///    included); otherwise c must already have that shape. c must not alias a or b.
+///  - column_sums(a, out): out[j] = Σ_i a(i, j); out resized to cols(a) (bias gradients).
+///  - add_bias(bias, z): z(i, j) += bias[j].
+///  - bias_activation(act, bias, z, a): z(i, j) += bias[j], then a = act(z); a resized.
+///    Keeping the pre-activation z is what activation_backward needs.
+///  - activation_forward(act, z, a): a = act(z), a resized.
+///  - activation_backward(act, z, grad_a, grad_z): grad_z = grad_a ∘ act'(z), resized.
+///    ReLU: act'(z) = 1 for z > 0, else 0 (PyTorch's choice at 0). SiLU: z·σ(z), derivative
+///    σ(z)·(1 + z·(1 − σ(z))).
+///  - add(a, b, out): out = a + b; multiply(a, b, out): out = a ∘ b; out resized.
+///    These elementwise kernels allow out to alias any input.
+///  - dropout_mask(mask, p, seed): fills mask in its current shape: element k = r·cols + c is
+///    0 when detail::counter_uniform(seed, k) < p and 1/(1 − p) otherwise (inverted dropout),
+///    so that multiply(a, mask, a) is PyTorch's training-mode dropout. Identical on every backend.
+///  - layer_norm_forward(x, gamma, beta, eps, y, x_hat, rstd): per row, μ = mean, σ² = biased
+///    variance, rstd = 1/√(σ² + eps), x_hat = (x − μ)·rstd, y = gamma ∘ x_hat + beta.
+///    y, x_hat (n×h) and rstd (n) are resized; outputs must not alias x or each other.
+///  - layer_norm_backward(grad_y, x_hat, rstd, gamma, grad_x, grad_gamma, grad_beta): with
+///    g = grad_y ∘ gamma, per row grad_x = rstd·(g − mean(g) − x_hat·mean(g ∘ x_hat));
+///    grad_gamma = column sums of grad_y ∘ x_hat, grad_beta = column sums of grad_y
+///    (overwritten, not accumulated). Outputs resized; they must not alias inputs.
+///  - block_mean_accumulate(src, block, offset, dst): for every row i and column j of src,
+///    dst(i, (offset + j) / block) += src(i, j) / block. Treats src as the columns
+///    [offset, offset + cols) of a wider concatenated row, so calling it once per hidden
+///    layer (offset = k·h) on a zero-filled dst computes the block mean of the
+///    concatenation, even when blocks straddle two layers. dst must have rows(src) rows
+///    and at least (offset + cols(src) + block − 1) / block columns; block > 0.
+///  - adam_update(param, grad, m, v, hyper): the update documented at adam_hyperparameters,
+///    for a matrix or a vector parameter; all four operands have the same shape.
+///  - mse_loss(pred, target, grad) -> double: pred is n×1, target has size n > 0;
+///    returns (1/n)·Σ(pred_i − target_i)² and sets grad (n×1, resized) = (2/n)(pred − target).
+template <class B>
+concept backend_kernels =
+    backend_types<B> &&
+    requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm, backend_vector_t<B>& v,
+             const backend_vector_t<B>& cv, backend_value_t<B> x, transpose t, activation act, double p,
+             std::uint64_t seed, std::size_t n, const adam_hyperparameters& hyper) {
+        be.gemm(t, t, x, cm, cm, x, m);
+        be.column_sums(cm, v);
+        be.add_bias(cv, m);
+        be.bias_activation(act, cv, m, m);
+        be.activation_forward(act, cm, m);
+        be.activation_backward(act, cm, cm, m);
+        be.add(cm, cm, m);
+        be.multiply(cm, cm, m);
+        be.dropout_mask(m, p, seed);
+        be.layer_norm_forward(cm, cv, cv, x, m, m, v);
+        be.layer_norm_backward(cm, cm, cv, cv, m, v, v);
+        be.block_mean_accumulate(cm, n, n, m);
+        be.adam_update(m, cm, m, m, hyper);
+        be.adam_update(v, cv, v, v, hyper);
+        { be.mse_loss(cm, cv, m) } -> std::same_as<double>;
+    };
+
+/// A compute backend: everything above. Algorithm code keeps a `Backend&` and touches data
+/// only through it, so the same scheduler runs on the CPU (sams::eigen_backend) and on a GPU.
+/// See docs/concepts.md for a skeleton.
+template <class B>
+concept backend = backend_storage<B> && backend_transfer<B> && backend_indexing<B> && backend_kernels<B>;
+
+}  // namespace sams
+// ---- end sams/backend/concept.hpp ----
+// ---- begin sams/nn/parameters.hpp ----
+// The named parameter tensors of a scheduler network with their gradients and Adam moments:
+// one list in a fixed order that serves visiting (checkpoints, tests), initialisation,
+// the optimiser step and the optimiser reset, so these cannot drift apart.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace sams::detail {
+
+/// One trainable tensor: its value, the gradient of the last backward pass, Adam's moments.
+template <class Tensor>
+struct parameter {
+    Tensor value;
+    Tensor grad;
+    Tensor adam_m;
+    Tensor adam_v;
+};
+
+struct matrix_id {
+    std::size_t index;
+};
+struct vector_id {
+    std::size_t index;
+};
+
+template <backend Backend>
+class parameter_store {
+public:
+    using value_type = backend_value_t<Backend>;
+    using matrix = backend_matrix_t<Backend>;
+    using vector = backend_vector_t<Backend>;
+
+    /// Adds a rows×cols parameter with zero gradient and moments; value left for init_*.
+    matrix_id add_matrix(Backend& be, std::string name, std::size_t rows, std::size_t cols) {
+        parameter<matrix> p;
+        for (matrix* t : {&p.value, &p.grad, &p.adam_m, &p.adam_v}) {
+            be.resize(*t, rows, cols);
+            be.fill(*t, value_type(0));
+        }
+        matrices_.push_back(std::move(p));
+        entries_.push_back(entry{true, matrices_.size() - 1, std::move(name)});
+        return matrix_id{matrices_.size() - 1};
+    }
+    vector_id add_vector(Backend& be, std::string name, std::size_t n) {
+        parameter<vector> p;
+        for (vector* t : {&p.value, &p.grad, &p.adam_m, &p.adam_v}) {
+            be.resize(*t, n);
+            be.fill(*t, value_type(0));
+        }
+        vectors_.push_back(std::move(p));
+        entries_.push_back(entry{false, vectors_.size() - 1, std::move(name)});
+        return vector_id{vectors_.size() - 1};
+    }
+
+    parameter<matrix>& operator[](matrix_id id) noexcept { return matrices_[id.index]; }
+    const parameter<matrix>& operator[](matrix_id id) const noexcept { return matrices_[id.index]; }
+    parameter<vector>& operator[](vector_id id) noexcept { return vectors_[id.index]; }
+    const parameter<vector>& operator[](vector_id id) const noexcept { return vectors_[id.index]; }
+
+    /// Fills a parameter with U(-bound, bound) draws in row-major order (PyTorch's nn.Linear
+    /// default init uses bound = 1/√fan_in for weights and biases).
+    void init_uniform(Backend& be, matrix_id id, double bound, rng& g) {
+        matrix& t = matrices_[id.index].value;
+        const std::size_t r = be.rows(t), c = be.cols(t);
+        std::vector<value_type> host(r * c);
+        for (auto& x : host) x = static_cast<value_type>(g.uniform(-bound, bound));
+        be.upload(matrix_view<const value_type>{host.data(), r, c, c}, t);
+    }
+    void init_uniform(Backend& be, vector_id id, double bound, rng& g) {
+        vector& t = vectors_[id.index].value;
+        std::vector<value_type> host(be.size(t));
+        for (auto& x : host) x = static_cast<value_type>(g.uniform(-bound, bound));
+        be.upload(std::span<const value_type>(host), t);
+    }
+    void init_constant(Backend& be, vector_id id, value_type value) { be.fill(vectors_[id.index].value, value); }
+
+    [[nodiscard]] std::size_t count(const Backend& be) const {
+        std::size_t n = 0;
+        for (const auto& p : matrices_) n += be.rows(p.value) * be.cols(p.value);
+        for (const auto& p : vectors_) n += be.size(p.value);
+        return n;
+    }
+
+    /// v(name, tensor) for every value in order, then every Adam first moment ("adam_m.<name>"),
+    /// every second moment ("adam_v.<name>"), and last v("adam.step", step count).
+    /// Self is parameter_store or const parameter_store.
+    template <class Self, class Visitor>
+    static void visit_state(Self& self, Visitor& v) {
+        for (const slot s : {slot::value, slot::adam_m, slot::adam_v}) {
+            for (const auto& e : self.entries_) {
+                const char* name = s == slot::value ? e.name.c_str() : s == slot::adam_m ? e.m_name.c_str() : e.v_name.c_str();
+                if (e.is_matrix)
+                    v(name, pick(self.matrices_[e.index], s));
+                else
+                    v(name, pick(self.vectors_[e.index], s));
+            }
+        }
+        v("adam.step", self.step_);
+    }
+    /// v(name, const tensor&) for every gradient, with the parameter's own name, in order.
+    template <class Visitor>
+    void visit_gradients(Visitor& v) const {
+        for (const auto& e : entries_) {
+            if (e.is_matrix)
+                v(e.name.c_str(), static_cast<const matrix&>(matrices_[e.index].grad));
+            else
+                v(e.name.c_str(), static_cast<const vector&>(vectors_[e.index].grad));
+        }
+    }
+
+    /// One Adam step over every parameter from the stored gradients.
+    void adam_step(Backend& be, const optimizer_config& opt) {
+        ++step_;
+        const adam_hyperparameters h{opt.learning_rate, opt.beta1, opt.beta2, opt.eps, opt.weight_decay, step_};
+        for (auto& p : matrices_) be.adam_update(p.value, p.grad, p.adam_m, p.adam_v, h);
+        for (auto& p : vectors_) be.adam_update(p.value, p.grad, p.adam_m, p.adam_v, h);
+    }
+    void reset_optimizer(Backend& be) {
+        for (auto& p : matrices_) {
+            be.fill(p.adam_m, value_type(0));
+            be.fill(p.adam_v, value_type(0));
+        }
+        for (auto& p : vectors_) {
+            be.fill(p.adam_m, value_type(0));
+            be.fill(p.adam_v, value_type(0));
+        }
+        step_ = 0;
+    }
+    [[nodiscard]] std::uint64_t step() const noexcept { return step_; }
+
+private:
+    struct entry {
+        entry(bool matrix_entry, std::size_t i, std::string n)
+            : is_matrix(matrix_entry), index(i), name(std::move(n)), m_name("adam_m." + name),
+              v_name("adam_v." + name) {}
+        bool is_matrix;
+        std::size_t index;
+        std::string name;
+        std::string m_name;
+        std::string v_name;
+    };
+
+    enum class slot { value, adam_m, adam_v };
+    template <class P>
+    static auto& pick(P& p, slot s) noexcept {
+        return s == slot::value ? p.value : s == slot::adam_m ? p.adam_m : p.adam_v;
+    }
+
+    std::vector<parameter<matrix>> matrices_;
+    std::vector<parameter<vector>> vectors_;
+    std::vector<entry> entries_;
+    std::uint64_t step_ = 0;
+};
+
+/// Checks the fields of network_config that the nets read (names as in scheduler_config).
+inline void validate_network(const network_config& net, const char* where) {
+    require(net.hidden > 0, where, "network_config.hidden must be > 0");
+    require(net.depth >= 3, where,
+            "network_config.depth must be >= 3 (input layer, at least one residual block, output), got " +
+                std::to_string(net.depth));
+    require(net.block_size > 0, where, "network_config.block_size must be > 0");
+    require((net.hidden * (net.depth - 2)) % net.block_size == 0, where,
+            "network_config.block_size must divide hidden*(depth-2) = " +
+                std::to_string(net.hidden * (net.depth - 2)) + ", got " + std::to_string(net.block_size));
+    require(net.explore_depth >= 2, where, "network_config.explore_depth must be >= 2");
+    require(net.act == activation::relu || net.act == activation::silu, where,
+            "network_config.act must be relu or silu");
+    require(std::isfinite(net.dropout) && net.dropout >= 0.0 && net.dropout < 1.0, where,
+            "network_config.dropout must be in [0, 1)");
+    require(std::isfinite(net.layer_norm_eps) && net.layer_norm_eps > 0.0, where,
+            "network_config.layer_norm_eps must be finite and > 0");
+}
+
+inline void validate_optimizer(const optimizer_config& opt, const char* where) {
+    require(std::isfinite(opt.learning_rate) && opt.learning_rate > 0.0, where,
+            "optimizer_config.learning_rate must be finite and > 0");
+    require(opt.beta1 >= 0.0 && opt.beta1 < 1.0, where, "optimizer_config.beta1 must be in [0, 1)");
+    require(opt.beta2 >= 0.0 && opt.beta2 < 1.0, where, "optimizer_config.beta2 must be in [0, 1)");
+    require(std::isfinite(opt.eps) && opt.eps > 0.0, where, "optimizer_config.eps must be finite and > 0");
+    require(std::isfinite(opt.weight_decay) && opt.weight_decay >= 0.0, where,
+            "optimizer_config.weight_decay must be finite and >= 0");
+    require(std::isfinite(opt.early_stop_mse) && opt.early_stop_mse >= 0.0, where,
+            "optimizer_config.early_stop_mse must be finite and >= 0");
+}
+
+/// Shape and finiteness checks shared by the nets' predict/train entry points.
+template <backend Backend>
+void check_net_input(Backend& be, const backend_matrix_t<Backend>& x, std::size_t input_dim,
+                     const backend_vector_t<Backend>* y, const char* where) {
+    if (be.cols(x) != input_dim)
+        throw invalid_argument(std::string(where) + ": x has " + std::to_string(be.cols(x)) +
+                               " columns, expected the input dimension " + std::to_string(input_dim));
+    if (y != nullptr && be.size(*y) != be.rows(x))
+        throw invalid_argument(std::string(where) + ": targets have size " + std::to_string(be.size(*y)) +
+                               ", expected rows(x) = " + std::to_string(be.rows(x)));
+    if (!be.all_finite(x)) throw invalid_argument(std::string(where) + ": x contains NaN or Inf");
+    if (y != nullptr && !be.all_finite(*y)) throw invalid_argument(std::string(where) + ": targets contain NaN or Inf");
+}
+
+}  // namespace sams::detail
+// ---- end sams/nn/parameters.hpp ----
+
+namespace sams {
+
+/// The exploitation net f1: input dimension D, width H, depth N (N − 2 residual blocks):
+///
+///     x_0 = act(W_0 c + b_0)
+///     a_k = act(W_k x_{k−1} + b_k),  x_k = LayerNorm_k(x_{k−1} + dropout(a_k)),  k = 1 … N−2
+///     f1  = W_out x_{N−2} + b_out
+///
+/// Dropout sits where a PyTorch module `norm(x + drop(act(lin(x))))` puts it: on a_k, before
+/// the residual add (inverted dropout, active only in train()). φ_raw = concat(a_1 … a_{N−2})
+/// is taken before dropout, and φ is its mean over consecutive blocks of s = block_size
+/// columns (E = H·(N−2)/s). Weights are stored out×in, row-major, as PyTorch stores them.
+///
+/// Steady state allocates nothing: activation and gradient buffers are members that the
+/// backend resizes in place, so memory is only requested when a batch exceeds the largest
+/// one seen so far (apart from Eigen's internal GEMM workspace on the CPU backend).
+template <backend Backend>
+class exploit_net {
+public:
+    using backend_type = Backend;
+    using value_type = backend_value_t<Backend>;
+    using matrix = backend_matrix_t<Backend>;
+    using vector = backend_vector_t<Backend>;
+
+    /// Builds the net and initialises it as PyTorch does by default: every nn.Linear weight
+    /// and bias from U(−1/√fan_in, 1/√fan_in), drawn from `init_rng` in layer order (weight
+    /// row-major, then bias); LayerNorm γ = 1, β = 0. Only the fields of `net` that f1 uses
+    /// are read, but all of them are validated (throws sams::invalid_argument).
+    exploit_net(Backend& be, std::size_t input_dim, const network_config& net, const optimizer_config& opt,
+                rng& init_rng)
+        : be_(&be), input_dim_(input_dim), net_(net), opt_(opt) {
+        constexpr const char* where = "exploit_net";
+        detail::require(input_dim > 0, where, "input_dim must be > 0");
+        detail::validate_network(net, where);
+        detail::validate_optimizer(opt, where);
+        const std::size_t h = net.hidden;
+        input_ = add_linear("input", h, input_dim, init_rng);
+        for (std::size_t k = 1; k + 2 <= net.depth; ++k) {
+            const std::string prefix = "block" + std::to_string(k);
+            residual_block b;
+            b.linear = add_linear(prefix + ".linear", h, h, init_rng);
+            b.gamma = params_.add_vector(be, prefix + ".norm.weight", h);
+            b.beta = params_.add_vector(be, prefix + ".norm.bias", h);
+            params_.init_constant(be, b.gamma, value_type(1));
+            blocks_.push_back(b);
+        }
+        output_ = add_linear("output", 1, h, init_rng);
+        buffers_.resize(blocks_.size());
+    }
+
+    [[nodiscard]] std::size_t input_dim() const noexcept { return input_dim_; }
+    [[nodiscard]] std::size_t hidden_dim() const noexcept { return net_.hidden; }
+    /// E = H·(N−2)/s, the number of columns of φ.
+    [[nodiscard]] std::size_t feature_dim() const noexcept { return net_.feature_dim(); }
+    [[nodiscard]] std::size_t parameter_count() const { return params_.count(*be_); }
+    [[nodiscard]] const network_config& network() const noexcept { return net_; }
+    [[nodiscard]] const optimizer_config& optimizer() const noexcept { return opt_; }
+    /// Adam steps taken since construction or the last reset_optimizer().
+    [[nodiscard]] std::uint64_t optimizer_steps() const noexcept { return params_.step(); }
+
+    /// Eval-mode forward (no dropout) of n rows x (n×D): scores (size n) = f1(x) and
+    /// phi (n×E) = block mean of the block activations. Both outputs are resized.
+    void predict(const matrix& x, vector& scores, matrix& phi) {
+        detail::check_net_input<Backend>(*be_, x, input_dim_, nullptr, "exploit_net::predict");
+        const std::size_t n = be_->rows(x);
+        be_->resize(phi, n, feature_dim());
+        if (n == 0) {
+            be_->resize(scores, 0);
+            return;
+        }
+        forward(x, nullptr);
+        be_->copy(out_, scores);
+        be_->fill(phi, value_type(0));
+        for (std::size_t k = 0; k < blocks_.size(); ++k)
+            be_->block_mean_accumulate(buffers_[k].a, net_.block_size, k * net_.hidden, phi);
+    }
+
+    /// Up to `steps` full-batch Adam steps on the mean squared error between f1(x) and y, in
+    /// train mode (dropout p = network_config.dropout in the residual blocks). Each step first
+    /// runs the forward pass; when its MSE (mean over the n rows) is below
+    /// optimizer_config::early_stop_mse, training stops without stepping. Returns the MSE of
+    /// the last forward pass computed (a train-mode value). steps == 0 or n == 0: no-op, 0.
+    /// Each train-mode forward draws one seed per residual block from `dropout_rng` when
+    /// dropout > 0 and none otherwise. Adam state persists across calls; train() never resets
+    /// it; a caller that wants a fresh optimiser per update (optimizer_config::
+    /// reset_each_update) calls reset_optimizer() first.
+    double train(const matrix& x, const vector& y, std::size_t steps, rng& dropout_rng) {
+        detail::check_net_input<Backend>(*be_, x, input_dim_, &y, "exploit_net::train");
+        if (steps == 0 || be_->rows(x) == 0) return 0.0;
+        double loss = 0.0;
+        for (std::size_t s = 0; s < steps; ++s) {
+            forward(x, &dropout_rng);
+            loss = be_->mse_loss(out_, y, grad_out_);
+            if (loss < opt_.early_stop_mse) break;
+            backward(x);
+            params_.adam_step(*be_, opt_);
+        }
+        return loss;
+    }
+
+    /// One train-mode forward and backward pass without an optimiser step: returns the MSE
+    /// and leaves its gradients (without weight decay) for visit_gradients(). Dropout masks
+    /// come from `dropout_rng` exactly as in train(), so a copied rng reproduces them.
+    double compute_gradients(const matrix& x, const vector& y, rng& dropout_rng) {
+        detail::check_net_input<Backend>(*be_, x, input_dim_, &y, "exploit_net::compute_gradients");
+        detail::check_arg(be_->rows(x) > 0, "exploit_net::compute_gradients", "x must have at least one row");
+        forward(x, &dropout_rng);
+        const double loss = be_->mse_loss(out_, y, grad_out_);
+        backward(x);
+        return loss;
+    }
+
+    /// Zeroes Adam's moments and step count.
+    void reset_optimizer() { params_.reset_optimizer(*be_); }
+
+    /// Calls v(const char* name, matrix&), v(name, vector&) and v(name, std::uint64_t&) for
+    /// the persistent state in a fixed order: every parameter (input.weight, input.bias, then
+    /// per block k = 1 … N−2 blockk.linear.weight, blockk.linear.bias, blockk.norm.weight (γ),
+    /// blockk.norm.bias (β), then output.weight, output.bias), then the Adam first moments
+    /// ("adam_m." + name) in the same order, the second moments ("adam_v." + name), and
+    /// "adam.step". Used for checkpoints and for comparing states.
+    template <class Visitor>
+    void visit_state(Visitor&& v) {
+        detail::parameter_store<Backend>::visit_state(params_, v);
+    }
+    template <class Visitor>
+    void visit_state(Visitor&& v) const {
+        detail::parameter_store<Backend>::visit_state(params_, v);
+    }
+    /// Calls v(name, const matrix&) / v(name, const vector&) for the gradient of every
+    /// parameter from the last backward pass, in parameter order and with parameter names.
+    template <class Visitor>
+    void visit_gradients(Visitor&& v) const {
+        params_.visit_gradients(v);
+    }
+
+private:
+    struct linear_ids {
+        detail::matrix_id weight;
+        detail::vector_id bias;
+    };
+    struct residual_block {
+        linear_ids linear;
+        detail::vector_id gamma;
+        detail::vector_id beta;
+    };
+    // What backward() needs from the forward pass of one block.
+    struct block_buffers {
+        matrix z;      // pre-activation W_k x + b_k
+        matrix a;      // a_k (before dropout)
+        matrix mask;   // dropout mask, valid when masked_
+        matrix x;      // LayerNorm output x_k
+        matrix x_hat;  // normalised input of the LayerNorm
+        vector rstd;
+    };
+
+    linear_ids add_linear(const std::string& name, std::size_t out, std::size_t in, rng& g) {
+        const linear_ids ids{params_.add_matrix(*be_, name + ".weight", out, in),
+                             params_.add_vector(*be_, name + ".bias", out)};
+        const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+        params_.init_uniform(*be_, ids.weight, bound, g);
+        params_.init_uniform(*be_, ids.bias, bound, g);
+        return ids;
+    }
+
+    const matrix& weight(linear_ids l) const { return params_[l.weight].value; }
+    const vector& bias(linear_ids l) const { return params_[l.bias].value; }
+
+    // Train mode when dropout_rng is given, eval mode otherwise.
+    void forward(const matrix& x, rng* dropout_rng) {
+        Backend& be = *be_;
+        const activation act = net_.act;
+        const auto eps = static_cast<value_type>(net_.layer_norm_eps);
+        masked_ = dropout_rng != nullptr && net_.dropout > 0.0;
+        be.gemm(transpose::no, transpose::yes, value_type(1), x, weight(input_), value_type(0), z0_);
+        be.bias_activation(act, bias(input_), z0_, a0_);
+        const matrix* prev = &a0_;
+        for (std::size_t k = 0; k < blocks_.size(); ++k) {
+            const residual_block& blk = blocks_[k];
+            block_buffers& buf = buffers_[k];
+            be.gemm(transpose::no, transpose::yes, value_type(1), *prev, weight(blk.linear), value_type(0), buf.z);
+            be.bias_activation(act, bias(blk.linear), buf.z, buf.a);
+            if (masked_) {
+                be.resize(buf.mask, be.rows(buf.a), be.cols(buf.a));
+                be.dropout_mask(buf.mask, net_.dropout, (*dropout_rng)());
+                be.multiply(buf.a, buf.mask, sum_);
+                be.add(*prev, sum_, sum_);
+            } else {
+                be.add(*prev, buf.a, sum_);
+            }
+            be.layer_norm_forward(sum_, params_[blk.gamma].value, params_[blk.beta].value, eps, buf.x, buf.x_hat,
+                                  buf.rstd);
+            prev = &buf.x;
+        }
+        be.gemm(transpose::no, transpose::yes, value_type(1), *prev, weight(output_), value_type(0), out_);
+        be.add_bias(bias(output_), out_);
+    }
+
+    // Gradients of the loss whose output gradient is in grad_out_, for the last forward(x).
+    void backward(const matrix& x) {
+        Backend& be = *be_;
+        const activation act = net_.act;
+        const matrix& last = buffers_.back().x;
+        be.gemm(transpose::yes, transpose::no, value_type(1), grad_out_, last, value_type(0),
+                params_[output_.weight].grad);
+        be.column_sums(grad_out_, params_[output_.bias].grad);
+        matrix* dx = &grad_a_;  // gradient w.r.t. x_k
+        matrix* ds = &grad_b_;  // gradient w.r.t. the LayerNorm input, then w.r.t. x_{k−1}
+        be.gemm(transpose::no, transpose::no, value_type(1), grad_out_, weight(output_), value_type(0), *dx);
+        for (std::size_t k = blocks_.size(); k-- > 0;) {
+            const residual_block& blk = blocks_[k];
+            block_buffers& buf = buffers_[k];
+            const matrix& prev = k == 0 ? a0_ : buffers_[k - 1].x;
+            be.layer_norm_backward(*dx, buf.x_hat, buf.rstd, params_[blk.gamma].value, *ds,
+                                   params_[blk.gamma].grad, params_[blk.beta].grad);
+            be.activation_backward(act, buf.z, *ds, grad_z_);
+            if (masked_) be.multiply(grad_z_, buf.mask, grad_z_);
+            be.gemm(transpose::yes, transpose::no, value_type(1), grad_z_, prev, value_type(0),
+                    params_[blk.linear.weight].grad);
+            be.column_sums(grad_z_, params_[blk.linear.bias].grad);
+            // The residual path already sits in *ds; add the path through W_k.
+            be.gemm(transpose::no, transpose::no, value_type(1), grad_z_, weight(blk.linear), value_type(1), *ds);
+            std::swap(dx, ds);
+        }
+        be.activation_backward(act, z0_, *dx, grad_z_);
+        be.gemm(transpose::yes, transpose::no, value_type(1), grad_z_, x, value_type(0), params_[input_.weight].grad);
+        be.column_sums(grad_z_, params_[input_.bias].grad);
+    }
+
+    Backend* be_;
+    std::size_t input_dim_;
+    network_config net_;
+    optimizer_config opt_;
+    detail::parameter_store<Backend> params_;
+    linear_ids input_{};
+    std::vector<residual_block> blocks_;
+    linear_ids output_{};
+
+    // Forward buffers.
+    matrix z0_, a0_, sum_, out_;
+    std::vector<block_buffers> buffers_;
+    bool masked_ = false;
+    // Backward buffers.
+    matrix grad_out_, grad_a_, grad_b_, grad_z_;
+};
+
+}  // namespace sams
+// ---- end sams/nn/exploit_net.hpp ----
+// ---- begin sams/nn/explore_net.hpp ----
+// f2, the exploration net of SamS (SPEC §6): reads f1's block-averaged activations φ and
+// predicts f1's error; every block's skip connection adds the network input φ. Written once
+// against the backend concept.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace sams {
+
+/// The exploration net f2: input φ of dimension E, width E, depth N2 = explore_depth:
+///
+///     x_0 = act(act(W_0 φ + b_0) + φ)
+///     x_k = LayerNorm_k(act(W_k x_{k−1} + b_k) + φ),  k = 1 … N2−2
+///     f2  = W_out x_{N2−2} + b_out
+///
+/// No dropout. Initialisation, optimiser, state visiting and allocation behaviour as
+/// sams::exploit_net.
+template <backend Backend>
+class explore_net {
+public:
+    using backend_type = Backend;
+    using value_type = backend_value_t<Backend>;
+    using matrix = backend_matrix_t<Backend>;
+    using vector = backend_vector_t<Backend>;
+
+    /// Builds the net (width = input_dim = E) with PyTorch's default init drawn from
+    /// `init_rng` (see exploit_net). Throws sams::invalid_argument on invalid settings.
+    explore_net(Backend& be, std::size_t input_dim, const network_config& net, const optimizer_config& opt,
+                rng& init_rng)
+        : be_(&be), input_dim_(input_dim), net_(net), opt_(opt) {
+        constexpr const char* where = "explore_net";
+        detail::require(input_dim > 0, where, "input_dim must be > 0");
+        detail::validate_network(net, where);
+        detail::validate_optimizer(opt, where);
+        const std::size_t e = input_dim;
+        input_ = add_linear("input", e, e, init_rng);
+        for (std::size_t k = 1; k + 2 <= net.explore_depth; ++k) {
+            const std::string prefix = "block" + std::to_string(k);
+            block b;
+            b.linear = add_linear(prefix + ".linear", e, e, init_rng);
+            b.gamma = params_.add_vector(be, prefix + ".norm.weight", e);
+            b.beta = params_.add_vector(be, prefix + ".norm.bias", e);
+            params_.init_constant(be, b.gamma, value_type(1));
+            blocks_.push_back(b);
+        }
+        output_ = add_linear("output", 1, e, init_rng);
+        buffers_.resize(blocks_.size());
+    }
+
+    [[nodiscard]] std::size_t input_dim() const noexcept { return input_dim_; }
+    [[nodiscard]] std::size_t parameter_count() const { return params_.count(*be_); }
+    [[nodiscard]] const network_config& network() const noexcept { return net_; }
+    [[nodiscard]] const optimizer_config& optimizer() const noexcept { return opt_; }
+    [[nodiscard]] std::uint64_t optimizer_steps() const noexcept { return params_.step(); }
+
+    /// f2(φ) for the n rows of phi (n×E); scores is resized to n.
+    void predict(const matrix& phi, vector& scores) {
+        detail::check_net_input<Backend>(*be_, phi, input_dim_, nullptr, "explore_net::predict");
+        if (be_->rows(phi) == 0) {
+            be_->resize(scores, 0);
+            return;
+        }
+        forward(phi);
+        be_->copy(out_, scores);
+    }
+
+    /// Up to `steps` full-batch Adam steps on the MSE between f2(φ) and y2, with the same
+    /// early stop, return value and Adam-state rules as exploit_net::train (never resets the
+    /// optimiser itself). steps == 0 or n == 0: no-op, returns 0.
+    double train(const matrix& phi, const vector& y2, std::size_t steps) {
+        detail::check_net_input<Backend>(*be_, phi, input_dim_, &y2, "explore_net::train");
+        if (steps == 0 || be_->rows(phi) == 0) return 0.0;
+        double loss = 0.0;
+        for (std::size_t s = 0; s < steps; ++s) {
+            forward(phi);
+            loss = be_->mse_loss(out_, y2, grad_out_);
+            if (loss < opt_.early_stop_mse) break;
+            backward(phi);
+            params_.adam_step(*be_, opt_);
+        }
+        return loss;
+    }
+
+    /// Forward and backward without a step; returns the MSE, gradients via visit_gradients().
+    double compute_gradients(const matrix& phi, const vector& y2) {
+        detail::check_net_input<Backend>(*be_, phi, input_dim_, &y2, "explore_net::compute_gradients");
+        detail::check_arg(be_->rows(phi) > 0, "explore_net::compute_gradients", "phi must have at least one row");
+        forward(phi);
+        const double loss = be_->mse_loss(out_, y2, grad_out_);
+        backward(phi);
+        return loss;
+    }
+
+    void reset_optimizer() { params_.reset_optimizer(*be_); }
+
+    /// Same protocol and naming as exploit_net::visit_state (input.*, blockk.linear.*,
+    /// blockk.norm.*, output.*, adam_m.*, adam_v.*, adam.step).
+    template <class Visitor>
+    void visit_state(Visitor&& v) {
+        detail::parameter_store<Backend>::visit_state(params_, v);
+    }
+    template <class Visitor>
+    void visit_state(Visitor&& v) const {
+        detail::parameter_store<Backend>::visit_state(params_, v);
+    }
+    template <class Visitor>
+    void visit_gradients(Visitor&& v) const {
+        params_.visit_gradients(v);
+    }
+
+private:
+    struct linear_ids {
+        detail::matrix_id weight;
+        detail::vector_id bias;
+    };
+    struct block {
+        linear_ids linear;
+        detail::vector_id gamma;
+        detail::vector_id beta;
+    };
+    struct block_buffers {
+        matrix z;      // pre-activation W_k x_{k−1} + b_k
+        matrix x;      // LayerNorm output x_k
+        matrix x_hat;
+        vector rstd;
+    };
+
+    linear_ids add_linear(const std::string& name, std::size_t out, std::size_t in, rng& g) {
+        const linear_ids ids{params_.add_matrix(*be_, name + ".weight", out, in),
+                             params_.add_vector(*be_, name + ".bias", out)};
+        const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+        params_.init_uniform(*be_, ids.weight, bound, g);
+        params_.init_uniform(*be_, ids.bias, bound, g);
+        return ids;
+    }
+
+    const matrix& weight(linear_ids l) const { return params_[l.weight].value; }
+    const vector& bias(linear_ids l) const { return params_[l.bias].value; }
+
+    void forward(const matrix& phi) {
+        Backend& be = *be_;
+        const activation act = net_.act;
+        const auto eps = static_cast<value_type>(net_.layer_norm_eps);
+        be.gemm(transpose::no, transpose::yes, value_type(1), phi, weight(input_), value_type(0), z0_);
+        be.bias_activation(act, bias(input_), z0_, sum_);
+        be.add(sum_, phi, s0_);
+        be.activation_forward(act, s0_, x0_);
+        const matrix* prev = &x0_;
+        for (std::size_t k = 0; k < blocks_.size(); ++k) {
+            const block& blk = blocks_[k];
+            block_buffers& buf = buffers_[k];
+            be.gemm(transpose::no, transpose::yes, value_type(1), *prev, weight(blk.linear), value_type(0), buf.z);
+            be.bias_activation(act, bias(blk.linear), buf.z, sum_);
+            be.add(sum_, phi, sum_);
+            be.layer_norm_forward(sum_, params_[blk.gamma].value, params_[blk.beta].value, eps, buf.x, buf.x_hat,
+                                  buf.rstd);
+            prev = &buf.x;
+        }
+        be.gemm(transpose::no, transpose::yes, value_type(1), *prev, weight(output_), value_type(0), out_);
+        be.add_bias(bias(output_), out_);
+    }
+
+    // φ is an input (f1's activations, not trained through f2), so its gradient is not formed.
+    void backward(const matrix& phi) {
+        Backend& be = *be_;
+        const activation act = net_.act;
+        const matrix& last = blocks_.empty() ? x0_ : buffers_.back().x;
+        be.gemm(transpose::yes, transpose::no, value_type(1), grad_out_, last, value_type(0),
+                params_[output_.weight].grad);
+        be.column_sums(grad_out_, params_[output_.bias].grad);
+        be.gemm(transpose::no, transpose::no, value_type(1), grad_out_, weight(output_), value_type(0), grad_x_);
+        for (std::size_t k = blocks_.size(); k-- > 0;) {
+            const block& blk = blocks_[k];
+            block_buffers& buf = buffers_[k];
+            const matrix& prev = k == 0 ? x0_ : buffers_[k - 1].x;
+            be.layer_norm_backward(grad_x_, buf.x_hat, buf.rstd, params_[blk.gamma].value, grad_s_,
+                                   params_[blk.gamma].grad, params_[blk.beta].grad);
+            be.activation_backward(act, buf.z, grad_s_, grad_z_);
+            be.gemm(transpose::yes, transpose::no, value_type(1), grad_z_, prev, value_type(0),
+                    params_[blk.linear.weight].grad);
+            be.column_sums(grad_z_, params_[blk.linear.bias].grad);
+            be.gemm(transpose::no, transpose::no, value_type(1), grad_z_, weight(blk.linear), value_type(0), grad_x_);
+        }
+        be.activation_backward(act, s0_, grad_x_, grad_s_);
+        be.activation_backward(act, z0_, grad_s_, grad_z_);
+        be.gemm(transpose::yes, transpose::no, value_type(1), grad_z_, phi, value_type(0), params_[input_.weight].grad);
+        be.column_sums(grad_z_, params_[input_.bias].grad);
+    }
+
+    Backend* be_;
+    std::size_t input_dim_;
+    network_config net_;
+    optimizer_config opt_;
+    detail::parameter_store<Backend> params_;
+    linear_ids input_{};
+    std::vector<block> blocks_;
+    linear_ids output_{};
+
+    matrix z0_, s0_, x0_, sum_, out_;
+    std::vector<block_buffers> buffers_;
+    matrix grad_out_, grad_x_, grad_s_, grad_z_;
+};
+
+}  // namespace sams
+// ---- end sams/nn/explore_net.hpp ----
 
 // scheduler/
 // ---- begin sams/scheduler/baselines.hpp ----
@@ -2878,7 +3796,7 @@ void visit_config(Config& c, F&& f) {
 }
 
 // The last enumerator of each config enum, for range checks on decoding.
-constexpr loss_kind last_enumerator(loss_kind) { return loss_kind::simpo; }
+constexpr loss_kind last_enumerator(loss_kind) { return loss_kind::sppo_hard; }
 constexpr activation last_enumerator(activation) { return activation::silu; }
 constexpr reward_mode last_enumerator(reward_mode) { return reward_mode::weight; }
 constexpr selection_rule last_enumerator(selection_rule) { return selection_rule::softmax_sample; }
@@ -3127,226 +4045,600 @@ private:
 
 }  // namespace sams
 // ---- end sams/scheduler/reservoir.hpp ----
+// ---- begin sams/scheduler/sams_scheduler.hpp ----
+// sams_scheduler: the SamS contextual-bandit sample scheduler (SPEC §5–§8). One step
+// scores a batch with the exploitation net f1 and exploration net f2, selects K pairs, and
+// trains both nets one step late on the reward the previous selection earned.
 
-// backend/ (the concept), then backend/eigen/ (the default CPU backend)
-// ---- begin sams/backend/concept.hpp ----
-// The `backend` concept: the storage and the kernels that the scheduler networks, the replay
-// pool and the reward code are written against. This file is the contract a new backend
-// (e.g. thrust + cuBLAS) implements; sams::eigen_backend is the reference model.
-
-#include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <type_traits>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 
 namespace sams {
 
-/// Whether gemm() reads an operand as stored or transposed (cuBLAS's OP_N / OP_T).
-enum class transpose : bool { no = false, yes = true };
+/// The SamS scheduler over a compute backend (sams::eigen_backend<T> on the CPU).
+///
+/// Each step(batch): (1) computes the preference loss and its gradients for every pair;
+/// (2) if a batch was selected at the previous step, turns this step's progress into
+/// reward targets for those pairs, trains f1 on them plus rows replayed from the pool,
+/// then f2 on f1's errors, and adds the rewarded rows to the pool; (3) scores the new batch
+/// u = f1 + w·f2 and selects K pairs; (4) keeps the selection pending for the next step.
+/// A batch that fails validation throws sams::invalid_argument and changes nothing.
+template <backend Backend, class Reward = sams_reward>
+class sams_scheduler {
+    static_assert(reward_function<Reward, typename Backend::value_type>,
+                  "sams_scheduler<Backend, Reward>: Reward does not model sams::reward_function "
+                  "(see docs/concepts.md for the skeleton a reward must follow)");
 
-/// One Adam update as torch.optim.Adam (non-AMSGrad) computes it, for every element:
-///   g  = grad + weight_decay·param            (L2 decay added to the gradient)
-///   m  = beta1·m + (1 − beta1)·g
-///   v  = beta2·v + (1 − beta2)·g²
-///   param −= (learning_rate / (1 − beta1^step)) · m / (√v / √(1 − beta2^step) + eps)
-/// `step` is the 1-based number of this update (the caller counts; the backend keeps no state).
-struct adam_hyperparameters {
-    double learning_rate = 1e-4;
-    double beta1 = 0.9;
-    double beta2 = 0.999;
-    double eps = 1e-8;
-    double weight_decay = 0.0;
-    std::uint64_t step = 1;
+public:
+    using backend_type = Backend;
+    using value_type = typename Backend::value_type;
+    using T = value_type;
+
+    /// @param config       validated here (throws sams::invalid_argument)
+    /// @param context_dim  D, the width of the contexts every batch must carry
+    /// @param seed         drives all randomness: init, dropout, selection, pool
+    /// @param be           the backend instance (e.g. a GPU backend bound to a stream)
+    /// @param reward       the reward function; by default built from config.reward
+    sams_scheduler(const scheduler_config& config, std::size_t context_dim, std::uint64_t seed,
+                   Backend be = Backend{}, std::optional<Reward> reward = std::nullopt)
+        : config_(checked(config, context_dim)),
+          context_dim_(context_dim),
+          seed_(seed),
+          backend_(std::make_unique<Backend>(std::move(be))),
+          dropout_rng_(seed, dropout_stream),
+          select_rng_(seed, select_stream),
+          pool_rng_(seed, pool_stream),
+          reward_(reward ? std::move(*reward) : make_reward(config_)),
+          pool_index_(config_.pool.capacity_rows) {
+        rng init(seed, init_stream);
+        exploit_ = std::make_unique<exploit_net<Backend>>(*backend_, context_dim_, config_.net, config_.opt, init);
+        explore_ = std::make_unique<explore_net<Backend>>(*backend_, config_.net.feature_dim(), config_.net,
+                                                          config_.opt, init);
+    }
+
+    sams_scheduler(sams_scheduler&&) noexcept = default;
+    sams_scheduler& operator=(sams_scheduler&&) noexcept = default;
+
+    /// Scores `batch`, selects K pairs and returns what the host needs for its backward pass.
+    [[nodiscard]] decision<T> step(const pair_batch<T>& batch) {
+        decision<T> d;
+        step(batch, d);
+        return d;
+    }
+
+    /// As step(batch), writing into `out` so that steady-state steps reuse its buffers.
+    void step(const pair_batch<T>& batch, decision<T>& out) {
+        validate_batch(batch);  // nothing below may throw sams::error: state changes from here on
+        const std::size_t B = batch.size();
+        const double progress = progress_metric(std::span<const T>(stats_.margin));
+
+        step_metrics m{};
+        m.step = static_cast<std::size_t>(step_count_);
+        if (has_pending_) learn_from_pending(progress, m);
+
+        score(batch);
+        choose(B);
+
+        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.select.weights, out);
+        out.score.assign(host_scores_.begin(), host_scores_.end());
+        m.batch_loss = out.metrics.batch_loss;
+        m.selected_loss = out.metrics.selected_loss;
+        m.progress = progress;
+        m.reward_accuracy = out.metrics.reward_accuracy;
+        m.mean_margin = out.metrics.mean_margin;
+        m.chosen_reward = out.metrics.chosen_reward;
+        m.rejected_reward = out.metrics.rejected_reward;
+        m.score_spread = score_spread(std::span<const T>(host_scores_));
+        m.selection_entropy =
+            softmax_entropy(std::span<const T>(host_scores_), config_.select.temperature);
+        m.pool_size = pool_index_.size();
+        m.pool_capacity = pool_index_.capacity();
+        m.warmup = last_warmup_;
+        out.metrics = m;
+
+        keep_pending(batch, progress);
+        ++step_count_;
+    }
+
+    [[nodiscard]] const scheduler_config& config() const noexcept { return config_; }
+    [[nodiscard]] std::size_t context_dim() const noexcept { return context_dim_; }
+    /// Steps taken so far.
+    [[nodiscard]] std::uint64_t steps() const noexcept { return step_count_; }
+    /// Lagged updates of f1/f2 so far (one per step after the first).
+    [[nodiscard]] std::uint64_t updates() const noexcept { return update_count_; }
+    [[nodiscard]] std::size_t pool_size() const noexcept { return pool_index_.size(); }
+    [[nodiscard]] Backend& backend() noexcept { return *backend_; }
+    [[nodiscard]] const exploit_net<Backend>& exploitation_net() const noexcept { return *exploit_; }
+    [[nodiscard]] const explore_net<Backend>& exploration_net() const noexcept { return *explore_; }
+
+    /// The complete state as checkpoint bytes (see save()).
+    [[nodiscard]] std::vector<std::uint8_t> serialize() const {
+        detail::byte_writer w;
+        w.put<std::uint32_t>(static_cast<std::uint32_t>(sizeof(T)));
+        detail::write_config(w, config_);
+        w.put<std::uint64_t>(context_dim_);
+        w.put<std::uint64_t>(seed_);
+        w.put<std::uint64_t>(step_count_);
+        w.put<std::uint64_t>(update_count_);
+        detail::write_rng(w, dropout_rng_);
+        detail::write_rng(w, select_rng_);
+        detail::write_rng(w, pool_rng_);
+        w.put_tag("reward");
+        write_reward_state(w);
+        w.put_tag("exploit");
+        write_net(w, *exploit_);
+        w.put_tag("explore");
+        write_net(w, *explore_);
+        w.put_tag("pool");
+        w.put<std::uint64_t>(pool_index_.size());
+        w.put<std::uint64_t>(pool_index_.seen());
+        write_rows(w, pool_contexts_, pool_index_.size());
+        write_rows(w, pool_targets_, pool_index_.size());
+        write_rows(w, pool_phi_, compat() ? pool_index_.size() : 0);
+        write_rows(w, pool_explore_targets_, compat() ? pool_index_.size() : 0);
+        w.put_tag("pending");
+        w.put<std::uint8_t>(has_pending_ ? 1 : 0);
+        if (has_pending_) {
+            w.put<double>(pending_progress_);
+            w.put_array(std::span<const std::uint64_t>(to_u64(pending_selected_)));
+            w.put_array(std::span<const T>(pending_margin_));
+            w.put_array(std::span<const T>(pending_policy_chosen_));
+            w.put_array(std::span<const T>(pending_chosen_length_));
+            w.put_array(std::span<const T>(pending_chosen_reward_));
+            w.put_array(std::span<const T>(pending_exploit_score_));
+            write_rows(w, pending_contexts_, pending_selected_.size());
+            write_rows(w, pending_phi_, pending_selected_.size());
+        }
+        return detail::frame_checkpoint(w.bytes());
+    }
+
+    /// Rebuilds a scheduler from serialize()'s bytes; throws sams::checkpoint_error on any
+    /// inconsistency (never reads out of bounds).
+    [[nodiscard]] static sams_scheduler deserialize(std::span<const std::uint8_t> bytes, Backend be = Backend{},
+                                                    std::optional<Reward> reward = std::nullopt) {
+        detail::byte_reader r(detail::unframe_checkpoint(bytes));
+        const auto scalar_size = r.get<std::uint32_t>("value size");
+        if (scalar_size != sizeof(T))
+            throw checkpoint_error("checkpoint: written with " + std::to_string(scalar_size) +
+                                   "-byte scalars, this scheduler uses " + std::to_string(sizeof(T)));
+        const scheduler_config cfg = detail::read_config(r);
+        const auto dim = r.get<std::uint64_t>("context_dim");
+        const auto seed = r.get<std::uint64_t>("seed");
+        if (dim == 0 || dim > (std::uint64_t{1} << 32)) throw checkpoint_error("checkpoint: implausible context_dim");
+        sams_scheduler s(cfg, static_cast<std::size_t>(dim), seed, std::move(be), std::move(reward));
+        s.read_state(r);
+        if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");
+        return s;
+    }
+
+    /// Writes the complete state (configuration, both nets with their Adam moments, the
+    /// pool, the reward's running mean, the pending batch, the step counters and every RNG)
+    /// to `path`, atomically: resuming from it reproduces an uninterrupted run bit for bit.
+    void save(const std::filesystem::path& path) const {
+        const auto bytes = serialize();
+        detail::write_file_atomically(path, bytes);
+    }
+
+    /// Creates a scheduler from a checkpoint written by save().
+    [[nodiscard]] static sams_scheduler load(const std::filesystem::path& path, Backend be = Backend{},
+                                             std::optional<Reward> reward = std::nullopt) {
+        const auto bytes = detail::read_file(path);
+        return deserialize(bytes, std::move(be), std::move(reward));
+    }
+
+    /// Replaces this scheduler's state with the checkpoint's. The checkpoint must come from
+    /// the same configuration and context width; otherwise sams::checkpoint_error is thrown
+    /// naming the first differing field, and this scheduler is left unchanged.
+    void restore(const std::filesystem::path& path) {
+        sams_scheduler loaded = load(path, *backend_, reward_);
+        const std::string diff = detail::first_config_difference(config_, loaded.config_);
+        if (!diff.empty())
+            throw checkpoint_error("checkpoint: written with a different configuration (field " + diff +
+                                   " differs)");
+        if (loaded.context_dim_ != context_dim_)
+            throw checkpoint_error("checkpoint: context_dim is " + std::to_string(loaded.context_dim_) +
+                                   ", this scheduler has " + std::to_string(context_dim_));
+        *this = std::move(loaded);
+    }
+
+    /// The RNG streams of the seed (sams::rng(seed, stream)): documented so that tests and
+    /// tools can rebuild any part of a run.
+    static constexpr std::uint64_t init_stream = 1, dropout_stream = 2, select_stream = 3, pool_stream = 4;
+
+private:
+    using matrix = typename Backend::matrix;
+    using vector = typename Backend::vector;
+
+    static const scheduler_config& checked(const scheduler_config& c, std::size_t context_dim) {
+        c.validate();
+        detail::require(context_dim > 0, "sams_scheduler: context_dim", "must be > 0");
+        return c;
+    }
+
+    static Reward make_reward(const scheduler_config& c) {
+        if constexpr (std::is_constructible_v<Reward, const reward_config&>)
+            return Reward(c.reward);
+        else
+            return Reward{};
+    }
+
+    [[nodiscard]] bool compat() const noexcept { return config_.reward.reference_compat; }
+
+    /// Everything the batch must satisfy, checked before any state changes. The loss
+    /// evaluation writes only the scratch stats_ buffer.
+    void validate_batch(const pair_batch<T>& batch) {
+        const std::size_t B = batch.size();
+        detail::require(B > 0, "sams_scheduler::step: batch", "is empty (policy_chosen has no entries)");
+        const auto& c = batch.contexts;
+        detail::require(c.data != nullptr && c.rows == B, "sams_scheduler::step: batch.contexts",
+                        "must have one row per pair (" + std::to_string(B) + "), got " + std::to_string(c.rows) +
+                            (c.data == nullptr ? " with a null data pointer" : ""));
+        detail::require(c.cols == context_dim_, "sams_scheduler::step: batch.contexts",
+                        "has " + std::to_string(c.cols) + " columns, the scheduler was built for context_dim " +
+                            std::to_string(context_dim_));
+        detail::require(c.stride() >= c.cols, "sams_scheduler::step: batch.contexts.row_stride",
+                        "must be >= cols");
+        detail::require(batch.ids.empty() || batch.ids.size() == B, "sams_scheduler::step: batch.ids",
+                        "must be empty or have one entry per pair");
+        // Contexts may live where the backend computes (device memory for a GPU backend), so
+        // they are checked there, in the scratch buffer that scoring reads next.
+        backend_->upload(c, batch_x_);
+        detail::require(backend_->all_finite(batch_x_), "sams_scheduler::step: batch.contexts",
+                        "contains NaN or Inf");
+        if (config_.reward.length_normalized_chosen) {
+            detail::require(batch.chosen_length.size() == B, "sams_scheduler::step: batch.chosen_length",
+                            "is required (reward_config.length_normalized_chosen) with one entry per pair");
+            for (const T n : batch.chosen_length)
+                detail::require(n > T(0), "sams_scheduler::step: batch.chosen_length", "must be > 0");
+        }
+        evaluate_loss(config_.loss, batch, stats_);
+    }
+
+    /// Lagged update: reward the pairs selected last step, train f1 then f2, grow the pool.
+    void learn_from_pending(double progress, step_metrics& m) {
+        Backend& be = *backend_;
+        const std::size_t k = pending_selected_.size();
+
+        // 1. Targets for the pending rows from this step's progress.
+        targets_.resize(k);
+        reward_inputs<T> in;
+        in.margin = pending_margin_;
+        in.policy_chosen = pending_policy_chosen_;
+        in.chosen_length = pending_chosen_length_;
+        in.chosen_reward = pending_chosen_reward_;
+        in.selected = pending_selected_;
+        in.previous_progress = pending_progress_;
+        in.current_progress = progress;
+        reward_.targets(in, std::span<T>(targets_));
+        if constexpr (requires { reward_.last_delta(); }) m.progress_delta = reward_.last_delta();
+
+        // 2. Replay rows drawn before the pending rows join the pool, so none is drawn twice.
+        pool_index_.sample(config_.pool.replay_batches * k, pool_rng_, replay_slots_);
+        const std::size_t r = replay_slots_.size();
+        const std::size_t n = k + r;
+
+        be.resize(train_x_, n, context_dim_);
+        be.set_rows(train_x_, 0, pending_contexts_);
+        be.upload(std::span<const T>(targets_), pending_targets_);
+        be.resize(train_y_, n);
+        be.set_range(train_y_, 0, pending_targets_);
+        if (r > 0) {
+            be.gather_rows(pool_contexts_, replay_slots_, replay_x_);
+            be.set_rows(train_x_, k, replay_x_);
+            be.gather(pool_targets_, replay_slots_, replay_y_);
+            be.set_range(train_y_, k, replay_y_);
+        }
+
+        if (config_.opt.reset_each_update) {
+            exploit_->reset_optimizer();
+            explore_->reset_optimizer();
+        }
+        m.exploit_mse = exploit_->train(train_x_, train_y_, config_.opt.exploit_steps, dropout_rng_);
+
+        // 3. f2 learns f1's error. Pending rows: y - f1 as it was when they were scored.
+        //    Replayed rows: y - the current f1 (default), or the stored target (compat).
+        const std::size_t e = config_.net.feature_dim();
+        be.resize(train_phi_, n, e);
+        be.resize(train_y2_, n);
+        be.set_rows(train_phi_, 0, pending_phi_);
+        be.upload(std::span<const T>(pending_exploit_score_), pending_exploit_);
+        be.axpby(T(1), pending_targets_, T(-1), pending_exploit_, pending_y2_);
+        be.set_range(train_y2_, 0, pending_y2_);
+        if (r > 0) {
+            if (compat()) {
+                be.gather_rows(pool_phi_, replay_slots_, replay_phi_);
+                be.gather(pool_explore_targets_, replay_slots_, replay_y2_);
+            } else {
+                exploit_->predict(replay_x_, replay_f1_, replay_phi_);
+                be.axpby(T(1), replay_y_, T(-1), replay_f1_, replay_y2_);
+            }
+            be.set_rows(train_phi_, k, replay_phi_);
+            be.set_range(train_y2_, k, replay_y2_);
+        }
+        m.explore_mse = explore_->train(train_phi_, train_y2_, config_.opt.explore_steps);
+
+        // 4. The rewarded rows join the pool (reservoir sampling once it is full).
+        pool_index_.offer(k, pool_rng_, offer_slots_);
+        grow_pool(pool_index_.size());
+        keep_rows_.clear();
+        write_slots_.clear();
+        for (std::size_t i = 0; i < k; ++i) {
+            if (offer_slots_[i] < 0) continue;
+            keep_rows_.push_back(i);
+            write_slots_.push_back(static_cast<std::size_t>(offer_slots_[i]));
+        }
+        if (!keep_rows_.empty()) {
+            be.gather_rows(pending_contexts_, keep_rows_, replay_x_);
+            be.scatter_rows(replay_x_, write_slots_, pool_contexts_);
+            be.gather(pending_targets_, keep_rows_, replay_y_);
+            be.scatter(replay_y_, write_slots_, pool_targets_);
+            if (compat()) {
+                be.gather_rows(pending_phi_, keep_rows_, replay_phi_);
+                be.scatter_rows(replay_phi_, write_slots_, pool_phi_);
+                be.gather(pending_y2_, keep_rows_, replay_y2_);
+                be.scatter(replay_y2_, write_slots_, pool_explore_targets_);
+            }
+        }
+
+        double sum = 0.0;
+        for (const T y : targets_) sum += static_cast<double>(y);
+        m.mean_target = sum / static_cast<double>(k);
+        m.trained_rows = n;
+        ++update_count_;
+    }
+
+    /// Grows pool storage geometrically up to the configured capacity, never beyond it.
+    void grow_pool(std::size_t needed) {
+        Backend& be = *backend_;
+        if (needed <= pool_rows_allocated_) return;
+        const std::size_t cap = config_.pool.capacity_rows;
+        std::size_t rows = pool_rows_allocated_ == 0 ? needed : pool_rows_allocated_;
+        while (rows < needed) rows *= 2;
+        rows = std::min(rows, cap);
+        if (pool_rows_allocated_ == 0) {
+            be.resize(pool_contexts_, rows, context_dim_);
+            be.resize(pool_targets_, rows);
+        } else {
+            be.resize_rows_preserve(pool_contexts_, rows);
+            be.resize_preserve(pool_targets_, rows);
+        }
+        if (compat()) {
+            if (pool_rows_allocated_ == 0) {
+                be.resize(pool_phi_, rows, config_.net.feature_dim());
+                be.resize(pool_explore_targets_, rows);
+            } else {
+                be.resize_rows_preserve(pool_phi_, rows);
+                be.resize_preserve(pool_explore_targets_, rows);
+            }
+        }
+        pool_rows_allocated_ = rows;
+    }
+
+    /// u = f1(c) + w·f2(φ) for every pair of the batch (uploaded by validate_batch), in eval mode.
+    void score(const pair_batch<T>& batch) {
+        Backend& be = *backend_;
+        exploit_->predict(batch_x_, batch_f1_, batch_phi_);
+        explore_->predict(batch_phi_, batch_f2_);
+        be.axpby(T(1), batch_f1_, static_cast<T>(config_.select.explore_weight), batch_f2_, batch_u_);
+        host_scores_.resize(batch.size());
+        be.download(batch_u_, std::span<T>(host_scores_));
+        host_f1_.resize(batch.size());
+        be.download(batch_f1_, std::span<T>(host_f1_));
+    }
+
+    void choose(std::size_t B) {
+        const std::size_t k = selection_size(config_.select.ratio, B);
+        const std::size_t warmup = config_.select.warmup_steps;
+        last_warmup_ = warmup == 0 ? update_count_ == 0 : step_count_ < warmup;
+        const std::span<const T> u(host_scores_);
+        if (last_warmup_)
+            select_uniform(B, k, select_rng_, selected_);
+        else if (config_.select.rule == selection_rule::top_k)
+            select_top_k(u, k, selected_);
+        else
+            select_gumbel_top_k(u, k, config_.select.temperature, select_rng_, selected_, gumbel_keys_);
+    }
+
+    /// The selected pairs wait for next step's reward: their statistics, contexts, φ and f1.
+    void keep_pending(const pair_batch<T>& batch, double progress) {
+        Backend& be = *backend_;
+        const std::size_t B = batch.size();
+        pending_progress_ = progress;
+        pending_selected_ = selected_;
+        pending_margin_.assign(stats_.margin.begin(), stats_.margin.end());
+        pending_policy_chosen_.assign(batch.policy_chosen.begin(), batch.policy_chosen.end());
+        pending_chosen_length_.assign(batch.chosen_length.begin(), batch.chosen_length.end());
+        pending_chosen_reward_.assign(stats_.chosen_reward.begin(), stats_.chosen_reward.end());
+        pending_exploit_score_.resize(selected_.size());
+        for (std::size_t i = 0; i < selected_.size(); ++i) pending_exploit_score_[i] = host_f1_[selected_[i]];
+        be.gather_rows(batch_x_, selected_, pending_contexts_);
+        be.gather_rows(batch_phi_, selected_, pending_phi_);
+        has_pending_ = true;
+        (void)B;
+    }
+
+    // ---- checkpoint helpers -------------------------------------------------------------
+
+    static std::vector<std::uint64_t> to_u64(const std::vector<std::size_t>& v) {
+        return {v.begin(), v.end()};
+    }
+
+    /// Writes the first `rows` rows of a backend matrix (row-major) with its width.
+    void write_rows(detail::byte_writer& w, const matrix& mat, std::size_t rows) const {
+        const std::size_t cols = rows == 0 ? 0 : backend_->cols(mat);
+        w.put<std::uint64_t>(cols);
+        host_buffer_.resize(backend_->rows(mat) * cols);
+        if (rows > 0) backend_->download(mat, std::span<T>(host_buffer_));
+        w.put_array(std::span<const T>(host_buffer_.data(), rows * cols));
+    }
+    void write_rows(detail::byte_writer& w, const vector& vec, std::size_t rows) const {
+        host_buffer_.resize(rows == 0 ? 0 : backend_->size(vec));
+        if (rows > 0) backend_->download(vec, std::span<T>(host_buffer_));
+        w.put_array(std::span<const T>(host_buffer_.data(), rows));
+    }
+    void read_rows(detail::byte_reader& r, matrix& mat, std::size_t rows, std::size_t cols, const char* what) {
+        const auto stored_cols = r.get<std::uint64_t>(what);
+        if (rows > 0 && stored_cols != cols)
+            throw checkpoint_error(std::string("checkpoint: ") + what + " has width " + std::to_string(stored_cols) +
+                                   ", expected " + std::to_string(cols));
+        r.get_array(host_buffer_, what, rows * cols);
+        if (rows > 0) backend_->upload(matrix_view<const T>{host_buffer_.data(), rows, cols, cols}, mat);
+    }
+    void read_rows(detail::byte_reader& r, vector& vec, std::size_t rows, const char* what) {
+        r.get_array(host_buffer_, what, rows);
+        if (rows > 0) backend_->upload(std::span<const T>(host_buffer_), vec);
+    }
+
+    template <class Net>
+    void write_net(detail::byte_writer& w, Net& net) const {
+        net.visit_state([&](const char* name, auto& tensor) {
+            using V = std::remove_cvref_t<decltype(tensor)>;
+            w.put_tag(name);
+            if constexpr (std::is_same_v<V, std::uint64_t>) {
+                w.put(tensor);
+            } else if constexpr (std::is_same_v<V, matrix>) {
+                w.put<std::uint64_t>(backend_->rows(tensor));
+                write_rows(w, tensor, backend_->rows(tensor));
+            } else {
+                write_rows(w, tensor, backend_->size(tensor));
+            }
+        });
+    }
+    template <class Net>
+    void read_net(detail::byte_reader& r, Net& net) {
+        net.visit_state([&](const char* name, auto& tensor) {
+            using V = std::remove_cvref_t<decltype(tensor)>;
+            r.expect_tag(name);
+            if constexpr (std::is_same_v<V, std::uint64_t>) {
+                tensor = r.get<std::uint64_t>(name);
+            } else if constexpr (std::is_same_v<V, matrix>) {
+                const auto rows = r.get<std::uint64_t>(name);
+                if (rows != backend_->rows(tensor))
+                    throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " +
+                                           std::to_string(rows) + " rows, expected " +
+                                           std::to_string(backend_->rows(tensor)));
+                read_rows(r, tensor, backend_->rows(tensor), backend_->cols(tensor), name);
+            } else {
+                read_rows(r, tensor, backend_->size(tensor), name);
+            }
+        });
+    }
+
+    void write_reward_state(detail::byte_writer& w) const {
+        const typename Reward::state_type s = reward_.state();
+        w.put(s);
+    }
+    void read_reward_state(detail::byte_reader& r) {
+        reward_.set_state(r.get<typename Reward::state_type>("reward state"));
+    }
+
+    /// Reads everything serialize() wrote after the header fields, into a freshly
+    /// constructed scheduler of the stored configuration.
+    void read_state(detail::byte_reader& r) {
+        step_count_ = r.get<std::uint64_t>("step count");
+        update_count_ = r.get<std::uint64_t>("update count");
+        detail::read_rng(r, dropout_rng_, "dropout rng");
+        detail::read_rng(r, select_rng_, "selection rng");
+        detail::read_rng(r, pool_rng_, "pool rng");
+        r.expect_tag("reward");
+        read_reward_state(r);
+        r.expect_tag("exploit");
+        read_net(r, *exploit_);
+        r.expect_tag("explore");
+        read_net(r, *explore_);
+
+        r.expect_tag("pool");
+        const auto size = r.get<std::uint64_t>("pool size");
+        const auto seen = r.get<std::uint64_t>("pool seen");
+        if (size > config_.pool.capacity_rows || seen < size || (seen > size && size != config_.pool.capacity_rows))
+            throw checkpoint_error("checkpoint: inconsistent pool size " + std::to_string(size) + " / seen " +
+                                   std::to_string(seen) + " for capacity " +
+                                   std::to_string(config_.pool.capacity_rows));
+        const auto rows = static_cast<std::size_t>(size);
+        const std::size_t e = config_.net.feature_dim();
+        pool_index_.set_state({config_.pool.capacity_rows, seen});
+        if (rows > 0) grow_pool(rows);
+        read_rows(r, pool_contexts_, rows, context_dim_, "pool contexts");
+        read_rows(r, pool_targets_, rows, "pool targets");
+        read_rows(r, pool_phi_, compat() ? rows : 0, e, "pool features");
+        read_rows(r, pool_explore_targets_, compat() ? rows : 0, "pool explore targets");
+
+        r.expect_tag("pending");
+        has_pending_ = r.get<std::uint8_t>("pending flag") != 0;
+        if (!has_pending_) return;
+        pending_progress_ = r.get<double>("pending progress");
+        std::vector<std::uint64_t> sel;
+        r.get_array(sel, "pending selection");
+        r.get_array(pending_margin_, "pending margins");
+        const std::size_t B = pending_margin_.size();
+        if (sel.empty() || sel.size() > B)
+            throw checkpoint_error("checkpoint: pending selection of " + std::to_string(sel.size()) +
+                                   " rows for a batch of " + std::to_string(B));
+        pending_selected_.clear();
+        for (const auto i : sel) {
+            if (i >= B) throw checkpoint_error("checkpoint: pending selection index out of range");
+            pending_selected_.push_back(static_cast<std::size_t>(i));
+        }
+        r.get_array(pending_policy_chosen_, "pending chosen log-probs", B);
+        r.get_array(pending_chosen_length_, "pending chosen lengths");
+        if (!pending_chosen_length_.empty() && pending_chosen_length_.size() != B)
+            throw checkpoint_error("checkpoint: pending chosen lengths do not match the batch");
+        r.get_array(pending_chosen_reward_, "pending chosen rewards", B);
+        r.get_array(pending_exploit_score_, "pending f1 scores", sel.size());
+        read_rows(r, pending_contexts_, sel.size(), context_dim_, "pending contexts");
+        read_rows(r, pending_phi_, sel.size(), e, "pending features");
+    }
+
+    // ---- state (all of it is in the checkpoint) ------------------------------------------
+    scheduler_config config_;
+    std::size_t context_dim_;
+    std::uint64_t seed_;
+    std::unique_ptr<Backend> backend_;  // heap-held: the nets keep a reference that must survive moves
+    std::unique_ptr<exploit_net<Backend>> exploit_;
+    std::unique_ptr<explore_net<Backend>> explore_;
+    rng dropout_rng_, select_rng_, pool_rng_;
+    Reward reward_;
+    reservoir_index pool_index_;
+    std::uint64_t step_count_ = 0;
+    std::uint64_t update_count_ = 0;
+
+    std::size_t pool_rows_allocated_ = 0;
+    matrix pool_contexts_, pool_phi_;
+    vector pool_targets_, pool_explore_targets_;
+
+    bool has_pending_ = false;
+    double pending_progress_ = 0.0;
+    std::vector<std::size_t> pending_selected_;
+    std::vector<T> pending_margin_, pending_policy_chosen_, pending_chosen_length_, pending_chosen_reward_;
+    std::vector<T> pending_exploit_score_;
+    matrix pending_contexts_, pending_phi_;
+
+    // ---- scratch buffers, reused across steps (not state) --------------------------------
+    pair_stats<T> stats_;
+    std::vector<T> targets_, host_scores_, host_f1_;
+    mutable std::vector<T> host_buffer_;
+    std::vector<std::size_t> selected_, replay_slots_, keep_rows_, write_slots_;
+    std::vector<std::ptrdiff_t> offer_slots_;
+    std::vector<double> gumbel_keys_;
+    bool last_warmup_ = false;
+    matrix batch_x_, batch_phi_, train_x_, train_phi_, replay_x_, replay_phi_;
+    vector batch_f1_, batch_f2_, batch_u_, train_y_, train_y2_, replay_y_, replay_y2_, replay_f1_;
+    vector pending_targets_, pending_exploit_, pending_y2_;
 };
 
-namespace detail {
-
-/// Throws sams::invalid_argument("<where>: <what>") unless ok. Unlike detail::require it
-/// takes C strings, so a passing check builds no std::string (kernels and training loops
-/// call it on every invocation and must not allocate).
-inline void check_arg(bool ok, const char* where, const char* what) {
-    if (!ok) throw invalid_argument(std::string(where) + ": " + what);
-}
-
-/// The uniform draw in [0, 1) for element `index` of a dropout mask generated from `seed`:
-/// splitmix64's finaliser over seed + (index + 1)·φ64, top 53 bits. A counter-based
-/// function, so a GPU backend produces the same mask as the CPU one without a host round
-/// trip; every backend must use exactly this formula.
-constexpr double counter_uniform(std::uint64_t seed, std::uint64_t index) noexcept {
-    std::uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    return static_cast<double>(z >> 11) * 0x1.0p-53;
-}
-
-}  // namespace detail
-
-template <class Backend>
-using backend_value_t = typename Backend::value_type;
-template <class Backend>
-using backend_matrix_t = typename Backend::matrix;
-template <class Backend>
-using backend_vector_t = typename Backend::vector;
-
-/// The backend's types. `value_type` is float or double; `matrix` is an owning, resizable,
-/// row-major rows×cols array (rows = samples); `vector` an owning resizable 1-D array. Both
-/// live wherever the backend computes (host memory for Eigen, device memory for CUDA).
-///
-/// Storage rule: resizing to an element count that fits the storage already held must not
-/// allocate or release memory, so a net whose batch shrinks and grows again allocates only
-/// when it exceeds its largest batch so far ("steady state allocates nothing").
-template <class B>
-concept backend_types = requires {
-    typename B::value_type;
-    typename B::matrix;
-    typename B::vector;
-} && std::floating_point<typename B::value_type> && std::default_initializable<typename B::matrix> &&
-                        std::default_initializable<typename B::vector> && std::movable<typename B::matrix> &&
-                        std::movable<typename B::vector>;
-
-/// Shapes, resizing, fills and copies.
-///  - rows(m), cols(m), size(v): the current shape.
-///  - resize(m, r, c), resize(v, n): new shape, contents unspecified.
-///  - resize_rows_preserve(m, r): keeps cols; rows [0, min(old, r)) keep their values, new
-///    rows are unspecified (replay-pool growth). resize_preserve(v, n): the same for vectors.
-///  - fill(m, x), fill(v, x): every element = x.
-///  - copy(src, dst): dst = src, resized. copy(const matrix&, vector&) flattens row-major
-///    (dst.size = rows·cols), e.g. an n×1 network output into a score vector.
-template <class B>
-concept backend_storage =
-    backend_types<B> && requires(B& be, const B& cbe, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm,
-                                 backend_vector_t<B>& v, const backend_vector_t<B>& cv, std::size_t n,
-                                 backend_value_t<B> x) {
-        { cbe.rows(cm) } -> std::same_as<std::size_t>;
-        { cbe.cols(cm) } -> std::same_as<std::size_t>;
-        { cbe.size(cv) } -> std::same_as<std::size_t>;
-        be.resize(m, n, n);
-        be.resize(v, n);
-        be.resize_rows_preserve(m, n);
-        be.resize_preserve(v, n);
-        be.fill(m, x);
-        be.fill(v, x);
-        be.copy(cm, m);
-        be.copy(cv, v);
-        be.copy(cm, v);
-    };
-
-/// Host <-> backend transfers. All of them throw sams::invalid_argument on a size mismatch.
-///  - upload(matrix_view<const T> src, dst): dst resized to src.rows×src.cols; src may be
-///    strided (row_stride ≥ cols).
-///  - upload(span<const T> src, dst): dst resized to src.size().
-///  - download(src, span<T> dst): dst.size() must equal rows·cols (row-major) or size.
-///  - all_finite(m), all_finite(v): false when any element is NaN or ±Inf.
-template <class B>
-concept backend_transfer =
-    backend_types<B> && requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm,
-                                 backend_vector_t<B>& v, const backend_vector_t<B>& cv,
-                                 matrix_view<const backend_value_t<B>> host_m,
-                                 std::span<const backend_value_t<B>> host_in, std::span<backend_value_t<B>> host_out) {
-        be.upload(host_m, m);
-        be.upload(host_in, v);
-        be.download(cm, host_out);
-        be.download(cv, host_out);
-        { be.all_finite(cm) } -> std::same_as<bool>;
-        { be.all_finite(cv) } -> std::same_as<bool>;
-    };
-
-/// Row and element movement (replay pool, batch assembly). Indices are host spans; every
-/// index is checked against the indexed operand and the call throws sams::invalid_argument
-/// before writing anything if one is out of range or a shape does not match.
-///  - gather_rows(src, idx, dst): dst resized to idx.size()×cols(src); dst.row(i) = src.row(idx[i]).
-///  - gather(src, idx, dst): dst resized to idx.size(); dst[i] = src[idx[i]].
-///  - set_rows(dst, first, src): dst rows [first, first + rows(src)) = src; cols must match; no resize.
-///  - set_range(dst, first, src): dst[first, first + size(src)) = src; no resize.
-///  - scatter_rows(src, idx, dst): dst.row(idx[i]) = src.row(i); idx.size() = rows(src);
-///    indices must be distinct (which duplicate wins is unspecified); no resize.
-///  - scatter(src, idx, dst): dst[idx[i]] = src[i]; same rules.
-///  - axpby(a, x, b, y, out): out = a·x + b·y, out resized; out may alias x or y.
-/// src and dst of the row/element movers must be different objects.
-template <class B>
-concept backend_indexing =
-    backend_types<B> && requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm,
-                                 backend_vector_t<B>& v, const backend_vector_t<B>& cv,
-                                 std::span<const std::size_t> idx, std::size_t n, backend_value_t<B> x) {
-        be.gather_rows(cm, idx, m);
-        be.gather(cv, idx, v);
-        be.set_rows(m, n, cm);
-        be.set_range(v, n, cv);
-        be.scatter_rows(cm, idx, m);
-        be.scatter(cv, idx, v);
-        be.axpby(x, cv, x, cv, v);
-    };
-
-/// The compute kernels of the scheduler networks. Shapes are checked (sams::invalid_argument);
-/// NaN is neither checked nor masked. "n×h" below means rows(m) = n, cols(m) = h; a bias or
-/// LayerNorm parameter vector has size h and is broadcast over rows.
-///  - gemm(ta, tb, alpha, a, b, beta, c): c = alpha·op(a)·op(b) + beta·c, op per ta / tb.
-///    beta == 0: c is resized to the product's shape and its old contents are ignored (NaN
-///    included); otherwise c must already have that shape. c must not alias a or b.
-///  - column_sums(a, out): out[j] = Σ_i a(i, j); out resized to cols(a) (bias gradients).
-///  - add_bias(bias, z): z(i, j) += bias[j].
-///  - bias_activation(act, bias, z, a): z(i, j) += bias[j], then a = act(z); a resized.
-///    Keeping the pre-activation z is what activation_backward needs.
-///  - activation_forward(act, z, a): a = act(z), a resized.
-///  - activation_backward(act, z, grad_a, grad_z): grad_z = grad_a ∘ act'(z), resized.
-///    ReLU: act'(z) = 1 for z > 0, else 0 (PyTorch's choice at 0). SiLU: z·σ(z), derivative
-///    σ(z)·(1 + z·(1 − σ(z))).
-///  - add(a, b, out): out = a + b; multiply(a, b, out): out = a ∘ b; out resized.
-///    These elementwise kernels allow out to alias any input.
-///  - dropout_mask(mask, p, seed): fills mask in its current shape: element k = r·cols + c is
-///    0 when detail::counter_uniform(seed, k) < p and 1/(1 − p) otherwise (inverted dropout),
-///    so that multiply(a, mask, a) is PyTorch's training-mode dropout. Identical on every backend.
-///  - layer_norm_forward(x, gamma, beta, eps, y, x_hat, rstd): per row, μ = mean, σ² = biased
-///    variance, rstd = 1/√(σ² + eps), x_hat = (x − μ)·rstd, y = gamma ∘ x_hat + beta.
-///    y, x_hat (n×h) and rstd (n) are resized; outputs must not alias x or each other.
-///  - layer_norm_backward(grad_y, x_hat, rstd, gamma, grad_x, grad_gamma, grad_beta): with
-///    g = grad_y ∘ gamma, per row grad_x = rstd·(g − mean(g) − x_hat·mean(g ∘ x_hat));
-///    grad_gamma = column sums of grad_y ∘ x_hat, grad_beta = column sums of grad_y
-///    (overwritten, not accumulated). Outputs resized; they must not alias inputs.
-///  - block_mean_accumulate(src, block, offset, dst): for every row i and column j of src,
-///    dst(i, (offset + j) / block) += src(i, j) / block. Treats src as the columns
-///    [offset, offset + cols) of a wider concatenated row, so calling it once per hidden
-///    layer (offset = k·h) on a zero-filled dst computes the block mean of the
-///    concatenation, even when blocks straddle two layers. dst must have rows(src) rows
-///    and at least (offset + cols(src) + block − 1) / block columns; block > 0.
-///  - adam_update(param, grad, m, v, hyper): the update documented at adam_hyperparameters,
-///    for a matrix or a vector parameter; all four operands have the same shape.
-///  - mse_loss(pred, target, grad) -> double: pred is n×1, target has size n > 0;
-///    returns (1/n)·Σ(pred_i − target_i)² and sets grad (n×1, resized) = (2/n)(pred − target).
-template <class B>
-concept backend_kernels =
-    backend_types<B> &&
-    requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm, backend_vector_t<B>& v,
-             const backend_vector_t<B>& cv, backend_value_t<B> x, transpose t, activation act, double p,
-             std::uint64_t seed, std::size_t n, const adam_hyperparameters& hyper) {
-        be.gemm(t, t, x, cm, cm, x, m);
-        be.column_sums(cm, v);
-        be.add_bias(cv, m);
-        be.bias_activation(act, cv, m, m);
-        be.activation_forward(act, cm, m);
-        be.activation_backward(act, cm, cm, m);
-        be.add(cm, cm, m);
-        be.multiply(cm, cm, m);
-        be.dropout_mask(m, p, seed);
-        be.layer_norm_forward(cm, cv, cv, x, m, m, v);
-        be.layer_norm_backward(cm, cm, cv, cv, m, v, v);
-        be.block_mean_accumulate(cm, n, n, m);
-        be.adam_update(m, cm, m, m, hyper);
-        be.adam_update(v, cv, v, v, hyper);
-        { be.mse_loss(cm, cv, m) } -> std::same_as<double>;
-    };
-
-/// A compute backend: everything above. Algorithm code keeps a `Backend&` and touches data
-/// only through it, so the same scheduler runs on the CPU (sams::eigen_backend) and on a GPU.
-/// See docs/concepts.md for a skeleton.
-template <class B>
-concept backend = backend_storage<B> && backend_transfer<B> && backend_indexing<B> && backend_kernels<B>;
-
 }  // namespace sams
-// ---- end sams/backend/concept.hpp ----
+// ---- end sams/scheduler/sams_scheduler.hpp ----
+
+// backend/ (the concept), then backend/eigen/ (the default CPU backend)
 // ---- begin sams/backend/eigen/eigen_backend.hpp ----
 // sams::eigen_backend<T>: the CPU model of the backend concept (backend/concept.hpp), on
 // Eigen maps over eigen_matrix / eigen_vector. Products go through Eigen's GEMM without
@@ -3854,13 +5146,46 @@ private:
                                        std::to_string(bound) + " rows or elements)");
     }
 
+    // c = alpha·a·b + beta·c over tiles of at most gemm_tile rows and columns and
+    // gemm_depth inner terms. Eigen packs GEMM operands into blocks of at most
+    // (rows·depth) and (depth·cols) elements, taken from the stack up to
+    // EIGEN_STACK_ALLOCATION_LIMIT bytes and from the heap beyond; these tiles keep both on
+    // the stack, so training allocates nothing at any size, and the tiled product measured
+    // as fast as Eigen's own blocking at the nets' shapes.
+    static constexpr Eigen::Index gemm_tile = 256;
+    static constexpr Eigen::Index gemm_depth =
+        std::max<Eigen::Index>(8, EIGEN_STACK_ALLOCATION_LIMIT / Eigen::Index{sizeof(T)} / gemm_tile);
+
     template <class A, class B, class C>
     static void gemm_apply(T alpha, const A& a, const B& b, T beta, C& c) {
-        if (beta == T(0)) {
-            c.noalias() = alpha * a * b;
-        } else {
-            if (beta != T(1)) c *= beta;
-            c.noalias() += alpha * a * b;
+        using index = Eigen::Index;
+        const index m = c.rows(), n = c.cols(), k = a.cols();
+        if (beta == T(0) && k == 0) c.setZero();
+        for (index r0 = 0; r0 < m; r0 += gemm_tile) {
+            const index nr = std::min(gemm_tile, m - r0);
+            for (index c0 = 0; c0 < n; c0 += gemm_tile) {
+                const index nc = std::min(gemm_tile, n - c0);
+                auto cb = c.block(r0, c0, nr, nc);
+                if (beta != T(0) && beta != T(1)) cb *= beta;
+                for (index k0 = 0; k0 < k; k0 += gemm_depth) {
+                    const index nk = std::min(gemm_depth, k - k0);
+                    const auto ab = a.block(r0, k0, nr, nk);
+                    const auto bb = b.block(k0, c0, nk, nc);
+                    // alpha == 1 stays out of the expression: where a product degenerates
+                    // to a GEMV, Eigen copies a scaled operand into a heap temporary.
+                    if (k0 == 0 && beta == T(0)) {
+                        if (alpha == T(1))
+                            cb.noalias() = ab * bb;
+                        else
+                            cb.noalias() = alpha * ab * bb;
+                    } else {
+                        if (alpha == T(1))
+                            cb.noalias() += ab * bb;
+                        else
+                            cb.noalias() += alpha * ab * bb;
+                    }
+                }
+            }
         }
     }
 
