@@ -55,6 +55,7 @@ void usage() {
 methods:
 )";
     for (const auto& m : sb::method_names()) std::cout << "  " << m << ": " << sb::method_description(m) << "\n";
+    std::cout << "  sams[-paper]:key=value:...  a SamS variant (keys: see bench/world/methods.hpp)\n";
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -78,8 +79,9 @@ options parse(int argc, char** argv) {
         if (a == "--methods") {
             o.methods = split_list(v);
             for (const auto& m : o.methods)
-                if (std::find(sb::method_names().begin(), sb::method_names().end(), m) == sb::method_names().end())
-                    throw std::runtime_error("unknown method '" + m + "' (see --help)");
+                if (!sb::is_method(m)) throw std::runtime_error("unknown method '" + m + "' (see --help)");
+                else if (m.rfind("sams", 0) == 0)
+                    (void)sb::sams_setup(m, sams::loss_config{});  // reject bad overrides before any run
         } else if (a == "--etas") {
             o.etas.clear();
             for (const auto& x : split_list(v)) o.etas.push_back(std::stod(x));
@@ -167,12 +169,14 @@ void write_outputs(const options& o, const std::vector<run_row>& rows) {
     }
     {
         std::ofstream f(fs::path(o.out) / "curves.csv");
-        f << "method,eta,seed,epoch,steps,flipped_fraction,trained_fraction,train_loss,val_accuracy\n";
+        f << "method,eta,seed,epoch,steps,flipped_fraction,trained_fraction,train_loss,val_accuracy,small_loss_overlap,"
+             "score_spread\n";
         for (const auto& r : rows)
             for (const auto& w : r.result.windows)
                 f << r.method << "," << r.eta << "," << r.seed << "," << w.epoch << "," << w.steps << ","
                   << fmt(w.flipped_fraction, 6) << "," << fmt(w.trained_fraction, 6) << ","
-                  << fmt(w.train_loss, 6) << "," << fmt(w.val_accuracy, 6) << "\n";
+                  << fmt(w.train_loss, 6) << "," << fmt(w.val_accuracy, 6) << "," << fmt(w.small_loss_overlap, 6)
+                  << "," << fmt(w.score_spread, 6) << "\n";
     }
     // Summary over seeds, per method and η: one row each, mean and CI half-width per metric.
     std::map<std::pair<std::string, double>, std::vector<const sb::run_result*>> cells;
@@ -197,28 +201,30 @@ void write_outputs(const options& o, const std::vector<run_row>& rows) {
                 f << "\n";
             }
     }
-    // Per-epoch flipped fraction, averaged over seeds: one block per method and η (gnuplot index).
+    // Per-epoch curves averaged over seeds, for the plots.
     {
-        std::ofstream f(fs::path(o.out) / "curves_mean.dat");
+        std::ofstream f(fs::path(o.out) / "curves_mean.csv");
+        f << "method,eta,epoch,steps,flipped_fraction,flipped_fraction_ci,val_accuracy,val_accuracy_ci,"
+             "small_loss_overlap\n";
         for (const auto& method : o.methods)
             for (const double eta : o.etas) {
-                f << "# " << method << " eta=" << eta << "\n";
-                std::map<std::size_t, std::vector<double>> flip, val;
+                std::map<std::size_t, std::vector<double>> flip, val, overlap;
                 std::map<std::size_t, std::size_t> steps;
                 for (const auto& r : rows)
                     if (r.method == method && r.eta == eta)
                         for (const auto& w : r.result.windows) {
                             flip[w.epoch].push_back(w.flipped_fraction);
                             val[w.epoch].push_back(w.val_accuracy);
+                            overlap[w.epoch].push_back(w.small_loss_overlap);
                             steps[w.epoch] = w.steps;
                         }
                 for (const auto& [epoch, v] : flip) {
                     const auto sf = sb::summarize(v);
                     const auto sv = sb::summarize(val[epoch]);
-                    f << epoch << " " << steps[epoch] << " " << fmt(sf.mean, 6) << " " << fmt(sf.half_width, 6) << " "
-                      << fmt(sv.mean, 6) << " " << fmt(sv.half_width, 6) << "\n";
+                    f << method << "," << eta << "," << epoch << "," << steps[epoch] << "," << fmt(sf.mean, 6) << ","
+                      << fmt(sf.half_width, 6) << "," << fmt(sv.mean, 6) << "," << fmt(sv.half_width, 6) << ","
+                      << fmt(sb::summarize(overlap[epoch]).mean, 6) << "\n";
                 }
-                f << "\n\n";
             }
     }
     {
@@ -284,7 +290,7 @@ int main(int argc, char** argv) {
         for (auto& r : results)
             for (auto& row : r) rows.push_back(std::move(row));
         write_outputs(o, rows);
-        std::printf("wrote %s/{runs.csv,curves.csv,summary.csv,curves_mean.dat,table.md}\n", o.out.c_str());
+        std::printf("wrote %s/{runs.csv,curves.csv,summary.csv,curves_mean.csv,table.md}\n", o.out.c_str());
         return 0;
     } catch (const std::exception& ex) {
         std::fprintf(stderr, "sams_evaluate: %s\n", ex.what());

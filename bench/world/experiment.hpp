@@ -59,6 +59,10 @@ struct window_log {
     double trained_fraction = 0.0;     ///< trained pairs / pairs seen within this epoch
     double train_loss = 0.0;           ///< mean batch loss over all pairs seen (noisy labels)
     double val_accuracy = 0.0;
+    /// Mean over steps of |selected ∩ K smallest-loss pairs| / K: 1 for small-loss
+    /// selection, about K/B for a random K, 1 for all pairs.
+    double small_loss_overlap = 0.0;
+    double score_spread = 0.0;         ///< mean of the scheduler's score_spread metric
 };
 
 /// Everything one training run reports.
@@ -72,6 +76,13 @@ struct run_result {
     std::size_t trained_pairs = 0;
     double seconds = 0.0;
     std::vector<window_log> windows;
+};
+
+/// How the per-layer pooled hidden states of the chosen and rejected response become
+/// one context (the library's context_combine): averaged (its default) or side by side.
+enum class context_mode {
+    average,      ///< D = 2H: ½(chosen + rejected) per layer; symmetric in the label
+    concatenate,  ///< D = 4H: [chosen, rejected] per layer; sees which side the label prefers
 };
 
 namespace detail {
@@ -114,8 +125,10 @@ public:
     [[nodiscard]] const dataset& data() const noexcept { return data_; }
     [[nodiscard]] const train_config& training() const noexcept { return train_; }
     [[nodiscard]] const policy_type& reference() const noexcept { return reference_; }
-    /// D of the contexts handed to schedulers: mean hidden state of both layers.
-    [[nodiscard]] std::size_t context_dim() const noexcept { return 2 * train_.policy_hidden; }
+    /// D of the contexts handed to schedulers: pooled hidden states of both layers.
+    [[nodiscard]] std::size_t context_dim(context_mode mode = context_mode::average) const noexcept {
+        return (mode == context_mode::average ? 2 : 4) * train_.policy_hidden;
+    }
     /// Optimiser steps of one run (incomplete last batches are dropped).
     [[nodiscard]] std::size_t steps_per_epoch() const noexcept { return data_.train.pairs.size() / train_.batch_size; }
 
@@ -123,10 +136,11 @@ public:
     /// loss gradients that `scheduler` returns, and evaluates it. `on_window` is called
     /// after every epoch.
     template <class Scheduler>
-    run_result run(Scheduler& scheduler, const std::function<void(const window_log&)>& on_window = {}) const {
+    run_result run(Scheduler& scheduler, const std::function<void(const window_log&)>& on_window = {},
+                   context_mode contexts = context_mode::average) const {
         const auto start = std::chrono::steady_clock::now();
         const std::size_t b = train_.batch_size;
-        const std::size_t d = context_dim();
+        const std::size_t d = context_dim(contexts);
         const auto& pairs = data_.train.pairs;
         sams::detail::require(pairs.size() >= b, "sams::bench::experiment::run", "fewer training pairs than one batch");
 
@@ -137,6 +151,7 @@ public:
         typename policy_type::vector grad;
         std::vector<float> log_prob(2 * b), ref_w(b), ref_l(b), len_w(b), len_l(b), ctx(b * d), g(2 * b);
         std::vector<std::int64_t> ids(b);
+        std::vector<std::size_t> order_scratch;
         decision<float> dec;
 
         rng order(seed_, stream_order);
@@ -145,8 +160,8 @@ public:
         run_result out;
         for (std::size_t epoch = 1; epoch <= train_.epochs; ++epoch) {
             for (std::size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[order.below(i)]);
-            std::size_t seen = 0, trained = 0, flipped = 0;
-            double loss_sum = 0.0;
+            std::size_t seen = 0, trained = 0, flipped = 0, batches = 0;
+            double loss_sum = 0.0, overlap_sum = 0.0, spread_sum = 0.0;
             for (std::size_t s0 = 0; s0 + b <= perm.size(); s0 += b) {
                 tokens.clear(world_.config().feature_dim());
                 for (std::size_t i = 0; i < b; ++i) {
@@ -166,7 +181,7 @@ public:
                     len_l[i] = static_cast<float>(tokens.offset[b + i + 1] - tokens.offset[b + i]);
                     ids[i] = static_cast<std::int64_t>(k);
                 }
-                pair_contexts(tokens, cache, b, ctx);
+                pair_contexts(tokens, cache, b, ctx, contexts);
                 const std::span<const float> lp(log_prob);
                 const pair_batch<float> batch{.policy_chosen = lp.first(b),
                                               .policy_rejected = lp.subspan(b, b),
@@ -186,7 +201,10 @@ public:
                     g[b + i] = dec.d_policy_rejected[i];
                 }
                 seen += b;
+                ++batches;
                 loss_sum += dec.metrics.batch_loss * static_cast<double>(b);
+                overlap_sum += small_loss_overlap(dec, order_scratch);
+                spread_sum += dec.metrics.score_spread;
                 pi.backward(tokens, cache, g, grad);
                 opt.step(pi.parameters(), grad);
                 ++out.steps;
@@ -199,6 +217,8 @@ public:
             w.trained_fraction = static_cast<double>(trained) / static_cast<double>(seen);
             w.train_loss = loss_sum / static_cast<double>(seen);
             w.val_accuracy = evaluate(pi, data_.val, ref_val_).accuracy;
+            w.small_loss_overlap = overlap_sum / static_cast<double>(batches);
+            w.score_spread = spread_sum / static_cast<double>(batches);
             out.windows.push_back(w);
             out.flipped_fraction += w.flipped_fraction * static_cast<double>(trained);
             if (on_window) on_window(w);
@@ -289,20 +309,24 @@ public:
 
     /// The contexts of a batch whose token rows hold b chosen then b rejected responses:
     /// for each layer the masked mean of its hidden states over the response's positions,
-    /// averaged over chosen and rejected, layers side by side (D = 2H). This is the
-    /// library's default extraction (SPEC §4) on these hidden states.
+    /// chosen and rejected averaged (or concatenated), layers side by side. With `average`
+    /// this is the library's default extraction (SPEC §4) on these hidden states.
     void pair_contexts(const token_batch<float>& tokens, const policy_cache<float>& cache, std::size_t b,
-                       std::span<float> ctx) const {
-        const auto h = detail::eidx(train_.policy_hidden);
+                       std::span<float> ctx, context_mode mode = context_mode::average) const {
+        const std::size_t h = train_.policy_hidden;
+        const std::size_t d = context_dim(mode);
+        const std::size_t side = mode == context_mode::average ? 0 : h;  // offset of the rejected half
         for (std::size_t i = 0; i < b; ++i) {
-            Eigen::Map<Eigen::RowVectorXf> c1(ctx.data() + i * 2 * train_.policy_hidden, h);
-            Eigen::Map<Eigen::RowVectorXf> c2(ctx.data() + i * 2 * train_.policy_hidden + train_.policy_hidden, h);
-            c1.setZero();
-            c2.setZero();
+            float* row = ctx.data() + i * d;
+            std::fill(row, row + d, 0.0f);
             for (const std::size_t s : {i, b + i}) {
                 const auto r0 = detail::eidx(tokens.offset[s]);
                 const auto n = detail::eidx(tokens.offset[s + 1] - tokens.offset[s]);
-                const float w = 0.5f / static_cast<float>(n);
+                const float w = (mode == context_mode::average ? 0.5f : 1.0f) / static_cast<float>(n);
+                const std::size_t shift = s == i ? 0 : side;
+                // Layer l occupies [l·(d/2), (l+1)·(d/2)); within it, chosen then rejected.
+                Eigen::Map<Eigen::RowVectorXf> c1(row + shift, detail::eidx(h));
+                Eigen::Map<Eigen::RowVectorXf> c2(row + d / 2 + shift, detail::eidx(h));
                 c1 += w * cache.h1.middleRows(r0, n).colwise().sum();
                 c2 += w * cache.h2.middleRows(r0, n).colwise().sum();
             }
@@ -316,6 +340,19 @@ private:
     static const train_config& checked(const train_config& tc) {
         tc.validate();
         return tc;
+    }
+
+    static double small_loss_overlap(const decision<float>& dec, std::vector<std::size_t>& order) {
+        const std::size_t n = dec.loss.size();
+        std::size_t k = 0;
+        for (const auto m : dec.mask) k += m != 0 ? 1 : 0;
+        if (k == 0) return 0.0;
+        order.resize(n);
+        std::iota(order.begin(), order.end(), std::size_t{0});
+        std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t c) { return dec.loss[a] < dec.loss[c]; });
+        std::size_t common = 0;
+        for (std::size_t i = 0; i < k; ++i) common += dec.mask[order[i]] != 0 ? 1 : 0;
+        return static_cast<double>(common) / static_cast<double>(k);
     }
 
     static policy_type make_reference(const world& w, const train_config& tc, std::uint64_t seed) {

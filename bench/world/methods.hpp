@@ -3,8 +3,11 @@
 // experiment::run() with the same data, steps and policy optimiser.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -13,10 +16,12 @@
 #include <sams/backend/eigen/eigen_backend.hpp>
 #include <sams/core/config.hpp>
 #include <sams/core/error.hpp>
+#include <sams/core/rng.hpp>
 #include <sams/loss/loss_config.hpp>
 #include <sams/scheduler/baselines.hpp>
 #include <sams/scheduler/concept.hpp>
 #include <sams/scheduler/sams_scheduler.hpp>
+#include <sams/scheduler/selection.hpp>
 
 #include "experiment.hpp"
 
@@ -24,8 +29,8 @@ namespace sams::bench {
 
 /// Every method name run_method() accepts, in the order tables list them.
 [[nodiscard]] inline const std::vector<std::string>& method_names() {
-    static const std::vector<std::string> names{"full",      "sams",       "sams-paper", "uniform",
-                                                "small-loss", "large-loss", "margin"};
+    static const std::vector<std::string> names{"full",       "sams",       "sams-paper", "uniform",
+                                                "small-loss", "large-loss", "margin",     "oracle"};
     return names;
 }
 
@@ -38,20 +43,159 @@ namespace sams::bench {
     if (name == "small-loss") return "DPO on the K smallest-loss pairs";
     if (name == "large-loss") return "DPO on the K largest-loss pairs";
     if (name == "margin") return "DPO on the K smallest-margin pairs";
+    if (name == "oracle") return "DPO on a random K-subset of the unflipped pairs (knows the flips; headroom)";
     return {};
 }
 
-/// The SamS configuration behind a "sams*" method name.
-[[nodiscard]] inline scheduler_config sams_config(std::string_view name, const loss_config& loss) {
-    scheduler_config c;
-    if (name == "sams-paper") {
+namespace detail {
+
+inline std::vector<std::string> split_on(std::string_view s, char sep) {
+    std::vector<std::string> out;
+    std::size_t at = 0;
+    while (true) {
+        const std::size_t next = s.find(sep, at);
+        out.emplace_back(s.substr(at, next == std::string_view::npos ? std::string_view::npos : next - at));
+        if (next == std::string_view::npos) return out;
+        at = next + 1;
+    }
+}
+
+inline double number(const std::string& key, const std::string& v) {
+    std::size_t used = 0;
+    double x = 0.0;
+    try {
+        x = std::stod(v, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    sams::detail::require(used == v.size() && std::isfinite(x), "sams::bench method variant",
+                          key + " needs a number, got '" + v + "'");
+    return x;
+}
+
+inline std::size_t count(const std::string& key, const std::string& v) {
+    const double x = number(key, v);
+    sams::detail::require(x >= 0 && x == std::floor(x), "sams::bench method variant",
+                          key + " needs a non-negative integer, got '" + v + "'");
+    return static_cast<std::size_t>(x);
+}
+
+}  // namespace detail
+
+/// The headroom control: a uniform random K-subset drawn from the pairs whose label was not
+/// flipped (flipped ones only if fewer than K are clean). It reads the flips through the
+/// batch ids, which no real method can do.
+class oracle_selector {
+public:
+    oracle_selector(const loss_config& loss, const experiment& e, std::uint64_t seed)
+        : all_(loss), pairs_(e.data().train.pairs), gen_(seed, 7) {}
+
+    decision<float> step(const pair_batch<float>& batch) {
+        decision<float> d;
+        step(batch, d);
+        return d;
+    }
+    void step(const pair_batch<float>& batch, decision<float>& d) {
+        all_.step(batch, d);  // losses and gradients of the mean over all B pairs
+        const std::size_t b = batch.size();
+        const std::size_t k = selection_size(0.5, b);
+        order_.resize(b);
+        for (std::size_t i = 0; i < b; ++i) order_[i] = i;
+        for (std::size_t i = b; i > 1; --i) std::swap(order_[i - 1], order_[gen_.below(i)]);
+        std::stable_partition(order_.begin(), order_.end(), [&](std::size_t i) {
+            return !pairs_[static_cast<std::size_t>(batch.ids[i])].flipped;
+        });
+        std::fill(d.mask.begin(), d.mask.end(), std::uint8_t{0});
+        for (std::size_t i = 0; i < k; ++i) d.mask[order_[i]] = 1;
+        d.selected.clear();
+        const float scale = static_cast<float>(b) / static_cast<float>(k);
+        for (std::size_t i = 0; i < b; ++i) {
+            const bool keep = d.mask[i] != 0;
+            if (keep) d.selected.push_back(i);
+            d.weight[i] = keep ? 1.0f / static_cast<float>(k) : 0.0f;
+            d.d_policy_chosen[i] = keep ? d.d_policy_chosen[i] * scale : 0.0f;
+            d.d_policy_rejected[i] = keep ? d.d_policy_rejected[i] * scale : 0.0f;
+        }
+    }
+
+private:
+    full_batch<float> all_;
+    const std::vector<preference_pair>& pairs_;
+    rng gen_;
+    std::vector<std::size_t> order_;
+};
+
+/// A SamS method: its scheduler configuration and the contexts it is given.
+struct sams_method {
+    scheduler_config config;
+    context_mode contexts = context_mode::average;
+};
+
+/// The SamS setup behind a method name: "sams" (library defaults), "sams-paper" (the
+/// paper's settings at a CPU width), either followed by ":key=value" overrides for the
+/// investigation of docs/benchmarks.md, e.g. "sams:rule=softmax:tau=0.1". Keys: rule
+/// (top_k|softmax), tau, w (explore weight), warmup, mode (add|weight), alpha, a, b,
+/// smoothing, chosen_term, length_norm, compat (0|1), hidden, depth, block, replay,
+/// capacity, lr, steps (E1 = E2), reset (0|1), ctx (average|concat).
+[[nodiscard]] inline sams_method sams_setup(std::string_view name, const loss_config& loss) {
+    const auto parts = detail::split_on(name, ':');
+    sams_method m;
+    scheduler_config& c = m.config;
+    if (parts[0] == "sams-paper") {
         c = scheduler_config::paper();
         // The paper's shape (deep, block-mean features) at a width two CPU cores can train.
         c.net.hidden = 128;
         c.pool.capacity_rows = 8192;
+    } else {
+        sams::detail::require(parts[0] == "sams", "sams::bench::sams_setup", "not a SamS method: " + std::string(name));
     }
     c.loss = loss;
-    return c;
+    for (std::size_t i = 1; i < parts.size(); ++i) {
+        const std::size_t eq = parts[i].find('=');
+        sams::detail::require(eq != std::string::npos, "sams::bench::sams_setup",
+                              "override '" + parts[i] + "' is not key=value");
+        const std::string key = parts[i].substr(0, eq), v = parts[i].substr(eq + 1);
+        if (key == "rule") {
+            sams::detail::require(v == "top_k" || v == "softmax", "sams::bench::sams_setup", "rule is top_k or softmax");
+            c.select.rule = v == "top_k" ? selection_rule::top_k : selection_rule::softmax_sample;
+        } else if (key == "tau") c.select.temperature = detail::number(key, v);
+        else if (key == "w") c.select.explore_weight = detail::number(key, v);
+        else if (key == "warmup") c.select.warmup_steps = detail::count(key, v);
+        else if (key == "mode") {
+            sams::detail::require(v == "add" || v == "weight", "sams::bench::sams_setup", "mode is add or weight");
+            c.reward.mode = v == "add" ? reward_mode::add : reward_mode::weight;
+        } else if (key == "alpha") c.reward.alpha = detail::number(key, v);
+        else if (key == "a") c.reward.a = detail::number(key, v);
+        else if (key == "b") c.reward.b = detail::number(key, v);
+        else if (key == "smoothing") c.reward.smoothing = detail::count(key, v) != 0;
+        else if (key == "chosen_term") c.reward.chosen_reward_term = detail::count(key, v) != 0;
+        else if (key == "length_norm") c.reward.length_normalized_chosen = detail::count(key, v) != 0;
+        else if (key == "compat") c.reward.reference_compat = detail::count(key, v) != 0;
+        else if (key == "hidden") c.net.hidden = detail::count(key, v);
+        else if (key == "depth") c.net.depth = detail::count(key, v);
+        else if (key == "block") c.net.block_size = detail::count(key, v);
+        else if (key == "replay") c.pool.replay_batches = detail::count(key, v);
+        else if (key == "capacity") c.pool.capacity_rows = detail::count(key, v);
+        else if (key == "lr") c.opt.learning_rate = detail::number(key, v);
+        else if (key == "steps") c.opt.exploit_steps = c.opt.explore_steps = detail::count(key, v);
+        else if (key == "reset") c.opt.reset_each_update = detail::count(key, v) != 0;
+        else if (key == "ctx") {
+            sams::detail::require(v == "average" || v == "concat", "sams::bench::sams_setup", "ctx is average or concat");
+            m.contexts = v == "average" ? context_mode::average : context_mode::concatenate;
+        } else
+            throw invalid_argument("sams::bench::sams_setup: unknown override key '" + key + "'");
+    }
+    c.validate();
+    return m;
+}
+
+/// True for the names run_method() accepts: the base names and SamS variants.
+[[nodiscard]] inline bool is_method(std::string_view name) {
+    const auto base = detail::split_on(name, ':')[0];
+    if (base == "sams" || base == "sams-paper") return true;
+    for (const auto& n : method_names())
+        if (n == name) return true;
+    return false;
 }
 
 /// Runs `name` on `e` (the policy's DPO loss with the experiment's β, K = B/2 for the
@@ -67,9 +211,11 @@ inline run_result run_method(const experiment& e, std::string_view name, std::ui
         full_batch<float> s(loss, select);
         return e.run(s, on_window);
     }
-    if (name == "sams" || name == "sams-paper") {
-        sams_scheduler<eigen_backend<float>> s(sams_config(name, loss), e.context_dim(), seed);
-        return e.run(s, on_window);
+    const auto base = detail::split_on(name, ':')[0];
+    if (base == "sams" || base == "sams-paper") {
+        const sams_method m = sams_setup(name, loss);
+        sams_scheduler<eigen_backend<float>> s(m.config, e.context_dim(m.contexts), seed);
+        return e.run(s, on_window, m.contexts);
     }
     if (name == "uniform") {
         uniform_selector<float> s(loss, select, seed);
@@ -81,6 +227,10 @@ inline run_result run_method(const experiment& e, std::string_view name, std::ui
     }
     if (name == "margin") {
         margin_selector<float> s(loss, select, extreme::smallest);
+        return e.run(s, on_window);
+    }
+    if (name == "oracle") {
+        oracle_selector s(loss, e, seed);
         return e.run(s, on_window);
     }
     throw invalid_argument("sams::bench::run_method: unknown method '" + std::string(name) + "'");

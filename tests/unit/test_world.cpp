@@ -341,6 +341,22 @@ TEST_CASE("pair contexts are masked means of the hidden states, chosen and rejec
                 const double expected = 0.5 * (mw / static_cast<double>(nw) + ml / static_cast<double>(nl));
                 CHECK(ctx[i * 8 + layer * 4 + static_cast<std::size_t>(j)] == doctest::Approx(expected).epsilon(1e-5));
             }
+    // Concatenated: per layer [chosen mean, rejected mean], so swapping the label changes it.
+    std::vector<float> cat(b * 16);
+    REQUIRE(e.context_dim(sb::context_mode::concatenate) == 16);
+    e.pair_contexts(tb, cache, b, cat, sb::context_mode::concatenate);
+    for (std::size_t i = 0; i < b; ++i)
+        for (std::size_t layer = 0; layer < 2; ++layer)
+            for (Eigen::Index j = 0; j < 4; ++j) {
+                const auto& h = layer == 0 ? cache.h1 : cache.h2;
+                const std::size_t nw = w.positions(tr.pairs[i].chosen), nl = w.positions(tr.pairs[i].rejected);
+                double mw = 0.0, ml = 0.0;
+                for (std::size_t r = tb.offset[i]; r < tb.offset[i] + nw; ++r) mw += h(static_cast<Eigen::Index>(r), j);
+                for (std::size_t r = tb.offset[b + i]; r < tb.offset[b + i] + nl; ++r) ml += h(static_cast<Eigen::Index>(r), j);
+                const std::size_t at = i * 16 + layer * 8 + static_cast<std::size_t>(j);
+                CHECK(cat[at] == doctest::Approx(mw / static_cast<double>(nw)).epsilon(1e-5));
+                CHECK(cat[at + 4] == doctest::Approx(ml / static_cast<double>(nl)).epsilon(1e-5));
+            }
 }
 
 TEST_CASE("Adam's first step moves every parameter by the learning rate against the gradient sign") {
