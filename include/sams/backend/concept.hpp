@@ -35,13 +35,6 @@ struct adam_hyperparameters {
 
 namespace detail {
 
-/// Throws sams::invalid_argument("<where>: <what>") unless ok. Unlike detail::require it
-/// takes C strings, so a passing check builds no std::string (kernels and training loops
-/// call it on every invocation and must not allocate).
-inline void check_arg(bool ok, const char* where, const char* what) {
-    if (!ok) throw invalid_argument(std::string(where) + ": " + what);
-}
-
 /// The uniform draw in [0, 1) for element `index` of a dropout mask generated from `seed`:
 /// splitmix64's finaliser over seed + (index + 1)·φ64, top 53 bits. A counter-based
 /// function, so a GPU backend produces the same mask as the CPU one without a host round

@@ -123,12 +123,12 @@ struct scheduler_config {
         loss.validate();
         require(net.hidden > 0, "scheduler_config.net.hidden", "must be > 0");
         require(net.depth >= 3, "scheduler_config.net.depth",
-                "must be >= 3 (input layer, at least one residual block, output), got " +
-                    std::to_string(net.depth));
+                [&] { return "must be >= 3 (input layer, at least one residual block, output), got " +
+                    std::to_string(net.depth); });
         require(net.block_size > 0, "scheduler_config.net.block_size", "must be > 0");
         require((net.hidden * (net.depth - 2)) % net.block_size == 0, "scheduler_config.net.block_size",
-                "must divide hidden*(depth-2) = " + std::to_string(net.hidden * (net.depth - 2)) +
-                    ", got " + std::to_string(net.block_size));
+                [&] { return "must divide hidden*(depth-2) = " + std::to_string(net.hidden * (net.depth - 2)) +
+                    ", got " + std::to_string(net.block_size); });
         require(net.explore_depth >= 2, "scheduler_config.net.explore_depth", "must be >= 2");
         require(std::isfinite(net.dropout) && net.dropout >= 0.0 && net.dropout < 1.0,
                 "scheduler_config.net.dropout", "must be in [0, 1)");
@@ -151,7 +151,7 @@ struct scheduler_config {
                 "scheduler_config.reward.smoothing_lambda", "must be in [0, 1)");
         require(pool.capacity_rows > 0, "scheduler_config.pool.capacity_rows", "must be > 0");
         require(std::isfinite(select.ratio) && select.ratio > 0.0 && select.ratio <= 1.0,
-                "scheduler_config.select.ratio", "must be in (0, 1], got " + std::to_string(select.ratio));
+                "scheduler_config.select.ratio", [&] { return "must be in (0, 1], got " + std::to_string(select.ratio); });
         require(std::isfinite(select.temperature) && select.temperature > 0.0,
                 "scheduler_config.select.temperature", "must be > 0");
         require(std::isfinite(select.explore_weight), "scheduler_config.select.explore_weight",

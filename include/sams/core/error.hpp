@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace sams {
 
@@ -38,8 +39,29 @@ public:
 namespace detail {
 
 /// Throws sams::invalid_argument with "<where>: <what>" unless `condition` holds.
+/// For checks on a hot path prefer check_arg() or the lazy overload below: this one takes a
+/// std::string, which the caller builds even when the check passes.
 inline void require(bool condition, const char* where, const std::string& what) {
     if (!condition) throw invalid_argument(std::string(where) + ": " + what);
+}
+
+/// The overload for a literal message: nothing is built unless the check fails.
+inline void require(bool condition, const char* where, const char* what) {
+    if (!condition) throw invalid_argument(std::string(where) + ": " + what);
+}
+
+/// As require(), but `what()` builds the message only when the check fails, so a passing
+/// check allocates nothing (per-step validation must not allocate).
+template <class What>
+    requires std::is_invocable_r_v<std::string, What>
+void require(bool condition, const char* where, What&& what) {
+    if (!condition) throw invalid_argument(std::string(where) + ": " + what());
+}
+
+/// Throws sams::invalid_argument("<where>: <what>") unless ok; C strings only, so a passing
+/// check builds nothing (kernels and training loops call it on every invocation).
+inline void check_arg(bool ok, const char* where, const char* what) {
+    if (!ok) throw invalid_argument(std::string(where) + ": " + what);
 }
 
 }  // namespace detail

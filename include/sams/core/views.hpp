@@ -83,13 +83,14 @@ template <class T>
 void check_span(std::span<const T> values, std::size_t batch_size, bool required, const char* where,
                 const char* name) {
     if (values.empty()) {
-        require(!required, where, std::string(name) + " is required but empty");
+        require(!required, where, [&] { return std::string(name) + " is required but empty"; });
         return;
     }
-    require(values.size() == batch_size, where,
-            std::string(name) + " has length " + std::to_string(values.size()) +
-                ", expected the batch size " + std::to_string(batch_size));
-    require(all_finite(values), where, std::string(name) + " contains NaN or Inf");
+    require(values.size() == batch_size, where, [&] {
+        return std::string(name) + " has length " + std::to_string(values.size()) + ", expected the batch size " +
+               std::to_string(batch_size);
+    });
+    require(all_finite(values), where, [&] { return std::string(name) + " contains NaN or Inf"; });
 }
 
 }  // namespace detail

@@ -168,12 +168,12 @@ private:
 inline void validate_network(const network_config& net, const char* where) {
     require(net.hidden > 0, where, "network_config.hidden must be > 0");
     require(net.depth >= 3, where,
-            "network_config.depth must be >= 3 (input layer, at least one residual block, output), got " +
-                std::to_string(net.depth));
+            [&] { return "network_config.depth must be >= 3 (input layer, at least one residual block, output), got " +
+                std::to_string(net.depth); });
     require(net.block_size > 0, where, "network_config.block_size must be > 0");
     require((net.hidden * (net.depth - 2)) % net.block_size == 0, where,
-            "network_config.block_size must divide hidden*(depth-2) = " +
-                std::to_string(net.hidden * (net.depth - 2)) + ", got " + std::to_string(net.block_size));
+            [&] { return "network_config.block_size must divide hidden*(depth-2) = " +
+                std::to_string(net.hidden * (net.depth - 2)) + ", got " + std::to_string(net.block_size); });
     require(net.explore_depth >= 2, where, "network_config.explore_depth must be >= 2");
     require(net.act == activation::relu || net.act == activation::silu, where,
             "network_config.act must be relu or silu");

@@ -80,11 +80,11 @@ public:
         require(std::isfinite(config.a), "sams_reward: reward_config.a", "must be finite");
         require(std::isfinite(config.b), "sams_reward: reward_config.b", "must be finite");
         require(std::isfinite(config.alpha) && config.alpha >= 0.0 && config.alpha <= 1.0,
-                "sams_reward: reward_config.alpha", "must be in [0, 1], got " + std::to_string(config.alpha));
+                "sams_reward: reward_config.alpha", [&] { return "must be in [0, 1], got " + std::to_string(config.alpha); });
         require(std::isfinite(config.smoothing_lambda) && config.smoothing_lambda >= 0.0 &&
                     config.smoothing_lambda < 1.0,
                 "sams_reward: reward_config.smoothing_lambda",
-                "must be in [0, 1), got " + std::to_string(config.smoothing_lambda));
+                [&] { return "must be in [0, 1), got " + std::to_string(config.smoothing_lambda); });
     }
 
     /// Δ = (previous - current) / max(previous, current, 1e-12): the relative decrease of
@@ -175,12 +175,14 @@ private:
         }
         check_span(in.chosen_reward, b, config_.chosen_reward_term, where, "inputs.chosen_reward");
         for (const std::size_t i : in.selected)
-            require(i < b, where,
-                    "inputs.selected holds index " + std::to_string(i) + ", expected < the previous batch size " +
-                        std::to_string(b));
-        require(out.size() == in.selected.size(), where,
-                "out has length " + std::to_string(out.size()) + ", expected inputs.selected.size() = " +
-                    std::to_string(in.selected.size()));
+            require(i < b, where, [&] {
+                return "inputs.selected holds index " + std::to_string(i) + ", expected < the previous batch size " +
+                       std::to_string(b);
+            });
+        require(out.size() == in.selected.size(), where, [&] {
+            return "out has length " + std::to_string(out.size()) + ", expected inputs.selected.size() = " +
+                   std::to_string(in.selected.size());
+        });
         require(std::isfinite(in.previous_progress) && in.previous_progress >= 0.0, where,
                 "inputs.previous_progress must be finite and >= 0");
         require(std::isfinite(in.current_progress) && in.current_progress >= 0.0, where,

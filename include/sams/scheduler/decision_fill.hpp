@@ -29,9 +29,9 @@ void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> sele
     require(b > 0, where, "stats must hold at least one pair");
     for (const auto* v : {&stats.d_policy_chosen, &stats.d_policy_rejected, &stats.chosen_reward,
                           &stats.rejected_reward, &stats.margin})
-        require(v->size() == b, where, "every per-pair vector of stats must have length " + std::to_string(b));
+        require(v->size() == b, where, [&] { return "every per-pair vector of stats must have length " + std::to_string(b); });
     for (std::size_t j = 0; j < selected.size(); ++j) {
-        require(selected[j] < b, where, "selected index " + std::to_string(selected[j]) + " is out of range");
+        require(selected[j] < b, where, [&] { return "selected index " + std::to_string(selected[j]) + " is out of range"; });
         require(j == 0 || selected[j - 1] < selected[j], where, "selected must be strictly ascending");
     }
 

@@ -87,8 +87,8 @@ public:
     /// Restores state(); throws sams::invalid_argument if the capacity differs.
     void set_state(const state_type& s) {
         detail::require(s.capacity == capacity_, "sams::reservoir_index::set_state",
-                        "state capacity " + std::to_string(s.capacity) + " does not match this pool's capacity " +
-                            std::to_string(capacity_));
+                        [&] { return "state capacity " + std::to_string(s.capacity) + " does not match this pool's capacity " +
+                            std::to_string(capacity_); });
         seen_ = s.seen;
     }
 

@@ -245,29 +245,31 @@ private:
     /// Everything the batch must satisfy, checked before any state changes. The loss
     /// evaluation writes only the scratch stats_ buffer.
     void validate_batch(const pair_batch<T>& batch) {
+        constexpr const char* where = "sams_scheduler::step";
         const std::size_t B = batch.size();
-        detail::require(B > 0, "sams_scheduler::step: batch", "is empty (policy_chosen has no entries)");
+        detail::check_arg(B > 0, where, "batch is empty (policy_chosen has no entries)");
         const auto& c = batch.contexts;
-        detail::require(c.data != nullptr && c.rows == B, "sams_scheduler::step: batch.contexts",
-                        "must have one row per pair (" + std::to_string(B) + "), got " + std::to_string(c.rows) +
-                            (c.data == nullptr ? " with a null data pointer" : ""));
-        detail::require(c.cols == context_dim_, "sams_scheduler::step: batch.contexts",
-                        "has " + std::to_string(c.cols) + " columns, the scheduler was built for context_dim " +
-                            std::to_string(context_dim_));
-        detail::require(c.stride() >= c.cols, "sams_scheduler::step: batch.contexts.row_stride",
-                        "must be >= cols");
-        detail::require(batch.ids.empty() || batch.ids.size() == B, "sams_scheduler::step: batch.ids",
-                        "must be empty or have one entry per pair");
+        detail::require(c.data != nullptr && c.rows == B, where, [&] {
+            return "batch.contexts must have one row per pair (" + std::to_string(B) + "), got " +
+                   std::to_string(c.rows) + (c.data == nullptr ? " with a null data pointer" : "");
+        });
+        detail::require(c.cols == context_dim_, where, [&] {
+            return "batch.contexts has " + std::to_string(c.cols) +
+                   " columns, the scheduler was built for context_dim " + std::to_string(context_dim_);
+        });
+        detail::check_arg(c.stride() >= c.cols, where, "batch.contexts.row_stride must be >= cols");
+        detail::check_arg(batch.ids.empty() || batch.ids.size() == B, where,
+                          "batch.ids must be empty or have one entry per pair");
         // Contexts may live where the backend computes (device memory for a GPU backend), so
         // they are checked there, in the scratch buffer that scoring reads next.
         backend_->upload(c, batch_x_);
-        detail::require(backend_->all_finite(batch_x_), "sams_scheduler::step: batch.contexts",
-                        "contains NaN or Inf");
+        detail::check_arg(backend_->all_finite(batch_x_), where, "batch.contexts contains NaN or Inf");
         if (config_.reward.length_normalized_chosen) {
-            detail::require(batch.chosen_length.size() == B, "sams_scheduler::step: batch.chosen_length",
-                            "is required (reward_config.length_normalized_chosen) with one entry per pair");
+            detail::check_arg(batch.chosen_length.size() == B, where,
+                              "batch.chosen_length is required (reward_config.length_normalized_chosen) "
+                              "with one entry per pair");
             for (const T n : batch.chosen_length)
-                detail::require(n > T(0), "sams_scheduler::step: batch.chosen_length", "must be > 0");
+                detail::check_arg(n > T(0), where, "batch.chosen_length must be > 0");
         }
         evaluate_loss(config_.loss, batch, stats_);
     }

@@ -21,7 +21,7 @@ namespace sams {
 /// of B = 5 gives K = 3. Throws sams::invalid_argument unless ρ is finite in (0, 1] and B ≥ 1.
 [[nodiscard]] inline std::size_t selection_size(double ratio, std::size_t batch_size) {
     detail::require(std::isfinite(ratio) && ratio > 0.0 && ratio <= 1.0, "sams::selection_size",
-                    "ratio must be in (0, 1], got " + std::to_string(ratio));
+                    [&] { return "ratio must be in (0, 1], got " + std::to_string(ratio); });
     detail::require(batch_size > 0, "sams::selection_size", "batch_size must be >= 1");
     const double k = std::round(ratio * static_cast<double>(batch_size));
     if (k <= 1.0) return 1;
@@ -32,7 +32,7 @@ namespace detail {
 
 inline void check_k(std::size_t k, std::size_t batch_size, const char* where) {
     require(k <= batch_size, where,
-            "k = " + std::to_string(k) + " exceeds the number of scores " + std::to_string(batch_size));
+            [&] { return "k = " + std::to_string(k) + " exceeds the number of scores " + std::to_string(batch_size); });
 }
 
 template <class T>
@@ -42,7 +42,7 @@ void check_scores(std::span<const T> scores, const char* where) {
 
 inline void check_temperature(double temperature, const char* where) {
     require(std::isfinite(temperature) && temperature > 0.0, where,
-            "temperature must be finite and > 0, got " + std::to_string(temperature));
+            [&] { return "temperature must be finite and > 0, got " + std::to_string(temperature); });
 }
 
 /// The k indices with the largest key(i) (smallest with largest = false), ties to the lower
