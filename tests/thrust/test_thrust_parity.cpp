@@ -164,6 +164,30 @@ TEST_CASE("thrust parity: the thrust scheduler's memory is steady and checkpoint
     }
 }
 
+TEST_CASE("thrust parity: device memory stays within the bound docs/backends.md derives from the config") {
+    const std::size_t B = 16, D = 32;
+    sams::scheduler_config c;
+    c.net.hidden = 64;
+    c.net.depth = 6;
+    c.net.block_size = 16;
+    c.net.explore_depth = 3;
+    c.pool.capacity_rows = 64;
+    c.pool.replay_batches = 4;
+    c.opt.early_stop_mse = 0.0;
+    thrust_scheduler st(c, D, 1);
+    // Every parameter is held four times: value, gradient, Adam's m and v.
+    const double h = 64, n = 6, e = static_cast<double>(c.net.feature_dim()), n2 = 3, d = D;
+    const double params = 4 * (d * h + (n - 2) * (h * h + 3 * h) + 2 * h + 1) +
+                          4 * ((n2 - 1) * (e * e + e) + (n2 - 2) * 2 * e + e + 1);
+    CHECK(static_cast<double>(st.backend().device_bytes()) >= params * sizeof(float));
+    const double k = B / 2, r = (4 + 1) * k;
+    const double bound = params + 64 * (d + 1) + r * (h * (6 * (n - 2) + 8) + e * (4 * (n2 - 2) + 8)) +
+                         B * (d + e) + r + h * (n - 2);
+    for (const auto& b : stream_of(40, B, D, 17)) (void)st.step(b.batch());
+    CHECK(st.pool_size() == 64);
+    CHECK(static_cast<double>(st.backend().peak_device_bytes()) <= bound * sizeof(float));
+}
+
 TEST_CASE("thrust parity: bad context pointers throw and leave the scheduler unchanged") {
     const std::size_t B = 8, D = 6;
     const auto batches = stream_of(6, B, D, 11);
