@@ -11,6 +11,8 @@
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
+#include <sams/context/hidden_states.hpp>
+#include <sams/context/mean_pool.hpp>
 
 #include "../../bench/world/experiment.hpp"
 #include "../../bench/world/policy.hpp"
@@ -357,6 +359,45 @@ TEST_CASE("pair contexts are masked means of the hidden states, chosen and rejec
                 CHECK(cat[at] == doctest::Approx(mw / static_cast<double>(nw)).epsilon(1e-5));
                 CHECK(cat[at + 4] == doctest::Approx(ml / static_cast<double>(nl)).epsilon(1e-5));
             }
+}
+
+TEST_CASE("pair contexts equal the library's default mean_pool_extractor on padded hidden states") {
+    sb::train_config t;
+    t.policy_hidden = 5;
+    const sb::experiment e(small_world(), t, 41);
+    const auto& w = e.get_world();
+    const auto& tr = e.data().train;
+    const std::size_t b = 6, h = 5, len = w.config().max_len;
+    sb::token_batch<float> tb;
+    tb.clear(w.config().feature_dim());
+    for (std::size_t i = 0; i < b; ++i) tb.add(w, tr.prompt(tr.pairs[i].prompt), tr.pairs[i].chosen);
+    for (std::size_t i = 0; i < b; ++i) tb.add(w, tr.prompt(tr.pairs[i].prompt), tr.pairs[i].rejected);
+    sb::policy_cache<float> cache;
+    std::vector<float> lp(2 * b), mine(b * 2 * h);
+    e.reference().forward(tb, cache, lp);
+    e.pair_contexts(tb, cache, b, mine);
+
+    // [layers][2B sequences][L tokens][H], padding filled with NaN, which the mask must hide.
+    std::vector<float> states(2 * 2 * b * len * h, std::nanf(""));
+    std::vector<std::uint8_t> mask(2 * b * len, 0);
+    for (std::size_t s = 0; s < 2 * b; ++s)
+        for (std::size_t r = tb.offset[s]; r < tb.offset[s + 1]; ++r) {
+            const std::size_t tok = r - tb.offset[s];
+            mask[s * len + tok] = 1;
+            for (std::size_t k = 0; k < h; ++k) {
+                const auto row = static_cast<Eigen::Index>(r), col = static_cast<Eigen::Index>(k);
+                states[((0 * 2 * b + s) * len + tok) * h + k] = cache.h1(row, col);
+                states[((1 * 2 * b + s) * len + tok) * h + k] = cache.h2(row, col);
+            }
+        }
+    const auto all = sams::hidden_states_view<float>::layer_major(states.data(), 2, 2 * b, len, h);
+    const auto masks = sams::token_mask_view<std::uint8_t>::contiguous(mask.data(), 2 * b, len);
+    sams::mean_pool_extractor<float> extractor;
+    REQUIRE(extractor.output_dim(2, h) == e.context_dim());
+    std::vector<float> lib(b * 2 * h);
+    extractor.extract(all.pair_range(0, b), all.pair_range(b, b), masks.pair_range(0, b), masks.pair_range(b, b),
+                      sams::matrix_view<float>{lib.data(), b, 2 * h, 0});
+    for (std::size_t i = 0; i < lib.size(); ++i) CHECK(mine[i] == doctest::Approx(lib[i]).epsilon(1e-5));
 }
 
 TEST_CASE("Adam's first step moves every parameter by the learning rate against the gradient sign") {
