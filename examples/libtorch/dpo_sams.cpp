@@ -3,13 +3,16 @@
 // SamS and DPO + a uniform random K-subset (each optionally in the memory-saving mode), over
 // several seeds. Prints clean held-out preference accuracy, the fraction of flipped pairs
 // trained on, peak tensor memory and time per step. `--help` lists the flags.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <iterator>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,6 +26,7 @@ struct options {
     std::uint64_t first_seed = 1;
     std::size_t seeds = 3;
     int threads = 1;
+    std::size_t log_every = 0;
     bool quiet = false;
 };
 
@@ -30,14 +34,16 @@ const char* usage =
     "usage: example_libtorch_dpo_sams [flags]\n"
     "  --seeds N          seeds per method (default 3), starting at --seed (default 1)\n"
     "  --methods LIST     comma-separated: dpo, sams, uniform, each optionally with -lowmem\n"
-    "                     (default dpo,sams,uniform,sams-lowmem,uniform-lowmem)\n"
+    "                     (default dpo,sams,uniform,sams-lowmem)\n"
     "  --eta X            fraction of training pairs with swapped labels (default 0.2)\n"
-    "  --steps N          DPO steps (default 200)      --sft-steps N   SFT steps (default 300)\n"
+    "  --steps N          DPO steps (default 150)      --sft-steps N   SFT steps (default 300)\n"
     "  --batch B          pairs per DPO step (32)      --ratio R       K = R*B (0.5)\n"
     "  --lr X             DPO learning rate (1e-3)     --beta X        DPO beta (0.1)\n"
     "  --d-model N, --layers N, --heads N, --mlp N     model size (64, 2, 4, 128)\n"
     "  --prompt-length N  digits per prompt (6)        --train-pairs N, --test-pairs N (2048, 512)\n"
     "  --scheduler-hidden N, --scheduler-depth N, --replay N   SamS nets (128, 3) and replay batches (8)\n"
+    "  --scheduler-lr X   Adam learning rate of the SamS nets (1e-3)\n"
+    "  --log-every N      print the scheduler's step metrics every N steps\n"
     "  --device cpu|cuda  where the model runs (cpu)   --threads N     intra-op threads (1)\n"
     "  --quick            a tiny configuration that runs in seconds (CI smoke test)\n"
     "  --quiet            only the summary table\n";
@@ -69,7 +75,7 @@ double to_double(const std::string& flag, const std::string& v) {
 
 options parse(int argc, char** argv) {
     options o;
-    std::string method_list = "dpo,sams,uniform,sams-lowmem,uniform-lowmem";
+    std::string method_list = "dpo,sams,uniform,sams-lowmem";
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
         if (flag == "--help" || flag == "-h") {
@@ -117,6 +123,8 @@ options parse(int argc, char** argv) {
         else if (flag == "--scheduler-hidden") r.scheduler_net.hidden = to_size(flag, v);
         else if (flag == "--scheduler-depth") r.scheduler_net.depth = to_size(flag, v);
         else if (flag == "--replay") r.replay_batches = to_size(flag, v);
+        else if (flag == "--scheduler-lr") r.scheduler_lr = to_double(flag, v);
+        else if (flag == "--log-every") o.log_every = to_size(flag, v);
         else if (flag == "--threads") o.threads = static_cast<int>(to_size(flag, v));
         else if (flag == "--device") {
             if (v == "cpu") r.device = torch::kCPU;
@@ -218,6 +226,16 @@ int main(int argc, char** argv) try {
                 step_peak = std::max(step_peak, r.peak_bytes - std::min(r.peak_bytes, r.start_bytes));
                 peak = std::max(peak, r.peak_bytes);
                 if (!std::isfinite(r.loss)) throw std::runtime_error("non-finite loss in " + m.name());
+                if (o.log_every > 0 && (step + 1) % o.log_every == 0) {
+                    const auto& x = r.decision.metrics;
+                    std::size_t fl = 0;
+                    for (const std::size_t i : r.decision.selected) fl += r.flipped[i];
+                    std::printf("    %-15s step %4zu  loss %.4f  acc %.2f  delta %+.3f  f1 mse %.5f  f2 mse %.5f  "
+                                "spread %.4f  pool %zu  flipped picked %zu/%zu%s\n",
+                                m.name().c_str(), step + 1, x.batch_loss, x.reward_accuracy, x.progress_delta,
+                                x.exploit_mse, x.explore_mse, x.score_spread, x.pool_size, fl,
+                                r.decision.selected.size(), x.warmup ? "  (warm-up)" : "");
+                }
             }
             const dpo_demo::evaluation e = trainer.evaluate(test);
             seed_result res;
