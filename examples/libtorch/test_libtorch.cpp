@@ -16,6 +16,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -163,6 +164,20 @@ TEST_CASE("host_batch errors name the tensor and what was expected") {
     CHECK(contains(msg, "int64"));
 }
 
+TEST_CASE("split_log_probs views the halves of a concatenated forward") {
+    const torch::Tensor a = grid({8}), r = grid({8}, 2.0);
+    const lt::batch_tensors t = lt::split_log_probs(a, r);
+    CHECK(t.policy_chosen.data_ptr<float>() == a.data_ptr<float>());
+    CHECK(t.policy_rejected[1].item<float>() == a[5].item<float>());
+    CHECK(t.reference_rejected[3].item<float>() == r[7].item<float>());
+    const lt::batch_tensors i = lt::split_log_probs(a, torch::Tensor(), sams::pair_order::interleaved);
+    CHECK(i.policy_chosen[2].item<float>() == a[4].item<float>());
+    CHECK(i.policy_rejected[2].item<float>() == a[5].item<float>());
+    CHECK_FALSE(i.reference_chosen.defined());
+    CHECK(contains(message_of([&] { (void)lt::split_log_probs(grid({7}), r); }), "expected [2B]"));
+    CHECK(contains(message_of([&] { (void)lt::split_log_probs(a, grid({6})); }), "reference log-probs"));
+}
+
 TEST_CASE("hidden_states views a stacked tensor and a per-layer list without copies") {
     const std::int64_t layers = 3, b = 2, tokens = 4, dim = 5;
     const torch::Tensor stacked = grid({layers, 2 * b, tokens, dim});
@@ -195,6 +210,13 @@ TEST_CASE("hidden_states views a stacked tensor and a per-layer list without cop
                     CHECK(sp.rejected(l, p, t, k) == pair_major[P + b][L][T][K].item<float>());
                     CHECK(sl.rejected(l, p, t, k) == list[l][P + b][T][K].item<float>());
                 }
+
+    // Layers with different strides (one is a transposed view): made contiguous, values kept.
+    std::vector<torch::Tensor> mixed{grid({2 * b, tokens, dim}), grid({2 * b, dim, tokens}, 2.0).transpose(1, 2)};
+    const lt::hidden_states hm(mixed);
+    CHECK(hm.copied());
+    CHECK(hm.split().rejected(1, 1, 3, 4) == mixed[1][1 + b][3][4].item<float>());
+    CHECK(hm.split().chosen(0, 0, 2, 1) == mixed[0][0][2][1].item<float>());
 
     // Interleaved pairs: chosen at even rows, rejected at odd rows.
     const lt::hidden_states hi(stacked, sams::pair_order::interleaved);
@@ -245,15 +267,20 @@ TEST_CASE("the library's extractor and device_mean_pool agree with a plain torch
     struct variant {
         sams::context_combine combine;
         sams::layer_reduction reduce;
+        std::vector<std::size_t> layers;
     };
-    for (const variant v : {variant{sams::context_combine::average, sams::layer_reduction::flatten_layers},
-                            variant{sams::context_combine::concatenate, sams::layer_reduction::flatten_layers},
-                            variant{sams::context_combine::concatenate, sams::layer_reduction::mean_layers},
-                            variant{sams::context_combine::average, sams::layer_reduction::last_layer},
-                            variant{sams::context_combine::concatenate, sams::layer_reduction::random_projection}}) {
+    const std::vector<variant> variants{
+        {sams::context_combine::average, sams::layer_reduction::flatten_layers, {}},
+        {sams::context_combine::concatenate, sams::layer_reduction::flatten_layers, {}},
+        {sams::context_combine::concatenate, sams::layer_reduction::flatten_layers, {0, 2}},
+        {sams::context_combine::concatenate, sams::layer_reduction::mean_layers, {}},
+        {sams::context_combine::average, sams::layer_reduction::last_layer, {0, 1}},
+        {sams::context_combine::concatenate, sams::layer_reduction::random_projection, {}}};
+    for (const variant& v : variants) {
         sams::mean_pool_options o;
         o.combine = v.combine;
         o.reduce = v.reduce;
+        o.layers = v.layers;
         o.projection_dim = 7;
         o.seed = 11;
         sams::mean_pool_extractor<float> extractor(o);
@@ -272,6 +299,9 @@ TEST_CASE("the library's extractor and device_mean_pool agree with a plain torch
         for (std::int64_t p = 0; p < b; ++p) {
             std::vector<torch::Tensor> per_layer;
             for (std::int64_t l = 0; l < layers; ++l) {
+                if (!v.layers.empty() &&
+                    std::find(v.layers.begin(), v.layers.end(), static_cast<std::size_t>(l)) == v.layers.end())
+                    continue;
                 const torch::Tensor c = masked_mean(l, p), r = masked_mean(l, p + b);
                 per_layer.push_back(v.combine == sams::context_combine::average ? (c + r) / 2 : torch::cat({c, r}));
             }
