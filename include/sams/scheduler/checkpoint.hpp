@@ -50,6 +50,7 @@ public:
         requires std::is_trivially_copyable_v<V>
     void put_array(std::span<const V> values) {
         put<std::uint64_t>(values.size());
+        if (values.empty()) return;
         const auto* p = reinterpret_cast<const std::uint8_t*>(values.data());
         bytes_.insert(bytes_.end(), p, p + values.size_bytes());
     }
@@ -89,7 +90,7 @@ public:
                                    " elements, expected " + std::to_string(expected));
         if (n > (bytes_.size() - pos_) / sizeof(V)) fail_truncated(what);
         out.resize(static_cast<std::size_t>(n));
-        std::memcpy(out.data(), bytes_.data() + pos_, static_cast<std::size_t>(n) * sizeof(V));
+        if (n > 0) std::memcpy(out.data(), bytes_.data() + pos_, static_cast<std::size_t>(n) * sizeof(V));
         pos_ += static_cast<std::size_t>(n) * sizeof(V);
     }
     void expect_tag(const char* tag) {
