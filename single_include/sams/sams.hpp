@@ -40,6 +40,7 @@ inline constexpr int version_patch = SAMS_VERSION_PATCH;
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace sams {
 
@@ -73,8 +74,29 @@ public:
 namespace detail {
 
 /// Throws sams::invalid_argument with "<where>: <what>" unless `condition` holds.
+/// For checks on a hot path prefer check_arg() or the lazy overload below: this one takes a
+/// std::string, which the caller builds even when the check passes.
 inline void require(bool condition, const char* where, const std::string& what) {
     if (!condition) throw invalid_argument(std::string(where) + ": " + what);
+}
+
+/// The overload for a literal message: nothing is built unless the check fails.
+inline void require(bool condition, const char* where, const char* what) {
+    if (!condition) throw invalid_argument(std::string(where) + ": " + what);
+}
+
+/// As require(), but `what()` builds the message only when the check fails, so a passing
+/// check allocates nothing (per-step validation must not allocate).
+template <class What>
+    requires std::is_invocable_r_v<std::string, What>
+void require(bool condition, const char* where, What&& what) {
+    if (!condition) throw invalid_argument(std::string(where) + ": " + what());
+}
+
+/// Throws sams::invalid_argument("<where>: <what>") unless ok; C strings only, so a passing
+/// check builds nothing (kernels and training loops call it on every invocation).
+inline void check_arg(bool ok, const char* where, const char* what) {
+    if (!ok) throw invalid_argument(std::string(where) + ": " + what);
 }
 
 }  // namespace detail
@@ -253,12 +275,12 @@ struct scheduler_config {
         loss.validate();
         require(net.hidden > 0, "scheduler_config.net.hidden", "must be > 0");
         require(net.depth >= 3, "scheduler_config.net.depth",
-                "must be >= 3 (input layer, at least one residual block, output), got " +
-                    std::to_string(net.depth));
+                [&] { return "must be >= 3 (input layer, at least one residual block, output), got " +
+                    std::to_string(net.depth); });
         require(net.block_size > 0, "scheduler_config.net.block_size", "must be > 0");
         require((net.hidden * (net.depth - 2)) % net.block_size == 0, "scheduler_config.net.block_size",
-                "must divide hidden*(depth-2) = " + std::to_string(net.hidden * (net.depth - 2)) +
-                    ", got " + std::to_string(net.block_size));
+                [&] { return "must divide hidden*(depth-2) = " + std::to_string(net.hidden * (net.depth - 2)) +
+                    ", got " + std::to_string(net.block_size); });
         require(net.explore_depth >= 2, "scheduler_config.net.explore_depth", "must be >= 2");
         require(std::isfinite(net.dropout) && net.dropout >= 0.0 && net.dropout < 1.0,
                 "scheduler_config.net.dropout", "must be in [0, 1)");
@@ -281,7 +303,7 @@ struct scheduler_config {
                 "scheduler_config.reward.smoothing_lambda", "must be in [0, 1)");
         require(pool.capacity_rows > 0, "scheduler_config.pool.capacity_rows", "must be > 0");
         require(std::isfinite(select.ratio) && select.ratio > 0.0 && select.ratio <= 1.0,
-                "scheduler_config.select.ratio", "must be in (0, 1], got " + std::to_string(select.ratio));
+                "scheduler_config.select.ratio", [&] { return "must be in (0, 1], got " + std::to_string(select.ratio); });
         require(std::isfinite(select.temperature) && select.temperature > 0.0,
                 "scheduler_config.select.temperature", "must be > 0");
         require(std::isfinite(select.explore_weight), "scheduler_config.select.explore_weight",
@@ -525,13 +547,14 @@ template <class T>
 void check_span(std::span<const T> values, std::size_t batch_size, bool required, const char* where,
                 const char* name) {
     if (values.empty()) {
-        require(!required, where, std::string(name) + " is required but empty");
+        require(!required, where, [&] { return std::string(name) + " is required but empty"; });
         return;
     }
-    require(values.size() == batch_size, where,
-            std::string(name) + " has length " + std::to_string(values.size()) +
-                ", expected the batch size " + std::to_string(batch_size));
-    require(all_finite(values), where, std::string(name) + " contains NaN or Inf");
+    require(values.size() == batch_size, where, [&] {
+        return std::string(name) + " has length " + std::to_string(values.size()) + ", expected the batch size " +
+               std::to_string(batch_size);
+    });
+    require(all_finite(values), where, [&] { return std::string(name) + " contains NaN or Inf"; });
 }
 
 }  // namespace detail
@@ -2179,11 +2202,11 @@ public:
         require(std::isfinite(config.a), "sams_reward: reward_config.a", "must be finite");
         require(std::isfinite(config.b), "sams_reward: reward_config.b", "must be finite");
         require(std::isfinite(config.alpha) && config.alpha >= 0.0 && config.alpha <= 1.0,
-                "sams_reward: reward_config.alpha", "must be in [0, 1], got " + std::to_string(config.alpha));
+                "sams_reward: reward_config.alpha", [&] { return "must be in [0, 1], got " + std::to_string(config.alpha); });
         require(std::isfinite(config.smoothing_lambda) && config.smoothing_lambda >= 0.0 &&
                     config.smoothing_lambda < 1.0,
                 "sams_reward: reward_config.smoothing_lambda",
-                "must be in [0, 1), got " + std::to_string(config.smoothing_lambda));
+                [&] { return "must be in [0, 1), got " + std::to_string(config.smoothing_lambda); });
     }
 
     /// Δ = (previous - current) / max(previous, current, 1e-12): the relative decrease of
@@ -2274,12 +2297,14 @@ private:
         }
         check_span(in.chosen_reward, b, config_.chosen_reward_term, where, "inputs.chosen_reward");
         for (const std::size_t i : in.selected)
-            require(i < b, where,
-                    "inputs.selected holds index " + std::to_string(i) + ", expected < the previous batch size " +
-                        std::to_string(b));
-        require(out.size() == in.selected.size(), where,
-                "out has length " + std::to_string(out.size()) + ", expected inputs.selected.size() = " +
-                    std::to_string(in.selected.size()));
+            require(i < b, where, [&] {
+                return "inputs.selected holds index " + std::to_string(i) + ", expected < the previous batch size " +
+                       std::to_string(b);
+            });
+        require(out.size() == in.selected.size(), where, [&] {
+            return "out has length " + std::to_string(out.size()) + ", expected inputs.selected.size() = " +
+                   std::to_string(in.selected.size());
+        });
         require(std::isfinite(in.previous_progress) && in.previous_progress >= 0.0, where,
                 "inputs.previous_progress must be finite and >= 0");
         require(std::isfinite(in.current_progress) && in.current_progress >= 0.0, where,
@@ -2344,13 +2369,6 @@ struct adam_hyperparameters {
 };
 
 namespace detail {
-
-/// Throws sams::invalid_argument("<where>: <what>") unless ok. Unlike detail::require it
-/// takes C strings, so a passing check builds no std::string (kernels and training loops
-/// call it on every invocation and must not allocate).
-inline void check_arg(bool ok, const char* where, const char* what) {
-    if (!ok) throw invalid_argument(std::string(where) + ": " + what);
-}
 
 /// The uniform draw in [0, 1) for element `index` of a dropout mask generated from `seed`:
 /// splitmix64's finaliser over seed + (index + 1)·φ64, top 53 bits. A counter-based
@@ -2694,12 +2712,12 @@ private:
 inline void validate_network(const network_config& net, const char* where) {
     require(net.hidden > 0, where, "network_config.hidden must be > 0");
     require(net.depth >= 3, where,
-            "network_config.depth must be >= 3 (input layer, at least one residual block, output), got " +
-                std::to_string(net.depth));
+            [&] { return "network_config.depth must be >= 3 (input layer, at least one residual block, output), got " +
+                std::to_string(net.depth); });
     require(net.block_size > 0, where, "network_config.block_size must be > 0");
     require((net.hidden * (net.depth - 2)) % net.block_size == 0, where,
-            "network_config.block_size must divide hidden*(depth-2) = " +
-                std::to_string(net.hidden * (net.depth - 2)) + ", got " + std::to_string(net.block_size));
+            [&] { return "network_config.block_size must divide hidden*(depth-2) = " +
+                std::to_string(net.hidden * (net.depth - 2)) + ", got " + std::to_string(net.block_size); });
     require(net.explore_depth >= 2, where, "network_config.explore_depth must be >= 2");
     require(net.act == activation::relu || net.act == activation::silu, where,
             "network_config.act must be relu or silu");
@@ -3256,9 +3274,9 @@ void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> sele
     require(b > 0, where, "stats must hold at least one pair");
     for (const auto* v : {&stats.d_policy_chosen, &stats.d_policy_rejected, &stats.chosen_reward,
                           &stats.rejected_reward, &stats.margin})
-        require(v->size() == b, where, "every per-pair vector of stats must have length " + std::to_string(b));
+        require(v->size() == b, where, [&] { return "every per-pair vector of stats must have length " + std::to_string(b); });
     for (std::size_t j = 0; j < selected.size(); ++j) {
-        require(selected[j] < b, where, "selected index " + std::to_string(selected[j]) + " is out of range");
+        require(selected[j] < b, where, [&] { return "selected index " + std::to_string(selected[j]) + " is out of range"; });
         require(j == 0 || selected[j - 1] < selected[j], where, "selected must be strictly ascending");
     }
 
@@ -3325,7 +3343,7 @@ namespace sams {
 /// of B = 5 gives K = 3. Throws sams::invalid_argument unless ρ is finite in (0, 1] and B ≥ 1.
 [[nodiscard]] inline std::size_t selection_size(double ratio, std::size_t batch_size) {
     detail::require(std::isfinite(ratio) && ratio > 0.0 && ratio <= 1.0, "sams::selection_size",
-                    "ratio must be in (0, 1], got " + std::to_string(ratio));
+                    [&] { return "ratio must be in (0, 1], got " + std::to_string(ratio); });
     detail::require(batch_size > 0, "sams::selection_size", "batch_size must be >= 1");
     const double k = std::round(ratio * static_cast<double>(batch_size));
     if (k <= 1.0) return 1;
@@ -3336,7 +3354,7 @@ namespace detail {
 
 inline void check_k(std::size_t k, std::size_t batch_size, const char* where) {
     require(k <= batch_size, where,
-            "k = " + std::to_string(k) + " exceeds the number of scores " + std::to_string(batch_size));
+            [&] { return "k = " + std::to_string(k) + " exceeds the number of scores " + std::to_string(batch_size); });
 }
 
 template <class T>
@@ -3346,7 +3364,7 @@ void check_scores(std::span<const T> scores, const char* where) {
 
 inline void check_temperature(double temperature, const char* where) {
     require(std::isfinite(temperature) && temperature > 0.0, where,
-            "temperature must be finite and > 0, got " + std::to_string(temperature));
+            [&] { return "temperature must be finite and > 0, got " + std::to_string(temperature); });
 }
 
 /// The k indices with the largest key(i) (smallest with largest = false), ties to the lower
@@ -3685,6 +3703,7 @@ public:
         requires std::is_trivially_copyable_v<V>
     void put_array(std::span<const V> values) {
         put<std::uint64_t>(values.size());
+        if (values.empty()) return;
         const auto* p = reinterpret_cast<const std::uint8_t*>(values.data());
         bytes_.insert(bytes_.end(), p, p + values.size_bytes());
     }
@@ -3724,7 +3743,7 @@ public:
                                    " elements, expected " + std::to_string(expected));
         if (n > (bytes_.size() - pos_) / sizeof(V)) fail_truncated(what);
         out.resize(static_cast<std::size_t>(n));
-        std::memcpy(out.data(), bytes_.data() + pos_, static_cast<std::size_t>(n) * sizeof(V));
+        if (n > 0) std::memcpy(out.data(), bytes_.data() + pos_, static_cast<std::size_t>(n) * sizeof(V));
         pos_ += static_cast<std::size_t>(n) * sizeof(V);
     }
     void expect_tag(const char* tag) {
@@ -4033,8 +4052,8 @@ public:
     /// Restores state(); throws sams::invalid_argument if the capacity differs.
     void set_state(const state_type& s) {
         detail::require(s.capacity == capacity_, "sams::reservoir_index::set_state",
-                        "state capacity " + std::to_string(s.capacity) + " does not match this pool's capacity " +
-                            std::to_string(capacity_));
+                        [&] { return "state capacity " + std::to_string(s.capacity) + " does not match this pool's capacity " +
+                            std::to_string(capacity_); });
         seen_ = s.seen;
     }
 
@@ -4276,29 +4295,31 @@ private:
     /// Everything the batch must satisfy, checked before any state changes. The loss
     /// evaluation writes only the scratch stats_ buffer.
     void validate_batch(const pair_batch<T>& batch) {
+        constexpr const char* where = "sams_scheduler::step";
         const std::size_t B = batch.size();
-        detail::require(B > 0, "sams_scheduler::step: batch", "is empty (policy_chosen has no entries)");
+        detail::check_arg(B > 0, where, "batch is empty (policy_chosen has no entries)");
         const auto& c = batch.contexts;
-        detail::require(c.data != nullptr && c.rows == B, "sams_scheduler::step: batch.contexts",
-                        "must have one row per pair (" + std::to_string(B) + "), got " + std::to_string(c.rows) +
-                            (c.data == nullptr ? " with a null data pointer" : ""));
-        detail::require(c.cols == context_dim_, "sams_scheduler::step: batch.contexts",
-                        "has " + std::to_string(c.cols) + " columns, the scheduler was built for context_dim " +
-                            std::to_string(context_dim_));
-        detail::require(c.stride() >= c.cols, "sams_scheduler::step: batch.contexts.row_stride",
-                        "must be >= cols");
-        detail::require(batch.ids.empty() || batch.ids.size() == B, "sams_scheduler::step: batch.ids",
-                        "must be empty or have one entry per pair");
+        detail::require(c.data != nullptr && c.rows == B, where, [&] {
+            return "batch.contexts must have one row per pair (" + std::to_string(B) + "), got " +
+                   std::to_string(c.rows) + (c.data == nullptr ? " with a null data pointer" : "");
+        });
+        detail::require(c.cols == context_dim_, where, [&] {
+            return "batch.contexts has " + std::to_string(c.cols) +
+                   " columns, the scheduler was built for context_dim " + std::to_string(context_dim_);
+        });
+        detail::check_arg(c.stride() >= c.cols, where, "batch.contexts.row_stride must be >= cols");
+        detail::check_arg(batch.ids.empty() || batch.ids.size() == B, where,
+                          "batch.ids must be empty or have one entry per pair");
         // Contexts may live where the backend computes (device memory for a GPU backend), so
         // they are checked there, in the scratch buffer that scoring reads next.
         backend_->upload(c, batch_x_);
-        detail::require(backend_->all_finite(batch_x_), "sams_scheduler::step: batch.contexts",
-                        "contains NaN or Inf");
+        detail::check_arg(backend_->all_finite(batch_x_), where, "batch.contexts contains NaN or Inf");
         if (config_.reward.length_normalized_chosen) {
-            detail::require(batch.chosen_length.size() == B, "sams_scheduler::step: batch.chosen_length",
-                            "is required (reward_config.length_normalized_chosen) with one entry per pair");
+            detail::check_arg(batch.chosen_length.size() == B, where,
+                              "batch.chosen_length is required (reward_config.length_normalized_chosen) "
+                              "with one entry per pair");
             for (const T n : batch.chosen_length)
-                detail::require(n > T(0), "sams_scheduler::step: batch.chosen_length", "must be > 0");
+                detail::check_arg(n > T(0), where, "batch.chosen_length must be > 0");
         }
         evaluate_loss(config_.loss, batch, stats_);
     }
