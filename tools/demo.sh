@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # The demo program (a CMake target); switch it here when a better demo lands.
-DEMO_TARGET=example_loss_table
+DEMO_TARGET=example_noisy_preferences
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash tools/setup.sh

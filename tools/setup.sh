@@ -16,6 +16,7 @@ SAMS_PACKAGES=(
     xtensor-dev        # xtensor adapter, its tests and example
     libbenchmark-dev   # bench/
     libthrust-dev      # thrust backend, tested on the CPU (CPP system)
+    libtorch-dev       # examples/libtorch (CPU LibTorch 1.13), built by the dev preset
 )
 
 read -r -a extra_from_env <<< "${SAMS_EXTRA_PACKAGES:-}"
