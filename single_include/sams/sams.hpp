@@ -4664,7 +4664,8 @@ private:
 // sams::eigen_backend<T>: the CPU model of the backend concept (backend/concept.hpp), on
 // Eigen maps over eigen_matrix / eigen_vector. Products go through Eigen's GEMM without
 // temporaries; elementwise kernels are Eigen array expressions, row by row where a row
-// reduction is involved. Eigen runs its GEMM on OpenMP threads when built with -fopenmp.
+// reduction is involved. Built with -fopenmp, products and the Adam update run on
+// Eigen::nbThreads() OpenMP threads (products: tiles shared among threads, see gemm_apply).
 
 #include <algorithm>
 #include <cmath>
@@ -4675,6 +4676,9 @@ private:
 #include <type_traits>
 
 #include <Eigen/Core>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 // ---- begin sams/backend/eigen/tensor.hpp ----
 // The owning matrix and vector of sams::eigen_backend: aligned host storage that keeps its
@@ -5167,47 +5171,87 @@ private:
                                        std::to_string(bound) + " rows or elements)");
     }
 
-    // c = alpha·a·b + beta·c over tiles of at most gemm_tile rows and columns and
-    // gemm_depth inner terms. Eigen packs GEMM operands into blocks of at most
-    // (rows·depth) and (depth·cols) elements, taken from the stack up to
+    // c = alpha·a·b + beta·c over output tiles of at most gemm_tile rows and columns, each
+    // accumulated in steps of at most gemm_depth inner terms. Eigen packs GEMM operands into
+    // blocks of at most (rows·depth) and (depth·cols) elements, taken from the stack up to
     // EIGEN_STACK_ALLOCATION_LIMIT bytes and from the heap beyond; these tiles keep both on
     // the stack, so training allocates nothing at any size, and the tiled product measured
     // as fast as Eigen's own blocking at the nets' shapes.
+    // Under OpenMP the tiles are shared among the threads, each running Eigen's sequential
+    // product. Eigen's own parallel GEMM would take the packed block from the heap at every
+    // call and fork once per tile and depth step; this forks once per product, and exactly
+    // when Eigen would have (gemm_threads), so no product reaches Eigen's parallel path.
     static constexpr Eigen::Index gemm_tile = 256;
     static constexpr Eigen::Index gemm_depth =
         std::max<Eigen::Index>(8, EIGEN_STACK_ALLOCATION_LIMIT / Eigen::Index{sizeof(T)} / gemm_tile);
+
+    static Eigen::Index ceil_div(Eigen::Index a, Eigen::Index b) noexcept { return (a + b - 1) / b; }
+
+    // Threads for an m×n×k product: Eigen::nbThreads() where Eigen would run its parallel
+    // GEMM (at least 2·50000 multiply-adds, not a GEMV) outside a parallel region, else 1.
+    static int gemm_threads([[maybe_unused]] Eigen::Index m, [[maybe_unused]] Eigen::Index n,
+                            [[maybe_unused]] Eigen::Index k) noexcept {
+#if defined(_OPENMP)
+        if (m > 1 && n > 1 && static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= 1e5 &&
+            !omp_in_parallel())
+            return std::max(1, Eigen::nbThreads());
+#endif
+        return 1;
+    }
 
     template <class A, class B, class C>
     static void gemm_apply(T alpha, const A& a, const B& b, T beta, C& c) {
         using index = Eigen::Index;
         const index m = c.rows(), n = c.cols(), k = a.cols();
-        if (beta == T(0) && k == 0) c.setZero();
-        for (index r0 = 0; r0 < m; r0 += gemm_tile) {
-            const index nr = std::min(gemm_tile, m - r0);
-            for (index c0 = 0; c0 < n; c0 += gemm_tile) {
-                const index nc = std::min(gemm_tile, n - c0);
-                auto cb = c.block(r0, c0, nr, nc);
-                if (beta != T(0) && beta != T(1)) cb *= beta;
-                for (index k0 = 0; k0 < k; k0 += gemm_depth) {
-                    const index nk = std::min(gemm_depth, k - k0);
-                    const auto ab = a.block(r0, k0, nr, nk);
-                    const auto bb = b.block(k0, c0, nk, nc);
-                    // alpha == 1 stays out of the expression: where a product degenerates
-                    // to a GEMV, Eigen copies a scaled operand into a heap temporary.
-                    if (k0 == 0 && beta == T(0)) {
-                        if (alpha == T(1))
-                            cb.noalias() = ab * bb;
-                        else
-                            cb.noalias() = alpha * ab * bb;
-                    } else {
-                        if (alpha == T(1))
-                            cb.noalias() += ab * bb;
-                        else
-                            cb.noalias() += alpha * ab * bb;
-                    }
+        const int threads = gemm_threads(m, n, k);
+        index tile_rows = gemm_tile, tile_cols = gemm_tile;
+        if (threads > 1) {
+            // At least two tiles a thread where the shape allows (tiles of at least 64 columns
+            // and 32 rows), of even sizes rounded up to 16.
+            const index want = 2 * index{threads};
+            index ct = ceil_div(n, gemm_tile), rt = ceil_div(m, gemm_tile);
+            if (rt * ct < want) ct = std::max(ct, std::min(std::max<index>(1, n / 64), ceil_div(want, rt)));
+            if (rt * ct < want) rt = std::max(rt, std::min(std::max<index>(1, m / 32), ceil_div(want, ct)));
+            tile_cols = std::min(gemm_tile, ceil_div(ceil_div(n, ct), 16) * 16);
+            tile_rows = std::min(gemm_tile, ceil_div(ceil_div(m, rt), 16) * 16);
+        }
+        const index col_tiles = ceil_div(n, tile_cols);
+        const index tiles = ceil_div(m, tile_rows) * col_tiles;
+        const auto run_tile = [&](index t) {
+            const index r0 = (t / col_tiles) * tile_rows, c0 = (t % col_tiles) * tile_cols;
+            const index nr = std::min(tile_rows, m - r0), nc = std::min(tile_cols, n - c0);
+            auto cb = c.block(r0, c0, nr, nc);
+            if (beta == T(0) && k == 0)
+                cb.setZero();
+            else if (beta != T(0) && beta != T(1))
+                cb *= beta;
+            for (index k0 = 0; k0 < k; k0 += gemm_depth) {
+                const index nk = std::min(gemm_depth, k - k0);
+                const auto ab = a.block(r0, k0, nr, nk);
+                const auto bb = b.block(k0, c0, nk, nc);
+                // alpha == 1 stays out of the expression: where a product degenerates
+                // to a GEMV, Eigen copies a scaled operand into a heap temporary.
+                if (k0 == 0 && beta == T(0)) {
+                    if (alpha == T(1))
+                        cb.noalias() = ab * bb;
+                    else
+                        cb.noalias() = alpha * ab * bb;
+                } else {
+                    if (alpha == T(1))
+                        cb.noalias() += ab * bb;
+                    else
+                        cb.noalias() += alpha * ab * bb;
                 }
             }
+        };
+#if defined(_OPENMP)
+        if (threads > 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+            for (index t = 0; t < tiles; ++t) run_tile(t);
+            return;
         }
+#endif
+        for (index t = 0; t < tiles; ++t) run_tile(t);
     }
 
     static void adam_apply(T* p, const T* g, T* m, T* v, std::size_t n, const adam_hyperparameters& h) {
@@ -5223,7 +5267,14 @@ private:
         // Chunks that stay in L1, so param, grad, m and v stream through memory once even
         // though the update is three Eigen assignments.
         constexpr std::size_t chunk = 1024;
-        for (std::size_t i = 0; i < n; i += chunk) {
+        const auto chunks = static_cast<std::ptrdiff_t>((n + chunk - 1) / chunk);
+        // Elementwise, so the result does not depend on how chunks are shared among threads.
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(std::max(1, Eigen::nbThreads())) \
+    if (n >= 16 * chunk && Eigen::nbThreads() > 1 && !omp_in_parallel())
+#endif
+        for (std::ptrdiff_t c = 0; c < chunks; ++c) {
+            const std::size_t i = static_cast<std::size_t>(c) * chunk;
             const auto len = detail::eigen_index(std::min(chunk, n - i));
             seg pp(p + i, len), mm(m + i, len), vv(v + i, len);
             const const_seg gg(g + i, len);
