@@ -226,8 +226,9 @@ void bm_train(benchmark::State& st, shape s) {
     set_common_counters(st, s);
     st.counters["rows"] = static_cast<double>(train_rows(s));
     st.counters["params"] = static_cast<double>(t.f1.parameter_count() + t.f2.parameter_count());
-    st.counters["FLOP/s"] = benchmark::Counter(flops_of(training_gemms(s)) * static_cast<double>(train_steps),
-                                               benchmark::Counter::kIsIterationInvariantRate);
+    const double flop = flops_of(training_gemms(s)) * static_cast<double>(train_steps);
+    st.counters["flop"] = flop;  // per iteration, for rates over CPU time (tools/cost_tables.py)
+    st.counters["FLOP/s"] = benchmark::Counter(flop, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 /// The retargeting forward of the lagged update: f1 over the P·K replayed rows, whose
@@ -295,8 +296,9 @@ void bm_gemm(benchmark::State& st, shape s, bool backend_gemm) {
         benchmark::ClobberMemory();
     }
     set_common_counters(st, s);
-    st.counters["FLOP/s"] = benchmark::Counter(flops_of(gemms) * static_cast<double>(train_steps),
-                                               benchmark::Counter::kIsIterationInvariantRate);
+    const double flop = flops_of(gemms) * static_cast<double>(train_steps);
+    st.counters["flop"] = flop;
+    st.counters["FLOP/s"] = benchmark::Counter(flop, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 /// Scoring: f1 and f2 forward (eval mode) on the B rows of a batch.

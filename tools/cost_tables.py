@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 PYTORCH_REFERENCE_S = 1.2  # the issue's figure for a straightforward PyTorch implementation
+PAIRS = 65536  # bench_loss's batch
 
 UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
@@ -30,8 +31,15 @@ def load(path):
     return data["context"], runs
 
 
-def seconds(b):
-    return b["real_time"] * UNIT[b["time_unit"]]
+def seconds(b, threads=1):
+    """Time per iteration. With one thread the CPU time, which a machine shared with other
+    jobs inflates far less than the wall time; with several, the wall time."""
+    key = "cpu_time" if threads == 1 else "real_time"
+    return b[key] * UNIT[b["time_unit"]]
+
+
+def gflops(b, threads):
+    return b["flop"] / seconds(b, threads) / 1e9 if "flop" in b else b["FLOP/s"] / 1e9
 
 
 def parse(name):
@@ -83,7 +91,8 @@ def scheduler_tables(files):
     # Training phase against plain GEMMs of the same shapes.
     out.append("### Training phase against plain Eigen GEMMs of the same shapes\n")
     out.append("Rows = (P+1)·K trained per update; GFLOP/s counts the GEMMs of E1 = E2 = 4 forward and "
-               "backward passes. Ratio = training GFLOP/s ÷ plain-GEMM GFLOP/s (the figure of merit).\n")
+               "backward passes. Ratio = training GFLOP/s ÷ plain-GEMM GFLOP/s (the figure of merit). "
+               "Times: CPU time with one thread, wall time with more.\n")
     header = "| threads | B | D | H | N | rows | params | train | train GFLOP/s | GEMM GFLOP/s | backend GEMM GFLOP/s | ratio |"
     out.append(header)
     out.append(separator(header))
@@ -94,11 +103,11 @@ def scheduler_tables(files):
             t, g, gb = runs.get("train" + suffix), runs.get("gemm_eigen" + suffix), runs.get("gemm_backend" + suffix)
             if t is None:
                 continue
-            tf = t["FLOP/s"] / 1e9
-            gf = g["FLOP/s"] / 1e9 if g else float("nan")
-            bf = gb["FLOP/s"] / 1e9 if gb else float("nan")
+            tf = gflops(t, threads)
+            gf = gflops(g, threads) if g else float("nan")
+            bf = gflops(gb, threads) if gb else float("nan")
             out.append(f"| {threads} | {s[0]} | {s[1]} | {s[2]} | {s[3]} | {int(t['rows'])} | "
-                       f"{t['params'] / 1e6:.2f} M | {fmt_time(seconds(t))} | {tf:.1f} | {gf:.1f} | {bf:.1f} | "
+                       f"{t['params'] / 1e6:.2f} M | {fmt_time(seconds(t, threads))} | {tf:.1f} | {gf:.1f} | {bf:.1f} | "
                        f"{tf / gf:.2f} |")
     out.append("")
     # Phases of a step.
@@ -118,12 +127,13 @@ def scheduler_tables(files):
             ex = runs.get(f"extract/B:{s[0]}/D:{s[1]}")
             sel = runs.get(f"select_top_k/B:{s[0]}")
             parts = [get("train"), get("retarget"), get("score"), sel]
-            cells = [fmt_time(seconds(ex)) if ex else "–"] + [fmt_time(seconds(p)) if p else "–" for p in parts]
+            sec = lambda b: seconds(b, threads)
+            cells = [fmt_time(sec(ex)) if ex else "–"] + [fmt_time(sec(p)) if p else "–" for p in parts]
             st = get("step")
-            step_cell = fmt_time(seconds(st)) if st else "–"
+            step_cell = fmt_time(sec(st)) if st else "–"
             rest_cell = "–"
             if st:
-                rest_cell = f"{(seconds(st) - sum(seconds(p) for p in parts if p)) * 1e3:.1f} ms"
+                rest_cell = f"{(sec(st) - sum(sec(p) for p in parts if p)) * 1e3:.1f} ms"
             out.append(f"| {threads} | {s[0]} | {s[1]} | {s[2]} | {s[3]} | " + " | ".join(cells) +
                        f" | {step_cell} | {rest_cell} |")
     out.append("")
@@ -136,9 +146,10 @@ def scheduler_tables(files):
         t, r, st = runs.get("train" + suffix), runs.get("retarget" + suffix), runs.get("step" + suffix)
         if t is None:
             continue
-        out.append(f"| {threads} | {fmt_time(seconds(t))} | {fmt_time(seconds(t) + seconds(r)) if r else '–'} | "
-                   f"{fmt_time(seconds(st)) if st else '–'} | {PYTORCH_REFERENCE_S:.1f} s | "
-                   f"{PYTORCH_REFERENCE_S / seconds(t):.1f}× |")
+        sec = lambda b: seconds(b, threads)
+        out.append(f"| {threads} | {fmt_time(sec(t))} | {fmt_time(sec(t) + sec(r)) if r else '–'} | "
+                   f"{fmt_time(sec(st)) if st else '–'} | {PYTORCH_REFERENCE_S:.1f} s | "
+                   f"{PYTORCH_REFERENCE_S / sec(t):.1f}× |")
     out.append("")
     for threads, (ctx, runs) in sorted(by_threads.items()):
         out.append(context_line(ctx, f"bench_scheduler, OMP_NUM_THREADS={threads}") + "  ")
@@ -151,8 +162,9 @@ def loss_tables(path):
     out = ["### The loss family over B = 65 536 pairs (float)\n"]
     memcpy = [b for n, b in runs.items() if n.startswith("memcpy/")]
     memcpy.sort(key=lambda b: parse(b["name"])[1].get("bytes", 0))
-    cache_bw = memcpy[0]["bytes/s"] if memcpy else float("nan")
-    dram_bw = memcpy[-1]["bytes/s"] if memcpy else float("nan")
+    bw = lambda b: 2 * parse(b["name"])[1]["bytes"] / seconds(b)
+    cache_bw = bw(memcpy[0]) if memcpy else float("nan")
+    dram_bw = bw(memcpy[-1]) if memcpy else float("nan")
     out.append(f"memcpy in the same run: {cache_bw / 2**30:.1f} GiB/s (read + write) over the loss's working set "
                f"(cache-resident), {dram_bw / 2**30:.1f} GiB/s over 2 × 64 MiB (main memory). Bound = that "
                "bandwidth ÷ bytes a pair must move (inputs read + six outputs written).\n")
@@ -162,7 +174,7 @@ def loss_tables(path):
         if not (name.startswith("loss/") or name.startswith("loss_double/")):
             continue
         kind = name.split("/")[1] + (" (double)" if name.startswith("loss_double") else "")
-        pps = b["pairs/s"]
+        pps = PAIRS / seconds(b)
         bpp = b["bytes_per_pair"]
         bound = cache_bw / bpp
         out.append(f"| {kind} | {fmt_time(seconds(b))} | {pps / 1e6:.1f} | {bpp:.0f} | {bound / 1e6:.0f} | "
@@ -170,7 +182,7 @@ def loss_tables(path):
     v = next((b for n, b in runs.items() if n.startswith("validate/")), None)
     if v:
         out.append(f"\nInput validation alone (sigmoid's fields, one finiteness pass): {fmt_time(seconds(v))}, "
-                   f"{v['pairs/s'] / 1e6:.0f} Mpairs/s.")
+                   f"{PAIRS / seconds(v) / 1e6:.0f} Mpairs/s.")
     out.append("")
     out.append(context_line(ctx, "bench_loss"))
     out.append("")

@@ -68,7 +68,7 @@ wait_for_quiet() {
   echo "eigen: $(grep -m3 -E 'define EIGEN_(WORLD|MAJOR|MINOR)_VERSION' /usr/include/eigen3/Eigen/src/Core/util/Macros.h | awk '{print $3}' | paste -sd.)"
 } > "$out/machine.txt"
 
-common=(--benchmark_out_format=json --benchmark_min_time=1)
+common=(--benchmark_out_format=json --benchmark_min_time=0.5)
 filter=()
 if (( quick )); then
   filter=(--benchmark_filter='B:8/D:1024/H:1024/N:(4|6)|extract/B:8/D:1024|select_top_k/B:8')
