@@ -5268,12 +5268,7 @@ private:
         // though the update is three Eigen assignments.
         constexpr std::size_t chunk = 1024;
         const auto chunks = static_cast<std::ptrdiff_t>((n + chunk - 1) / chunk);
-        // Elementwise, so the result does not depend on how chunks are shared among threads.
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(std::max(1, Eigen::nbThreads())) \
-    if (n >= 16 * chunk && Eigen::nbThreads() > 1 && !omp_in_parallel())
-#endif
-        for (std::ptrdiff_t c = 0; c < chunks; ++c) {
+        const auto update = [&](std::ptrdiff_t c) {
             const std::size_t i = static_cast<std::size_t>(c) * chunk;
             const auto len = detail::eigen_index(std::min(chunk, n - i));
             seg pp(p + i, len), mm(m + i, len), vv(v + i, len);
@@ -5281,7 +5276,18 @@ private:
             mm = b1 * mm + (T(1) - b1) * (gg + wd * pp);
             vv = b2 * vv + (T(1) - b2) * (gg + wd * pp).square();
             pp -= step_size * mm / (vv.sqrt() / bc2_sqrt + eps);
+        };
+#if defined(_OPENMP)
+        // Elementwise, so sharing the chunks among threads does not change the result. A
+        // parallel region is entered only with threads to share: even an inactive one makes
+        // libgomp allocate its team.
+        if (n >= 16 * chunk && Eigen::nbThreads() > 1 && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static) num_threads(Eigen::nbThreads())
+            for (std::ptrdiff_t c = 0; c < chunks; ++c) update(c);
+            return;
         }
+#endif
+        for (std::ptrdiff_t c = 0; c < chunks; ++c) update(c);
     }
 };
 
