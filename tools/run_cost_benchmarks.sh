@@ -9,8 +9,9 @@
 #   --out       where the JSON and tables.md go (default docs/data/cost)
 #   --build     build folder (default build-cost)
 #   --threads   OpenMP thread counts for Eigen's GEMM in bench_scheduler (default "1 2")
-# Environment: SAMS_COST_MAX_LOAD (default 1.5): waits up to 10 minutes for the 1-minute load
-# average to drop below it before each program, then runs anyway and says so.
+# Environment: before each program, waits up to SAMS_COST_WAIT_TRIES × 30 s (default 20: ten
+# minutes) for the 1-minute load average to drop below SAMS_COST_MAX_LOAD (default 1.5), then
+# runs anyway and says so. With one thread the tables use CPU time, with more the wall time.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,7 +47,7 @@ wait_for_quiet() {
   while true; do
     load=$(cut -d' ' -f1 /proc/loadavg)
     if awk -v l="$load" -v m="$max" 'BEGIN { exit !(l < m) }'; then return; fi
-    if (( tries >= 20 )); then
+    if (( tries >= ${SAMS_COST_WAIT_TRIES:-20} )); then
       echo "warning: load average $load is above $max; running anyway" >&2
       return
     fi
