@@ -51,7 +51,10 @@ struct pair_batch {
     std::span<const T> chosen_length{};       ///< n_w in tokens; needed by length-normalised losses
     std::span<const T> rejected_length{};     ///< n_l
     matrix_view<const T> contexts{};          ///< B×D arm contexts (SPEC §4); needed by schedulers
-    std::span<const std::int64_t> ids{};      ///< optional stable dataset indices, for diagnostics
+    std::span<const std::int64_t> ids{};      ///< stable dataset indices; required by guided selection
+    /// B×k per-pair gradient sketches s_i = S·∇θ(a_w,i − a_l,i) for guided selection
+    /// (docs/guided.md); empty for every other scheduler.
+    matrix_view<const T> sketches{};
 
     [[nodiscard]] constexpr std::size_t size() const noexcept { return policy_chosen.size(); }
     [[nodiscard]] constexpr bool has_reference() const noexcept {
