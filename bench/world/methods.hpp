@@ -286,10 +286,61 @@ private:
     std::vector<std::size_t> selected_;
 };
 
+/// SamS carrying the guidance: the reward of a pair trained at step t−1 is its agreement with
+/// the trusted direction (cosine of its gradient sketch with g), which f1 learns to predict
+/// from contexts, so sketches are needed only for the pairs that were trained.
+struct agreement_reward {
+    struct state_type {
+        std::uint64_t unused = 0;
+    };
+    const std::vector<float>* previous = nullptr;  ///< agreements of batch t−1, per row (the host's)
+
+    void targets(const reward_inputs<float>& in, std::span<float> out) const {
+        sams::detail::require(previous != nullptr && previous->size() == in.batch_size(), "agreement_reward",
+                              "needs the previous batch's agreements");
+        for (std::size_t j = 0; j < in.selected.size(); ++j) out[j] = (*previous)[in.selected[j]];
+    }
+    [[nodiscard]] state_type state() const noexcept { return {}; }
+    void set_state(const state_type&) noexcept {}
+};
+
+/// The host side of agreement_reward: each step, the cosines of this batch's sketches with
+/// the freshly refreshed trusted direction, kept for the next step's reward.
+class agreement_host {
+public:
+    agreement_host(const experiment& e, const guidance_options& o) : guide_(e, o) {}
+    const std::vector<float>* previous() const noexcept { return &previous_; }
+    experiment::step_hook hook() {
+        return [this](const experiment::policy_type& pi, const token_batch<float>& tokens,
+                      const policy_cache<float>& cache, pair_batch<float>& batch) {
+            const std::size_t b = batch.size(), k = guide_.sketch_dim();
+            previous_.swap(current_);
+            if (previous_.size() != b) previous_.assign(b, 0.0f);
+            guide_.trusted_direction(pi, direction_);
+            guide_.pair_sketches(pi, tokens, cache, b, sketches_);
+            double gn = 0.0;
+            for (const float v : direction_) gn += static_cast<double>(v) * v;
+            current_.resize(b);
+            for (std::size_t i = 0; i < b; ++i) {
+                double dot = 0.0, n = 0.0;
+                for (std::size_t c = 0; c < k; ++c) {
+                    dot += static_cast<double>(sketches_[i * k + c]) * direction_[c];
+                    n += static_cast<double>(sketches_[i * k + c]) * sketches_[i * k + c];
+                }
+                current_[i] = n > 0 && gn > 0 ? static_cast<float>(dot / std::sqrt(n * gn)) : 0.0f;
+            }
+        };
+    }
+
+private:
+    trusted_guidance guide_;
+    std::vector<float> previous_, current_, direction_, sketches_;
+};
+
 /// True for the names run_method() accepts: the base names and SamS variants.
 [[nodiscard]] inline bool is_method(std::string_view name) {
     const auto base = detail::split_on(name, ':')[0];
-    if (base == "sams" || base == "sams-paper" || base == "guided") return true;
+    if (base == "sams" || base == "sams-paper" || base == "guided" || base == "sams-agree") return true;
     if (base == "matched") return name.size() > 8 && is_method(name.substr(8));
     for (const auto& n : method_names())
         if (n == name) return true;
@@ -338,6 +389,22 @@ inline run_result run_method(const experiment& e, std::string_view name, std::ui
         l.label_smoothing = std::min(eta, 0.49);
         full_batch<float> s(l, select);
         return e.run(s, on_window);
+    }
+    if (base == "sams-agree") {
+        // "sams-agree[:T=..:sketch=..:k=..][:<sams overrides>]": guidance keys go to the host,
+        // the rest to the SamS configuration.
+        std::string sams_name = "sams", guided_name = "guided";
+        for (const auto& part : detail::split_on(name, ':')) {
+            if (part == "sams-agree") continue;
+            const auto key = part.substr(0, part.find('='));
+            (key == "T" || key == "sketch" || key == "k" ? guided_name : sams_name) += ":" + part;
+        }
+        const sams_method m = sams_setup(sams_name, loss);
+        agreement_host host(e, guided_setup(guided_name, loss).host);
+        agreement_reward reward{host.previous()};
+        sams_scheduler<eigen_backend<float>, agreement_reward> s(m.config, e.context_dim(m.contexts), seed,
+                                                                 eigen_backend<float>{}, reward);
+        return e.run(s, on_window, m.contexts, host.hook());
     }
     if (base == "guided") {
         const guided_method m = guided_setup(name, loss);
