@@ -42,7 +42,10 @@
 #include <sams/scheduler/checkpoint.hpp>
 #include <sams/scheduler/concept.hpp>
 #include <sams/scheduler/decision_fill.hpp>
+#include <sams/scheduler/pending_selection.hpp>
+#include <sams/scheduler/replay_pool.hpp>
 #include <sams/scheduler/reservoir.hpp>
+#include <sams/scheduler/sams_checkpoint.hpp>
 #include <sams/scheduler/sams_scheduler.hpp>
 #include <sams/scheduler/selection.hpp>
 
