@@ -95,16 +95,28 @@ public:
         }
     }
 
+    /// The trusted set as the scheduler's set_trusted() takes it: the current policy's
+    /// log-probs, the reference's, and one sketch per trusted pair.
+    pair_batch<float> trusted_batch(const policy_type& pi) {
+        const std::size_t t = trusted_.pairs.size();
+        lp_.resize(2 * t);
+        pi.forward(tokens_, cache_, lp_);
+        pair_sketches(pi, tokens_, cache_, t, trusted_sketches_);
+        const std::span<const float> lp(lp_), ref(ref_);
+        return {.policy_chosen = lp.first(t),
+                .policy_rejected = lp.subspan(t, t),
+                .reference_chosen = ref.first(t),
+                .reference_rejected = ref.subspan(t, t),
+                .sketches = {trusted_sketches_.data(), t, sketch_dim(), 0}};
+    }
+
     /// The step hook for experiment::run(): refreshes the scheduler's trusted direction when
     /// it asks for one and attaches the batch's sketches.
     template <class Scheduler>
     experiment::step_hook hook(Scheduler& s) {
         return [this, &s](const policy_type& pi, const token_batch<float>& tokens, const policy_cache<float>& cache,
                           pair_batch<float>& batch) {
-            if (s.needs_trusted_refresh()) {
-                trusted_direction(pi, direction_);
-                s.set_trusted_direction(std::span<const float>(direction_));
-            }
+            if (s.needs_trusted_refresh()) s.set_trusted(trusted_batch(pi));
             const std::size_t b = batch.size();
             pair_sketches(pi, tokens, cache, b, sketches_);
             batch.sketches = {sketches_.data(), b, sketch_dim(), 0};
@@ -130,7 +142,7 @@ private:
     count_sketch sketch_;
     token_batch<float> tokens_;
     policy_cache<float> cache_;
-    std::vector<float> ref_, lp_, g_, direction_, sketches_;
+    std::vector<float> ref_, lp_, g_, direction_, sketches_, trusted_sketches_;
     policy_type::vector grad_, pair_grad_;
     std::size_t full_size_ = 0, last_offset_ = 0, last_size_ = 0;
 };

@@ -204,7 +204,7 @@ struct guided_method {
 
 /// The guided setup behind "guided[:key=value...]": library defaults, the host's trusted set
 /// of T = 256 pairs and exact full-gradient sketches, with overrides drop (none|fixed|
-/// estimated), q, thr, maxdrop, minmem, refresh, T, sketch (full|count|last|lastcount), k.
+/// estimated), q, maxdrop, z, horizon, refresh, T, sketch (full|count|last|lastcount), k.
 [[nodiscard]] inline guided_method guided_setup(std::string_view name, const loss_config& loss) {
     const auto parts = detail::split_on(name, ':');
     sams::detail::require(parts[0] == "guided", "sams::bench::guided_setup", "not a guided method: " + std::string(name));
@@ -221,9 +221,9 @@ struct guided_method {
                                   "drop is none, fixed or estimated");
             c.drop = v == "none" ? guided_drop::none : v == "fixed" ? guided_drop::fixed_fraction : guided_drop::estimated;
         } else if (key == "q") c.drop_fraction = detail::number(key, v);
-        else if (key == "thr") c.flip_threshold = detail::number(key, v);
         else if (key == "maxdrop") c.max_drop_fraction = detail::number(key, v);
-        else if (key == "minmem") c.min_memory = detail::count(key, v);
+        else if (key == "z") c.estimate_confidence = detail::number(key, v);
+        else if (key == "horizon") c.estimate_horizon = detail::number(key, v);
         else if (key == "refresh") c.refresh_interval = detail::count(key, v);
         else if (key == "T") m.host.trusted_pairs = detail::count(key, v);
         else if (key == "k") m.host.width = detail::count(key, v);

@@ -190,12 +190,13 @@ public:
     }
 
     /// A trusted set of `pairs` clean pairs on prompts of their own (neither training,
-    /// validation nor test prompts), labelled by r* exactly, as a curated set would be. Its
-    /// own stream: the other splits do not change with it.
+    /// validation nor test prompts): labelled by the same Bradley–Terry process as the
+    /// training pairs, without the injected flips, so "clean" means what it means for the
+    /// oracle. Its own stream: the other splits do not change with it.
     [[nodiscard]] split make_trusted(std::size_t pairs) const {
         rng data(seed_, stream_trusted);
         const std::size_t per = config_.pairs_per_prompt;
-        split s = make_split(data, (pairs + per - 1) / per, false);
+        split s = make_split(data, (pairs + per - 1) / per, true);
         s.pairs.resize(pairs);
         return s;
     }

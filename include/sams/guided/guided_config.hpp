@@ -17,8 +17,9 @@ namespace sams {
 enum class guided_drop : std::uint8_t {
     none = 0,            ///< train on every pair (agreement is still measured and remembered)
     fixed_fraction = 1,  ///< drop the ⌈q·B⌉ pairs of lowest remembered agreement, q = drop_fraction
-    estimated = 2,       ///< drop the pairs whose posterior flip probability under the fitted
-                         ///< noise model exceeds flip_threshold (none while nothing looks wrong)
+    estimated = 2,       ///< drop the ⌈η̂·B⌉ pairs of lowest remembered agreement, η̂ the flipped share
+                         ///< estimated against the trusted set (less its standard error times
+                         ///< estimate_confidence): none while nothing looks wrong
 };
 
 struct guided_config {
@@ -27,9 +28,9 @@ struct guided_config {
     std::size_t memory_capacity = std::size_t{1} << 20;  ///< ids remembered; LRU eviction beyond it
     guided_drop drop = guided_drop::estimated;
     double drop_fraction = 0.1;         ///< q of fixed_fraction
-    double flip_threshold = 0.5;        ///< estimated: drop when P(flipped | agreement) > this
     double max_drop_fraction = 0.5;     ///< estimated: never drop more than this share of a batch
-    std::size_t min_memory = 256;       ///< estimated: fit the noise model only with this many ids remembered
+    double estimate_horizon = 64.0;     ///< estimated: steps over which past batches fade from η̂
+    double estimate_confidence = 1.0;   ///< estimated: drop for η̂ − z·se(η̂), z = this
     std::size_t refresh_interval = 1;   ///< needs_trusted_refresh() after this many steps on one direction
     weight_scaling weights = weight_scaling::per_selected;
 
@@ -51,12 +52,15 @@ struct guided_config {
                 "guided_config.drop", "must be none, fixed_fraction or estimated");
         require(std::isfinite(drop_fraction) && drop_fraction >= 0.0 && drop_fraction < 1.0,
                 "guided_config.drop_fraction", [&] { return "must be in [0, 1), got " + std::to_string(drop_fraction); });
-        require(std::isfinite(flip_threshold) && flip_threshold > 0.0 && flip_threshold < 1.0,
-                "guided_config.flip_threshold", [&] { return "must be in (0, 1), got " + std::to_string(flip_threshold); });
         require(std::isfinite(max_drop_fraction) && max_drop_fraction >= 0.0 && max_drop_fraction < 1.0,
                 "guided_config.max_drop_fraction",
                 [&] { return "must be in [0, 1), got " + std::to_string(max_drop_fraction); });
-        require(min_memory >= 2, "guided_config.min_memory", "must be >= 2");
+        require(std::isfinite(estimate_horizon) && estimate_horizon >= 1.0 && estimate_horizon <= 1e9,
+                "guided_config.estimate_horizon",
+                [&] { return "must be in [1, 1e9] steps, got " + std::to_string(estimate_horizon); });
+        require(std::isfinite(estimate_confidence) && estimate_confidence >= 0.0 && estimate_confidence <= 100.0,
+                "guided_config.estimate_confidence",
+                [&] { return "must be in [0, 100], got " + std::to_string(estimate_confidence); });
         require(refresh_interval >= 1, "guided_config.refresh_interval", "must be >= 1");
         require(weights == weight_scaling::per_selected || weights == weight_scaling::per_batch,
                 "guided_config.weights", "must be per_selected or per_batch");

@@ -2,8 +2,8 @@
 // Each step the host hands the batch with one gradient sketch per pair, s_i = S·∇θ h_i with
 // h_i = log π(y_w,i) − log π(y_l,i); the scheduler measures each pair's agreement with the
 // trusted descent direction g (cosine of s_i and g), remembers its running mean per example
-// id across visits, and drops the pairs that look flipped: a fixed share, or those whose
-// posterior flip probability under a fitted noise model is high — none while nothing looks
+// id across visits, and drops the pairs of lowest remembered agreement: a fixed share, or as
+// many as the flipped share it estimates against the trusted set — none while nothing looks
 // wrong. The rest are trained with weights 1/K (or 1/B).
 #pragma once
 
@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -37,13 +38,17 @@ class guided_scheduler {
 public:
     using value_type = T;
 
-    explicit guided_scheduler(const guided_config& config) : config_(checked(config)), memory_(config_.memory_capacity) {}
+    explicit guided_scheduler(const guided_config& config)
+        : config_(checked(config)), memory_(config_.memory_capacity), estimator_(config_.estimate_horizon) {}
 
     /// Sets the trusted descent direction from its sketch, g = S·(−∇θ L_trusted): the host runs
     /// one forward and backward pass of its loss over the trusted pairs and sketches the
-    /// negated gradient with the same S as the per-pair sketches (S is linear). Throws
-    /// sams::invalid_argument (nothing changed) unless g has sketch_dim finite entries, not all 0.
-    void set_trusted_direction(std::span<const T> g) {
+    /// negated gradient with the same S as the per-pair sketches (S is linear). The
+    /// `estimated` drop rule also needs `clean_agreement`, the trusted pairs' mean cosine with
+    /// the direction formed without them (set_trusted() computes it). Throws
+    /// sams::invalid_argument (nothing changed) unless g has sketch_dim finite entries, not all
+    /// 0, and clean_agreement, when given, is in (0, 1].
+    void set_trusted_direction(std::span<const T> g, std::optional<double> clean_agreement = std::nullopt) {
         constexpr const char* where = "guided_scheduler::set_trusted_direction";
         detail::require(g.size() == config_.sketch_dim, where, [&] {
             return "direction has " + std::to_string(g.size()) + " entries, expected sketch_dim " +
@@ -53,33 +58,63 @@ public:
         double norm = 0.0;
         for (const T v : g) norm += static_cast<double>(v) * static_cast<double>(v);
         detail::require(norm > 0.0 && std::isfinite(norm), where, "direction must have a finite, non-zero norm");
+        if (clean_agreement)
+            detail::require(std::isfinite(*clean_agreement) && *clean_agreement > 0.0 && *clean_agreement <= 1.0, where,
+                            [&] {
+                                return "clean_agreement must be in (0, 1] (the trusted pairs agree with their own "
+                                       "direction), got " + std::to_string(*clean_agreement);
+                            });
         direction_.assign(g.begin(), g.end());
         direction_norm_ = std::sqrt(norm);
         direction_age_ = 0;
+        clean_agreement_ = clean_agreement.value_or(0.0);
         ++refreshes_;
     }
 
     /// Sets the trusted direction from per-pair sketches of the trusted set: `trusted` carries
     /// the trusted pairs' log-probs (as a training batch) and `trusted.sketches` (T × k, one
     /// sketch of ∇θ h_j per pair); g = (1/T) Σ_j ω_j s_j with ω_j = ½(∂ℓ_j/∂a_l − ∂ℓ_j/∂a_w)
-    /// (= βσ(−m_j) for the sigmoid loss; exact for every loss of the margin alone).
+    /// (= βσ(−m_j) for the sigmoid loss; exact for every loss of the margin alone). The clean
+    /// agreement is the mean over j of cos(s_j, g − ω_j s_j / T), leave-one-out so that no pair
+    /// agrees with itself. Needs T ≥ 2 pairs; a set whose pairs do not agree with each other on
+    /// average (clean agreement ≤ 0) is refused, since it cannot calibrate anything.
     void set_trusted(const pair_batch<T>& trusted) {
         constexpr const char* where = "guided_scheduler::set_trusted";
         const std::size_t n = trusted.size();
-        detail::require(n > 0, where, "trusted set is empty (policy_chosen has no entries)");
+        const std::size_t k = config_.sketch_dim;
+        detail::require(n >= 2, where, "trusted set needs at least 2 pairs (policy_chosen has fewer entries)");
         check_sketches(trusted.sketches, n, where, "trusted.sketches");
         evaluate_loss(config_.loss, trusted, trusted_stats_);
-        scratch_direction_.assign(config_.sketch_dim, 0.0);
+        scratch_direction_.assign(k, 0.0);
+        trusted_weight_.resize(n);
         for (std::size_t j = 0; j < n; ++j) {
             const double w = 0.5 * (static_cast<double>(trusted_stats_.d_policy_rejected[j]) -
-                                    static_cast<double>(trusted_stats_.d_policy_chosen[j]));
+                                    static_cast<double>(trusted_stats_.d_policy_chosen[j])) / static_cast<double>(n);
+            trusted_weight_[j] = w;
             const T* s = trusted.sketches.row(j);
-            for (std::size_t c = 0; c < config_.sketch_dim; ++c) scratch_direction_[c] += w * static_cast<double>(s[c]);
+            for (std::size_t c = 0; c < k; ++c) scratch_direction_[c] += w * static_cast<double>(s[c]);
         }
-        direction_buffer_.resize(config_.sketch_dim);
-        for (std::size_t c = 0; c < config_.sketch_dim; ++c)
-            direction_buffer_[c] = static_cast<T>(scratch_direction_[c] / static_cast<double>(n));
-        set_trusted_direction(std::span<const T>(direction_buffer_));
+        double agreement = 0.0;
+        for (std::size_t j = 0; j < n; ++j) {
+            const T* s = trusted.sketches.row(j);
+            double dot = 0.0, ss = 0.0, gg = 0.0;
+            for (std::size_t c = 0; c < k; ++c) {
+                const double v = static_cast<double>(s[c]);
+                const double rest = scratch_direction_[c] - trusted_weight_[j] * v;
+                dot += v * rest;
+                ss += v * v;
+                gg += rest * rest;
+            }
+            agreement += ss > 0.0 && gg > 0.0 ? dot / std::sqrt(ss * gg) : 0.0;
+        }
+        agreement /= static_cast<double>(n);
+        detail::require(agreement > 0.0, where, [&] {
+            return "the trusted pairs do not agree with each other (mean leave-one-out cosine " +
+                   std::to_string(agreement) + " <= 0): check their labels and sketches";
+        });
+        direction_buffer_.resize(k);
+        for (std::size_t c = 0; c < k; ++c) direction_buffer_[c] = static_cast<T>(scratch_direction_[c]);
+        set_trusted_direction(std::span<const T>(direction_buffer_), std::min(agreement, 1.0));
     }
 
     /// True before the first direction and once the current one has served refresh_interval steps.
@@ -107,16 +142,15 @@ public:
             sum_agreement += agreement_[i];
             remembered_[i] = memory_.record(batch.ids[i], agreement_[i], step_count_);
         }
-        const bool fitted = config_.drop == guided_drop::estimated && memory_.size() >= config_.min_memory;
-        if (fitted)
-            estimate_ = fit_symmetric_mixture(memory_.histogram(), &agreement_memory::bin_center, estimate_);
-        choose(b, fitted);
+        const double batch_agreement = sum_agreement / static_cast<double>(b);
+        if (clean_agreement_ > 0.0) estimator_.add(batch_agreement, clean_agreement_);
+        choose(b);
         detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.weights, out);
         out.score.resize(b);
         for (std::size_t i = 0; i < b; ++i) out.score[i] = static_cast<T>(remembered_[i]);
         out.metrics.step = static_cast<std::size_t>(step_count_);
-        out.metrics.estimated_noise = fitted ? estimate_.rate : 0.0;
-        out.metrics.mean_agreement = sum_agreement / static_cast<double>(b);
+        out.metrics.estimated_noise = estimator_.estimate().rate;
+        out.metrics.mean_agreement = batch_agreement;
         out.metrics.dropped = b - selected_.size();
         ++step_count_;
         ++direction_age_;
@@ -126,8 +160,10 @@ public:
     [[nodiscard]] std::uint64_t steps() const noexcept { return step_count_; }
     [[nodiscard]] std::size_t sketch_dim() const noexcept { return config_.sketch_dim; }
     [[nodiscard]] const agreement_memory& memory() const noexcept { return memory_; }
-    /// The latest fit of the noise model (rate 0 until min_memory ids are remembered).
-    [[nodiscard]] const noise_estimate& noise() const noexcept { return estimate_; }
+    /// The flipped share estimated so far against the trusted set (rate 0 without calibration).
+    [[nodiscard]] noise_estimate noise() const noexcept { return estimator_.estimate(); }
+    /// The trusted pairs' leave-one-out agreement with the current direction (0 if unknown).
+    [[nodiscard]] double clean_agreement() const noexcept { return clean_agreement_; }
     /// The trusted direction in use (empty before the first).
     [[nodiscard]] std::span<const T> trusted_direction() const noexcept { return direction_; }
     /// Steps taken with the current direction.
@@ -146,10 +182,8 @@ public:
         w.put<std::uint64_t>(refreshes_);
         w.put<std::uint64_t>(direction_age_);
         w.put_array(std::span<const T>(direction_));
-        w.put(estimate_.rate);
-        w.put(estimate_.mean);
-        w.put(estimate_.stddev);
-        w.put(estimate_.samples);
+        w.put(clean_agreement_);
+        w.put(estimator_.state());
         w.put<std::uint64_t>(memory_.evictions());
         const auto entries = memory_.entries();
         w.put_array(std::span<const agreement_entry>(entries));
@@ -181,13 +215,15 @@ public:
                 throw checkpoint_error("checkpoint: trusted direction is not finite and non-zero");
             s.direction_norm_ = std::sqrt(norm);
         }
-        s.estimate_.rate = r.get<double>("noise rate");
-        s.estimate_.mean = r.get<double>("noise mean");
-        s.estimate_.stddev = r.get<double>("noise stddev");
-        s.estimate_.samples = r.get<std::uint64_t>("noise samples");
-        if (!(s.estimate_.rate >= 0.0 && s.estimate_.rate <= 0.5) || !std::isfinite(s.estimate_.mean) ||
-            !(s.estimate_.stddev > 0.0) || !std::isfinite(s.estimate_.stddev))
+        s.clean_agreement_ = r.get<double>("clean agreement");
+        if (!(s.clean_agreement_ >= 0.0 && s.clean_agreement_ <= 1.0) || (s.direction_.empty() && s.clean_agreement_ != 0.0))
+            throw checkpoint_error("checkpoint: clean agreement out of range");
+        const auto est = r.get<noise_estimator::state_type>("noise estimate");
+        for (const double v : {est.weight, est.batch, est.trusted, est.gap, est.gap_square})
+            if (!std::isfinite(v)) throw checkpoint_error("checkpoint: noise estimate is not finite");
+        if (est.weight < 0.0 || est.gap_square < 0.0 || est.weight > config_weight_cap(cfg))
             throw checkpoint_error("checkpoint: noise estimate out of range");
+        s.estimator_.set_state(est);
         const auto evictions = r.get<std::uint64_t>("evictions");
         std::vector<agreement_entry> entries;
         r.get_array(entries, "agreement memory");
@@ -230,6 +266,9 @@ private:
         detail::require(b > 0, where, "batch is empty (policy_chosen has no entries)");
         detail::require(!direction_.empty(), where,
                         "no trusted direction: call set_trusted_direction() or set_trusted() first");
+        detail::require(config_.drop != guided_drop::estimated || clean_agreement_ > 0.0, where,
+                        "drop rule `estimated` needs the trusted set's clean agreement: call set_trusted() with "
+                        "per-pair trusted sketches, or set_trusted_direction(g, clean_agreement)");
         detail::require(batch.ids.size() == b, where, [&] {
             return "batch.ids is required (one example id per pair, " + std::to_string(b) + "), got " +
                    std::to_string(batch.ids.size());
@@ -254,16 +293,19 @@ private:
         return std::clamp(dot / (std::sqrt(norm) * direction_norm_), -1.0, 1.0);
     }
 
-    /// selected_ = the kept pairs, ascending. Ranking ties go to the lower index.
-    void choose(std::size_t b, bool fitted) {
-        std::size_t drop = 0;
+    /// selected_ = the kept pairs, ascending: all but the `drop` of lowest remembered
+    /// agreement (ties: the lower index is dropped first).
+    void choose(std::size_t b) {
+        double share = 0.0;
         if (config_.drop == guided_drop::fixed_fraction) {
-            drop = static_cast<std::size_t>(std::ceil(config_.drop_fraction * static_cast<double>(b) - 1e-9));
-        } else if (config_.drop == guided_drop::estimated && fitted) {
-            for (std::size_t i = 0; i < b; ++i)
-                drop += posterior_flip(estimate_, remembered_[i]) > config_.flip_threshold ? 1 : 0;
-            drop = std::min(drop, static_cast<std::size_t>(config_.max_drop_fraction * static_cast<double>(b)));
+            share = config_.drop_fraction;
+        } else if (config_.drop == guided_drop::estimated) {
+            const noise_estimate e = estimator_.estimate();
+            if (std::isfinite(e.standard_error))
+                share = std::min(std::max(e.rate - config_.estimate_confidence * e.standard_error, 0.0),
+                                 config_.max_drop_fraction);
         }
+        std::size_t drop = static_cast<std::size_t>(std::ceil(share * static_cast<double>(b) - 1e-9));
         drop = std::min(drop, b - 1);  // always train on at least one pair
         order_.resize(b);
         std::iota(order_.begin(), order_.end(), std::size_t{0});
@@ -275,6 +317,9 @@ private:
         for (std::size_t i = 0; i < b; ++i)
             if (keep_[i] != 0) selected_.push_back(i);
     }
+
+    /// The largest Σ λ^age a consistent estimator can hold: the geometric series' limit.
+    static double config_weight_cap(const guided_config& c) noexcept { return c.estimate_horizon + 1.0; }
 
     // The configuration in checkpoints: one list for writing and reading.
     template <class C, class F>
@@ -288,9 +333,9 @@ private:
         f("memory_capacity", c.memory_capacity);
         f("drop", c.drop);
         f("drop_fraction", c.drop_fraction);
-        f("flip_threshold", c.flip_threshold);
         f("max_drop_fraction", c.max_drop_fraction);
-        f("min_memory", c.min_memory);
+        f("estimate_horizon", c.estimate_horizon);
+        f("estimate_confidence", c.estimate_confidence);
         f("refresh_interval", c.refresh_interval);
         f("weights", c.weights);
     }
@@ -337,11 +382,12 @@ private:
     std::uint64_t direction_age_ = 0;
     std::uint64_t refreshes_ = 0;
     std::uint64_t step_count_ = 0;
-    noise_estimate estimate_{};
+    double clean_agreement_ = 0.0;
+    noise_estimator estimator_;
 
     // ---- scratch (not state) ------------------------------------------------------------
     pair_stats<T> stats_, trusted_stats_;
-    std::vector<double> agreement_, remembered_, scratch_direction_;
+    std::vector<double> agreement_, remembered_, scratch_direction_, trusted_weight_;
     std::vector<T> direction_buffer_;
     std::vector<std::int64_t> id_scratch_;
     std::vector<std::size_t> order_, selected_;

@@ -1,104 +1,79 @@
-// The label-noise model of guided selection. A flipped label swaps chosen and rejected, so
+// The label-noise estimate of guided selection. A flipped label swaps chosen and rejected, so
 // it negates the pair's gradient of h = log π(y_w) − log π(y_l) and with it the pair's
-// agreement with the trusted direction. If clean pairs' remembered agreements follow
-// N(μ, σ²), flipped ones follow N(−μ, σ²), and the remembered means of a run are the mixture
-// (1 − η)·N(μ, σ²) + η·N(−μ, σ²). fit_symmetric_mixture() estimates (η, μ, σ) by EM on a
-// histogram of the means; posterior_flip() is then the probability that a pair with mean a
-// is flipped.
+// agreement with the trusted direction. If the training pairs' clean twins agree with the
+// trusted direction as much as the trusted pairs themselves do (mean μ, measured on the
+// trusted set leave-one-out), a batch with a share η of flipped labels has mean agreement
+// (1 − 2η)·μ. noise_estimator turns that into η̂ = ½(1 − c̄/μ) with exponentially weighted
+// sums over recent steps, and a standard error from the per-step spread.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <span>
 
 namespace sams {
 
-/// Parameters of the symmetric two-component mixture.
+/// What the estimator reports after a step.
 struct noise_estimate {
-    double rate = 0.0;       ///< η̂ ∈ [0, ½]: share of flipped labels
-    double mean = 0.0;       ///< μ̂ > 0: mean agreement of clean pairs
-    double stddev = 1.0;     ///< σ̂ > 0
-    std::uint64_t samples = 0;  ///< remembered means the fit used
-    friend bool operator==(const noise_estimate&, const noise_estimate&) = default;
+    double rate = 0.0;            ///< η̂, clamped to [0, ½]
+    double standard_error = 0.0;  ///< of η̂ (infinite until two steps have been seen)
+    double effective_steps = 0.0; ///< Σ weights of the steps behind the estimate
 };
 
-namespace detail {
+/// Exponentially weighted moment estimator of the flipped share. All of its state is the
+/// five sums below (checkpoints store them).
+class noise_estimator {
+public:
+    struct state_type {
+        double weight = 0.0;     ///< Σ λ^age
+        double batch = 0.0;      ///< Σ λ^age · c̄_t        (mean agreement of batch t)
+        double trusted = 0.0;    ///< Σ λ^age · μ_t        (clean agreement in force at t)
+        double gap = 0.0;        ///< Σ λ^age · (μ_t − c̄_t)
+        double gap_square = 0.0; ///< Σ λ^age · (μ_t − c̄_t)²
+        friend bool operator==(const state_type&, const state_type&) = default;
+    };
 
-/// log N(x; m, s²) up to the constant −½ log 2π, which cancels in every ratio used here.
-inline double log_normal(double x, double m, double s) noexcept {
-    const double z = (x - m) / s;
-    return -0.5 * z * z - std::log(s);
-}
+    /// @param horizon steps over which past batches fade (λ = 1 − 1/horizon); ≥ 1
+    explicit noise_estimator(double horizon = 64.0) : decay_(1.0 - 1.0 / std::max(horizon, 1.0)) {}
 
-}  // namespace detail
-
-/// P(flipped | remembered mean a) under `e`.
-[[nodiscard]] inline double posterior_flip(const noise_estimate& e, double a) noexcept {
-    if (e.rate <= 0.0) return 0.0;
-    // log-odds = log η − log(1−η) + log N(a; −μ, σ²) − log N(a; μ, σ²) = … − 2μa/σ².
-    const double log_odds = std::log(e.rate) - std::log1p(-e.rate) - 2.0 * e.mean * a / (e.stddev * e.stddev);
-    return log_odds >= 0 ? 1.0 / (1.0 + std::exp(-log_odds)) : std::exp(log_odds) / (1.0 + std::exp(log_odds));
-}
-
-/// EM for (η, μ, σ) on histogram `counts` whose bin b is centred at center(b). Starts from
-/// `start` when it is usable (warm start keeps successive fits cheap and stable), otherwise
-/// from η = 0.1 and the histogram's mean and spread. μ is kept ≥ a tiny positive value and
-/// η ≤ ½ (the majority of labels is assumed right: that is what makes the model identifiable).
-template <class Center>
-[[nodiscard]] noise_estimate fit_symmetric_mixture(std::span<const std::uint64_t> counts, Center&& center,
-                                                   const noise_estimate& start, std::size_t iterations = 200,
-                                                   double tolerance = 1e-7) {
-    double n = 0.0, sx = 0.0, sxx = 0.0;
-    for (std::size_t b = 0; b < counts.size(); ++b) {
-        if (counts[b] == 0) continue;
-        const double c = static_cast<double>(counts[b]), x = center(b);
-        n += c;
-        sx += c * x;
-        sxx += c * x * x;
+    /// Adds one batch: its mean agreement c̄ and the trusted set's clean mean agreement μ.
+    void add(double batch_mean, double clean_mean) noexcept {
+        state_type& s = state_;
+        s.weight = decay_ * s.weight + 1.0;
+        s.batch = decay_ * s.batch + batch_mean;
+        s.trusted = decay_ * s.trusted + clean_mean;
+        const double g = clean_mean - batch_mean;
+        s.gap = decay_ * s.gap + g;
+        s.gap_square = decay_ * s.gap_square + g * g;
     }
-    noise_estimate e;
-    e.samples = static_cast<std::uint64_t>(n);
-    if (n < 2.0) return e;
-    const double m1 = sx / n;
-    const double floor_sd = 1e-4;  // a histogram bin's width is ~1e-3: no finer spread is meaningful
-    const double total_sd = std::max(std::sqrt(std::max(sxx / n - m1 * m1, 0.0)), floor_sd);
-    const bool warm = start.samples > 0 && start.stddev > 0.0 && start.mean > 0.0 && start.rate > 0.0 &&
-                      start.rate < 0.5 && std::isfinite(start.mean) && std::isfinite(start.stddev);
-    double eta = warm ? start.rate : 0.1;
-    double mu = warm ? start.mean : std::max(std::abs(m1), floor_sd);
-    double sd = warm ? start.stddev : total_sd;
-    for (std::size_t it = 0; it < iterations; ++it) {
-        double r_sum = 0.0, mu_num = 0.0;
-        for (std::size_t b = 0; b < counts.size(); ++b) {
-            if (counts[b] == 0) continue;
-            const double c = static_cast<double>(counts[b]), x = center(b);
-            const double r = posterior_flip({eta, mu, sd, 0}, x);
-            r_sum += c * r;
-            mu_num += c * x * (1.0 - 2.0 * r);
+
+    [[nodiscard]] noise_estimate estimate() const noexcept {
+        const state_type& s = state_;
+        noise_estimate e;
+        e.effective_steps = s.weight;
+        if (!(s.weight > 0.0) || !(s.trusted > 0.0)) {
+            e.standard_error = INFINITY;
+            return e;
         }
-        const double new_eta = std::clamp(r_sum / n, 0.0, 0.5);
-        const double new_mu = std::max(mu_num / n, floor_sd);
-        double var = 0.0;
-        for (std::size_t b = 0; b < counts.size(); ++b) {
-            if (counts[b] == 0) continue;
-            const double c = static_cast<double>(counts[b]), x = center(b);
-            const double r = posterior_flip({eta, mu, sd, 0}, x);
-            var += c * ((1.0 - r) * (x - new_mu) * (x - new_mu) + r * (x + new_mu) * (x + new_mu));
+        e.rate = std::clamp(0.5 * s.gap / s.trusted, 0.0, 0.5);
+        if (s.weight < 1.5) {  // one step: no spread yet
+            e.standard_error = INFINITY;
+            return e;
         }
-        const double new_sd = std::max(std::sqrt(var / n), floor_sd);
-        const bool done = std::abs(new_eta - eta) < tolerance && std::abs(new_mu - mu) < tolerance * std::max(mu, 1e-3) &&
-                          std::abs(new_sd - sd) < tolerance * sd;
-        eta = new_eta;
-        mu = new_mu;
-        sd = new_sd;
-        if (done || eta <= 0.0) break;
+        // The spread of the per-step gaps around their mean, over n_eff = Σw steps.
+        const double mean_gap = s.gap / s.weight;
+        const double var = std::max(s.gap_square / s.weight - mean_gap * mean_gap, 0.0) * s.weight / (s.weight - 1.0);
+        e.standard_error = 0.5 * std::sqrt(var / s.weight) / (s.trusted / s.weight);
+        return e;
     }
-    e.rate = eta;
-    e.mean = mu;
-    e.stddev = sd;
-    return e;
-}
+
+    [[nodiscard]] const state_type& state() const noexcept { return state_; }
+    void set_state(const state_type& s) noexcept { state_ = s; }
+
+private:
+    double decay_;
+    state_type state_{};
+};
 
 }  // namespace sams
