@@ -285,12 +285,17 @@ TEST_CASE("guided_scheduler: set_trusted forms g = (1/T) Σ βσ(−m_j) s_j for
     // Leave one out, each pair is compared with the other alone (both weights > 0), so the
     // clean agreement is cos(s_0, s_1) = (−1 + 8)/(√5·√17).
     CHECK(s.clean_agreement() == doctest::Approx(7.0 / std::sqrt(85.0)));
-    // Two pairs that point apart cannot calibrate: refused, nothing changed.
-    const auto before = s.serialize();
+    // Two pairs that point apart have a negative clean agreement: accepted, but such a
+    // refresh is left out of the noise estimate.
     std::vector<double> apart{1, 0, -1, 0};
     trusted.sketches = {apart.data(), 2, 2, 0};
-    CHECK_THROWS_WITH_AS(s.set_trusted(trusted), doctest::Contains("do not agree"), sams::invalid_argument);
-    CHECK(s.serialize() == before);
+    s.set_trusted(trusted);
+    CHECK(s.clean_agreement() == doctest::Approx(-1.0));
+    const std::vector<std::int64_t> ids{1, 2};
+    std::vector<double> batch_sketches{1, 0, 0, 1};
+    (void)s.step({.policy_chosen = a_w, .policy_rejected = a_l, .reference_chosen = zeros, .reference_rejected = zeros,
+                  .ids = ids, .sketches = {batch_sketches.data(), 2, 2, 0}});
+    CHECK(s.noise().effective_steps == 0.0);
 }
 
 TEST_CASE("guided_scheduler: the estimated rule drops about the flipped share, and nothing in clean data") {
@@ -363,7 +368,7 @@ TEST_CASE("guided_scheduler: every refusal names the field and changes nothing")
     check_refused([&] { (void)s.step(data.next()); }, "no trusted direction");
     s.set_trusted_direction(unit_direction(4));
     check_refused([&] { (void)s.step(data.next()); }, "needs the trusted set's clean agreement");
-    check_refused([&] { s.set_trusted_direction(unit_direction(4), 1.5); }, "clean_agreement must be in (0, 1]");
+    check_refused([&] { s.set_trusted_direction(unit_direction(4), 1.5); }, "clean_agreement must be a cosine");
     s.set_trusted_direction(unit_direction(4), 0.5);
     for (int t = 0; t < 3; ++t) (void)s.step(data.next());
 
@@ -499,7 +504,8 @@ TEST_CASE("guided_scheduler: a checkpoint resumes bit for bit, and bad checkpoin
         w.put<std::uint64_t>(1);
         w.put<std::uint64_t>(0);
         w.put_array(std::span<const float>(unit_direction(6)));
-        w.put<double>(0.4);  // clean agreement
+        w.put<std::uint8_t>(1);  // calibrated
+        w.put<double>(0.4);      // clean agreement
         w.put(sams::noise_estimator::state_type{3.0, 0.6, 1.2, 0.6, 0.2});
         w.put<std::uint64_t>(0);
         std::vector<sams::agreement_entry> e(entries);
