@@ -19,6 +19,7 @@ ALLOWED = {
     "nn": {"core", "backend"},
     "scheduler": {"core", "loss", "backend", "nn", "reward"},
     "adapters": {"core", "backend", "context"},
+    "guided": {"core", "loss", "backend", "nn", "reward", "scheduler"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*<sams/([^>]+)>', re.M)
 

@@ -51,6 +51,13 @@
 #include <sams/scheduler/scheduler_config.hpp>
 #include <sams/scheduler/selection.hpp>
 
+// guided/
+#include <sams/guided/agreement_memory.hpp>
+#include <sams/guided/guided_config.hpp>
+#include <sams/guided/guided_scheduler.hpp>
+#include <sams/guided/noise_model.hpp>
+#include <sams/guided/sketch.hpp>
+
 // backend/ (the concept), then backend/eigen/ (the default CPU backend)
 #include <sams/backend/concept.hpp>
 #include <sams/backend/types.hpp>
