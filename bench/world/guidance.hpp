@@ -32,7 +32,6 @@ struct guidance_options {
     std::size_t trusted_pairs = 256;  ///< T
     sketch_kind sketch = sketch_kind::full;
     std::size_t width = 256;          ///< k of the CountSketch kinds
-    std::size_t minibatch = 0;        ///< trusted pairs per refresh, cycling through the set (0: all T)
     std::uint64_t sketch_seed = 0x5eed;
 };
 
@@ -41,7 +40,7 @@ public:
     using policy_type = experiment::policy_type;
 
     trusted_guidance(const experiment& e, const guidance_options& o)
-        : options_(o), beta_(e.training().beta), world_(&e.get_world()), trusted_(e.get_world().make_trusted(o.trusted_pairs)),
+        : options_(o), beta_(e.training().beta), trusted_(e.get_world().make_trusted(o.trusted_pairs)),
           sketch_(o.width == 0 ? 1 : o.width, o.sketch_seed) {
         sams::detail::require(o.trusted_pairs > 0, "sams::bench::trusted_guidance", "trusted_pairs must be > 0");
         const auto& w = e.get_world();
@@ -96,31 +95,19 @@ public:
         }
     }
 
-    /// The trusted set (or its next minibatch of options.minibatch pairs, cycling) as the
-    /// scheduler's set_trusted() takes it: the current policy's log-probs, the reference's,
-    /// and one sketch per trusted pair. Only those pairs are forwarded.
-    pair_batch<float> trusted_batch(const policy_type& pi, const world& w) {
+    /// The trusted set as the scheduler's set_trusted() takes it: the current policy's
+    /// log-probs, the reference's, and one sketch per trusted pair.
+    pair_batch<float> trusted_batch(const policy_type& pi) {
         const std::size_t t = trusted_.pairs.size();
-        const std::size_t n = options_.minibatch == 0 ? t : std::min(options_.minibatch, t);
-        slice_tokens_.clear(tokens_.feature_dim);
-        slice_ref_.resize(2 * n);
-        for (std::size_t side = 0; side < 2; ++side)
-            for (std::size_t i = 0; i < n; ++i) {
-                const std::size_t j = (cursor_ + i) % t;
-                const auto& p = trusted_.pairs[j];
-                slice_tokens_.add(w, trusted_.prompt(p.prompt), side == 0 ? p.chosen : p.rejected);
-                slice_ref_[side * n + i] = ref_[side * t + j];
-            }
-        cursor_ = (cursor_ + n) % t;
-        lp_.resize(2 * n);
-        pi.forward(slice_tokens_, cache_, lp_);
-        pair_sketches(pi, slice_tokens_, cache_, n, trusted_sketches_);
-        const std::span<const float> lp(lp_), ref(slice_ref_);
-        return {.policy_chosen = lp.first(n),
-                .policy_rejected = lp.subspan(n, n),
-                .reference_chosen = ref.first(n),
-                .reference_rejected = ref.subspan(n, n),
-                .sketches = {trusted_sketches_.data(), n, sketch_dim(), 0}};
+        lp_.resize(2 * t);
+        pi.forward(tokens_, cache_, lp_);
+        pair_sketches(pi, tokens_, cache_, t, trusted_sketches_);
+        const std::span<const float> lp(lp_), ref(ref_);
+        return {.policy_chosen = lp.first(t),
+                .policy_rejected = lp.subspan(t, t),
+                .reference_chosen = ref.first(t),
+                .reference_rejected = ref.subspan(t, t),
+                .sketches = {trusted_sketches_.data(), t, sketch_dim(), 0}};
     }
 
     /// The step hook for experiment::run(): refreshes the scheduler's trusted direction when
@@ -129,7 +116,7 @@ public:
     experiment::step_hook hook(Scheduler& s) {
         return [this, &s](const policy_type& pi, const token_batch<float>& tokens, const policy_cache<float>& cache,
                           pair_batch<float>& batch) {
-            if (s.needs_trusted_refresh()) s.set_trusted(trusted_batch(pi, *world_));
+            if (s.needs_trusted_refresh()) s.set_trusted(trusted_batch(pi));
             const std::size_t b = batch.size();
             pair_sketches(pi, tokens, cache, b, sketches_);
             batch.sketches = {sketches_.data(), b, sketch_dim(), 0};
@@ -151,10 +138,6 @@ private:
 
     guidance_options options_;
     double beta_;
-    const world* world_;
-    std::size_t cursor_ = 0;
-    token_batch<float> slice_tokens_;
-    std::vector<float> slice_ref_;
     split trusted_;
     count_sketch sketch_;
     token_batch<float> tokens_;

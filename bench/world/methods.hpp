@@ -204,8 +204,7 @@ struct guided_method {
 
 /// The guided setup behind "guided[:key=value...]": library defaults, the host's trusted set
 /// of T = 256 pairs and exact full-gradient sketches, with overrides drop (none|fixed|
-/// estimated), q, maxdrop, z, horizon, refresh, T, tb (trusted minibatch), th (trusted
-/// horizon), sketch (full|count|last|lastcount), k.
+/// estimated), q, maxdrop, z, horizon, refresh, T, sketch (full|count|last|lastcount), k.
 [[nodiscard]] inline guided_method guided_setup(std::string_view name, const loss_config& loss) {
     const auto parts = detail::split_on(name, ':');
     sams::detail::require(parts[0] == "guided", "sams::bench::guided_setup", "not a guided method: " + std::string(name));
@@ -227,8 +226,6 @@ struct guided_method {
         else if (key == "horizon") c.estimate_horizon = detail::number(key, v);
         else if (key == "refresh") c.refresh_interval = detail::count(key, v);
         else if (key == "T") m.host.trusted_pairs = detail::count(key, v);
-        else if (key == "tb") m.host.minibatch = detail::count(key, v);
-        else if (key == "th") c.trusted_horizon = detail::number(key, v);
         else if (key == "k") m.host.width = detail::count(key, v);
         else if (key == "sketch") {
             sams::detail::require(v == "full" || v == "count" || v == "last" || v == "lastcount",

@@ -491,7 +491,6 @@ TEST_CASE("guided_scheduler: a checkpoint resumes bit for bit, and bad checkpoin
         w.put<double>(cc.max_drop_fraction);
         w.put<double>(cc.estimate_horizon);
         w.put<double>(cc.estimate_confidence);
-        w.put<double>(cc.trusted_horizon);
         w.put<std::uint64_t>(cc.refresh_interval);
         w.put<std::int32_t>(static_cast<std::int32_t>(cc.weights));
         w.put<std::uint64_t>(1);

@@ -32,9 +32,6 @@ struct guided_config {
     double estimate_horizon = 64.0;     ///< estimated: steps over which past batches fade from η̂
     double estimate_confidence = 1.0;   ///< estimated: drop for η̂ − z·se(η̂), z = this
     std::size_t refresh_interval = 1;   ///< needs_trusted_refresh() after this many steps on one direction
-    /// set_trusted() calls over which the trusted direction is averaged: 1 replaces it at
-    /// every call; more lets a host pass the trusted set in small minibatches (docs/guided.md).
-    double trusted_horizon = 1.0;
     weight_scaling weights = weight_scaling::per_selected;
 
     /// Upper bounds that keep a configuration from exhausting memory.
@@ -65,9 +62,6 @@ struct guided_config {
                 "guided_config.estimate_confidence",
                 [&] { return "must be in [0, 100], got " + std::to_string(estimate_confidence); });
         require(refresh_interval >= 1, "guided_config.refresh_interval", "must be >= 1");
-        require(std::isfinite(trusted_horizon) && trusted_horizon >= 1.0 && trusted_horizon <= 1e9,
-                "guided_config.trusted_horizon",
-                [&] { return "must be in [1, 1e9] calls, got " + std::to_string(trusted_horizon); });
         require(weights == weight_scaling::per_selected || weights == weight_scaling::per_batch,
                 "guided_config.weights", "must be per_selected or per_batch");
     }

@@ -75,10 +75,7 @@ public:
     /// sketch of ∇θ h_j per pair); g = (1/T) Σ_j ω_j s_j with ω_j = ½(∂ℓ_j/∂a_l − ∂ℓ_j/∂a_w)
     /// (= βσ(−m_j) for the sigmoid loss; exact for every loss of the margin alone). The clean
     /// agreement is the mean over j of cos(s_j, g − ω_j s_j / T), leave-one-out so that no pair
-    /// agrees with itself. With trusted_horizon > 1 the trusted set can come in minibatches:
-    /// each call folds its direction (and agreement, measured against the running direction)
-    /// into exponential running means over about trusted_horizon calls. Needs T ≥ 2 pairs.
-    /// Early in training, when the policy has not yet
+    /// agrees with itself. Needs T ≥ 2 pairs. Early in training, when the policy has not yet
     /// learnt what the trusted pairs share, it can be ≤ 0; such a refresh informs the noise
     /// estimate of nothing (its steps are left out of it).
     void set_trusted(const pair_batch<T>& trusted) {
@@ -112,24 +109,7 @@ public:
         }
         agreement /= static_cast<double>(n);
         direction_buffer_.resize(k);
-        const double lambda = config_.trusted_horizon > 1.0 && calibrated_ ? 1.0 - 1.0 / config_.trusted_horizon : 0.0;
-        double batch_norm = 0.0;
-        for (const double v : scratch_direction_) batch_norm += v * v;
-        batch_norm = std::sqrt(batch_norm);
-        if (lambda > 0.0 && batch_norm > 0.0 && std::isfinite(batch_norm)) {
-            // Streaming: this minibatch's agreement is measured against the running direction
-            // (which it is not part of), then both fold in with weight 1 − λ, as unit vectors
-            // so that a phase of large gradients does not outweigh the rest.
-            double against_running = 0.0;
-            for (std::size_t j = 0; j < n; ++j) against_running += cosine(trusted.sketches.row(j));
-            against_running /= static_cast<double>(n);
-            for (std::size_t c = 0; c < k; ++c)
-                direction_buffer_[c] = static_cast<T>(lambda * static_cast<double>(direction_[c]) / direction_norm_ +
-                                                      (1.0 - lambda) * scratch_direction_[c] / batch_norm);
-            agreement = lambda * clean_agreement_ + (1.0 - lambda) * against_running;
-        } else {
-            for (std::size_t c = 0; c < k; ++c) direction_buffer_[c] = static_cast<T>(scratch_direction_[c]);
-        }
+        for (std::size_t c = 0; c < k; ++c) direction_buffer_[c] = static_cast<T>(scratch_direction_[c]);
         set_trusted_direction(std::span<const T>(direction_buffer_), std::clamp(agreement, -1.0, 1.0));
     }
 
@@ -357,7 +337,6 @@ private:
         f("max_drop_fraction", c.max_drop_fraction);
         f("estimate_horizon", c.estimate_horizon);
         f("estimate_confidence", c.estimate_confidence);
-        f("trusted_horizon", c.trusted_horizon);
         f("refresh_interval", c.refresh_interval);
         f("weights", c.weights);
     }
