@@ -7,7 +7,6 @@
 #include <sams/version.hpp>
 
 // core/
-#include <sams/core/config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
@@ -29,12 +28,14 @@
 
 // reward/
 #include <sams/reward/progress.hpp>
+#include <sams/reward/reward_config.hpp>
 #include <sams/reward/reward_function.hpp>
 #include <sams/reward/sams_reward.hpp>
 
 // nn/
 #include <sams/nn/exploit_net.hpp>
 #include <sams/nn/explore_net.hpp>
+#include <sams/nn/network_config.hpp>
 #include <sams/nn/parameters.hpp>
 
 // scheduler/
@@ -42,9 +43,20 @@
 #include <sams/scheduler/checkpoint.hpp>
 #include <sams/scheduler/concept.hpp>
 #include <sams/scheduler/decision_fill.hpp>
+#include <sams/scheduler/pending_selection.hpp>
+#include <sams/scheduler/replay_pool.hpp>
 #include <sams/scheduler/reservoir.hpp>
+#include <sams/scheduler/sams_checkpoint.hpp>
 #include <sams/scheduler/sams_scheduler.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/scheduler/selection.hpp>
+
+// guided/
+#include <sams/guided/agreement_memory.hpp>
+#include <sams/guided/guided_config.hpp>
+#include <sams/guided/guided_scheduler.hpp>
+#include <sams/guided/noise_model.hpp>
+#include <sams/guided/sketch.hpp>
 
 // distributed/ (the MPI adapter, sams/distributed/mpi.hpp, needs <mpi.h>: include it explicitly)
 #include <sams/distributed/communicator.hpp>
@@ -53,5 +65,6 @@
 
 // backend/ (the concept), then backend/eigen/ (the default CPU backend)
 #include <sams/backend/concept.hpp>
+#include <sams/backend/types.hpp>
 #include <sams/backend/eigen/eigen_backend.hpp>
 #include <sams/backend/eigen/tensor.hpp>

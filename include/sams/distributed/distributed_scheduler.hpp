@@ -269,7 +269,7 @@ private:
     static void check_local(const pair_batch<T>& b, header& h) {
         constexpr const char* where = "local batch";
         const std::size_t n = b.size();
-        detail::check_arg(n > 0, where, "the local batch is empty (policy_chosen has no entries)");
+        detail::require(n > 0, where, "the local batch is empty (policy_chosen has no entries)");
         detail::check_span(b.policy_chosen, n, true, where, "batch.policy_chosen");
         detail::check_span(b.policy_rejected, n, true, where, "batch.policy_rejected");
         if (b.has_reference()) {
@@ -280,7 +280,7 @@ private:
             detail::check_span(b.chosen_length, n, true, where, "batch.chosen_length");
             detail::check_span(b.rejected_length, n, true, where, "batch.rejected_length");
         }
-        detail::check_arg(b.ids.empty() || b.ids.size() == n, where,
+        detail::require(b.ids.empty() || b.ids.size() == n, where,
                           "batch.ids must be empty or have one entry per pair");
         check_matrix(b.contexts, n, where, "batch.contexts");
         check_matrix(b.sketches, n, where, "batch.sketches");
