@@ -16,6 +16,7 @@
 #include <sams/core/decision.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
+#include <sams/guided/guided_scheduler.hpp>
 #include <sams/scheduler/baselines.hpp>
 #include <sams/scheduler/sams_scheduler.hpp>
 
@@ -137,6 +138,26 @@ void with_scheduler(kind k, std::size_t D, F&& f) {
         case kind::loss: f(sams::loss_selector<T>(c.loss, c.select)); break;
         case kind::margin: f(sams::margin_selector<T>(c.loss, c.select)); break;
     }
+}
+
+/// Guided selection: a batch whose ids repeat (so the agreement memory is used), the
+/// trusted pairs of step t, and a configuration that refreshes every 4 steps.
+inline global_batch guided_batch(std::size_t G, std::size_t D, std::size_t k, std::uint64_t t) {
+    global_batch b = make_batch(G, D, k, t);
+    for (auto& id : b.ids) id %= 29;
+    return b;
+}
+inline global_batch trusted_batch(std::size_t n, std::size_t k, std::uint64_t t) {
+    return make_batch(n, 0, k, t, /*seed=*/11);  // its own stream: another seed
+}
+inline sams::guided_config guided_cfg(std::size_t k, sams::guided_drop drop = sams::guided_drop::estimated) {
+    sams::guided_config c;
+    c.sketch_dim = k;
+    c.drop = drop;
+    c.drop_fraction = 0.3;
+    c.refresh_interval = 4;
+    c.memory_capacity = 20;  // smaller than the ids in use: eviction too
+    return c;
 }
 
 inline constexpr kind all_kinds[] = {kind::sams, kind::full, kind::uniform, kind::loss, kind::margin};

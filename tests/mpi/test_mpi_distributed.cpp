@@ -179,6 +179,29 @@ TEST_CASE("mpi: a checkpoint written by one rank resumes both ranks bit for bit"
     if (r == 0) std::filesystem::remove(path);
 }
 
+TEST_CASE("mpi: guided_scheduler, trusted set and batches gathered, bit-identical over 50 steps") {
+    constexpr std::size_t G = 10, trusted = 6;
+    constexpr std::uint64_t steps = 50;
+    std::vector<sams::decision<T>> ref;
+    sams::guided_scheduler<T> single(guided_cfg(K));
+    for (std::uint64_t t = 0; t < steps; ++t) {
+        if (single.needs_trusted_refresh()) single.set_trusted(trusted_batch(trusted, K, t).whole());
+        ref.push_back(single.step(guided_batch(G, D, K, t).whole()));
+    }
+    const auto r = static_cast<std::size_t>(world_rank());
+    for (const auto mode : {sams::distributed_mode::replicated, sams::distributed_mode::root_broadcast}) {
+        sams::distributed_scheduler<T, sams::guided_scheduler<T>, sams::mpi_communicator> ds(
+            sams::mpi_communicator(), sams::guided_scheduler<T>(guided_cfg(K)), {.mode = mode});
+        std::string diff;
+        for (std::uint64_t t = 0; t < steps; ++t) {
+            if (ds.needs_trusted_refresh()) ds.set_trusted(trusted_batch(trusted, K, t).slice(3 * r, 3));
+            const std::string e = compare_slice(ds.step(guided_batch(G, D, K, t).slice(5 * r, 5)), ref[t], 5 * r, 5);
+            if (!e.empty() && diff.empty()) diff = e + " at step " + std::to_string(t);
+        }
+        CHECK(diff == "");
+    }
+}
+
 int main(int argc, char** argv) {
     MPI_Init(&argc, &argv);
     doctest::Context context(argc, argv);

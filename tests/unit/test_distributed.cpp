@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -325,4 +326,76 @@ TEST_CASE("distributed_scheduler: a checkpoint written once resumes every rank b
     CHECK(!caught[0].empty());
     CHECK(caught[0] == caught[1]);
     CHECK(caught[0].find("distributed_scheduler::restore: rank 0") != std::string::npos);
+}
+
+TEST_CASE("distributed_scheduler over guided_scheduler: trusted set and batches gathered, 2 ranks bit-identical") {
+    constexpr std::size_t G = 10, trusted = 6;
+    constexpr std::uint64_t steps = 50;
+    // The reference: one guided scheduler, the whole trusted set at every refresh.
+    std::vector<sams::decision<T>> ref;
+    sams::guided_scheduler<T> single(guided_cfg(K));
+    for (std::uint64_t t = 0; t < steps; ++t) {
+        if (single.needs_trusted_refresh()) single.set_trusted(trusted_batch(trusted, K, t).whole());
+        ref.push_back(single.step(guided_batch(G, D, K, t).whole()));
+    }
+    for (const auto mode : {sams::distributed_mode::replicated, sams::distributed_mode::root_broadcast}) {
+        std::vector<std::string> mismatch(2);
+        const auto errors = on_ranks(2, [&](int r, sams::thread_group::endpoint comm) {
+            sams::distributed_scheduler<T, sams::guided_scheduler<T>, sams::thread_group::endpoint> ds(
+                comm, sams::guided_scheduler<T>(guided_cfg(K)), {.mode = mode});
+            const auto ur = static_cast<std::size_t>(r);
+            for (std::uint64_t t = 0; t < steps; ++t) {
+                // The wrapper's answer is the same on every rank (the root's under root_broadcast).
+                if (ds.needs_trusted_refresh()) ds.set_trusted(trusted_batch(trusted, K, t).slice(3 * ur, 3));
+                const std::string diff = compare_slice(ds.step(guided_batch(G, D, K, t).slice(5 * ur, 5)), ref[t], 5 * ur, 5);
+                if (!diff.empty() && mismatch[ur].empty()) mismatch[ur] = diff + " at step " + std::to_string(t);
+            }
+        });
+        CHECK(errors[0] == "");
+        CHECK(errors[1] == "");
+        CHECK(mismatch[0] == "");
+        CHECK(mismatch[1] == "");
+    }
+}
+
+TEST_CASE("distributed_scheduler over guided_scheduler: a direction summed from per-rank parts") {
+    constexpr std::size_t G = 8;
+    std::vector<T> part0, part1, whole;
+    sams::rng g(3, 3);
+    for (std::size_t i = 0; i < K; ++i) {
+        part0.push_back(static_cast<T>(g.normal()));
+        part1.push_back(static_cast<T>(g.normal()));
+        // The same sum the all-reduce forms: in double, then rounded once.
+        whole.push_back(static_cast<T>(static_cast<double>(part0[i]) + static_cast<double>(part1[i])));
+    }
+    sams::guided_scheduler<T> single(guided_cfg(K, sams::guided_drop::fixed_fraction));
+    std::vector<sams::decision<T>> ref;
+    for (std::uint64_t t = 0; t < 20; ++t) {
+        if (single.needs_trusted_refresh()) single.set_trusted_direction(whole, 0.25);
+        ref.push_back(single.step(guided_batch(G, D, K, t).whole()));
+    }
+    std::vector<std::string> mismatch(2);
+    const auto errors = on_ranks(2, [&](int r, sams::thread_group::endpoint comm) {
+        sams::distributed_scheduler<T, sams::guided_scheduler<T>, sams::thread_group::endpoint> ds(
+            comm, sams::guided_scheduler<T>(guided_cfg(K, sams::guided_drop::fixed_fraction)));
+        const auto ur = static_cast<std::size_t>(r);
+        for (std::uint64_t t = 0; t < 20; ++t) {
+            if (ds.needs_trusted_refresh())
+                ds.set_trusted_direction(r == 0 ? part0 : part1, r == 0 ? std::optional<double>(0.25) : std::nullopt);
+            const std::string diff = compare_slice(ds.step(guided_batch(G, D, K, t).slice(4 * ur, 4)), ref[t], 4 * ur, 4);
+            if (!diff.empty() && mismatch[ur].empty()) mismatch[ur] = diff;
+        }
+        const auto d = ds.scheduler().trusted_direction();
+        if (!same_bits(whole, d.data(), d.size())) mismatch[ur] = "direction";
+        // Parts of different sizes: both ranks refuse.
+        try {
+            ds.set_trusted_direction(std::span<const T>(part0).first(r == 0 ? K : K - 1));
+            mismatch[ur] = "no error for parts of different sizes";
+        } catch (const sams::invalid_argument&) {
+        }
+    });
+    CHECK(errors[0] == "");
+    CHECK(errors[1] == "");
+    CHECK(mismatch[0] == "");
+    CHECK(mismatch[1] == "");
 }

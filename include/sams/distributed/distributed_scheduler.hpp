@@ -6,10 +6,12 @@
 #pragma once
 
 #include <array>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -111,46 +113,9 @@ public:
 
     /// As step(local), writing into `out` (its buffers are reused).
     void step(const pair_batch<T>& local, decision<T>& out) {
-        constexpr const char* where = "distributed_scheduler::step";
-        // 1. Local checks; their message travels to every rank if they fail.
-        header h{};
-        std::string message;
-        try {
-            check_local(local, h);
-        } catch (const error& e) {
-            message = e.what();
-            h.status = 1;
-        }
-        h.message_bytes = message.size();
-        h.step = steps_;
-
-        // 2. Every rank learns every rank's shapes and status (fixed size: cannot block).
-        comm_.all_gather(std::as_bytes(std::span(&h, 1)), std::as_writable_bytes(std::span(headers_)),
-                         header_counts_);
-        for (int r = 0; r < size_; ++r) {
-            const header& o = headers_[static_cast<std::size_t>(r)];
-            if (o.status == 0) continue;
-            std::string text(o.message_bytes, '\0');
-            if (r == rank_) text = message;
-            comm_.broadcast(std::as_writable_bytes(std::span(text.data(), text.size())), r);
-            throw invalid_argument(std::string(where) + ": rank " + std::to_string(r) + ": " + text);
-        }
-        check_agreement(where);
-
-        // 3. The per-pair rows, concatenated in rank order.
-        pack(local);
-        const std::size_t total = offsets_.back() * row_bytes_;
-        for (std::size_t r = 0; r < counts_.size(); ++r) counts_[r] = headers_[r].pairs * row_bytes_;
         const bool root_mode = options_.mode == distributed_mode::root_broadcast;
-        const bool computes = !root_mode || rank_ == options_.root;
-        recv_.resize(computes ? total : 0);
-        if (root_mode)
-            comm_.gather(std::span<const std::byte>(send_), std::span<std::byte>(recv_), counts_, options_.root);
-        else
-            comm_.all_gather(std::span<const std::byte>(send_), std::span<std::byte>(recv_), counts_);
-        payload_bytes_ += send_.size() + recv_.size();
-
-        // 4. One decision over the global batch.
+        exchange(local, "distributed_scheduler::step", root_mode, true);
+        // One decision over the global batch.
         if (!root_mode) {
             scheduler_.step(unpack(), global_);  // deterministic: throws the same error on every rank
         } else {
@@ -158,6 +123,59 @@ public:
         }
         ++steps_;
         slice(out);
+    }
+
+    /// Guided selection (sams::guided_scheduler): every rank passes its share of the trusted
+    /// pairs, with their sketches; the scheduler sets its direction from all of them, on every
+    /// rank, exactly as one scheduler would from the concatenated trusted set. Collective;
+    /// errors as in step().
+    void set_trusted(const pair_batch<T>& local_trusted)
+        requires requires(Scheduler& s, const pair_batch<T>& b) { s.set_trusted(b); }
+    {
+        const std::vector<std::size_t> kept = offsets_;  // offset() keeps describing the last step
+        try {
+            exchange(local_trusted, "distributed_scheduler::set_trusted", false, false);
+            scheduler_.set_trusted(unpack());
+        } catch (...) {
+            offsets_ = kept;
+            throw;
+        }
+        offsets_ = kept;
+    }
+
+    /// Whether the guided scheduler wants a new trusted direction before the next step, the
+    /// same answer on every rank: under root_broadcast only the root's scheduler steps, so
+    /// its answer is broadcast (collective there; local under replicated).
+    [[nodiscard]] bool needs_trusted_refresh()
+        requires requires(const Scheduler& s) { { s.needs_trusted_refresh() } -> std::convertible_to<bool>; }
+    {
+        std::uint8_t answer = scheduler_.needs_trusted_refresh() ? 1 : 0;
+        if (options_.mode == distributed_mode::root_broadcast)
+            comm_.broadcast(std::as_writable_bytes(std::span(&answer, 1)), options_.root);
+        return answer != 0;
+    }
+
+    /// Guided selection from a direction the ranks computed in parts: each passes the sketch
+    /// of its own trusted pairs' gradient; the parts are summed (all-reduce, in double) and
+    /// the sum set on every rank (S is linear, so the sum is the sketch of the whole
+    /// gradient). `clean_agreement` is taken from the root. Collective; a part of the wrong
+    /// size on any rank makes every rank throw the same sams::invalid_argument.
+    void set_trusted_direction(std::span<const T> local_part, std::optional<double> clean_agreement = std::nullopt)
+        requires requires(Scheduler& s, std::span<const T> g) { s.set_trusted_direction(g, clean_agreement); }
+    {
+        constexpr const char* where = "distributed_scheduler::set_trusted_direction";
+        const auto n = static_cast<double>(local_part.size());
+        std::array<double, 2> sizes{n, -n};  // max and -min of the sizes in one all-reduce
+        comm_.all_reduce(std::span(sizes), reduce_op::max);
+        detail::require(sizes[0] == -sizes[1], where, "the ranks passed direction parts of different sizes");
+        sum_.assign(local_part.begin(), local_part.end());
+        comm_.all_reduce(std::span(sum_), reduce_op::sum);
+        std::array<double, 2> agreement{clean_agreement ? 1.0 : 0.0, clean_agreement.value_or(0.0)};
+        comm_.broadcast(std::as_writable_bytes(std::span(agreement)), options_.root);
+        direction_.resize(sum_.size());
+        for (std::size_t i = 0; i < sum_.size(); ++i) direction_[i] = static_cast<T>(sum_[i]);
+        scheduler_.set_trusted_direction(std::span<const T>(direction_),
+                                         agreement[0] != 0.0 ? std::optional<double>(agreement[1]) : std::nullopt);
     }
 
     /// The decision over the whole global batch of the last step (on every rank).
@@ -256,9 +274,48 @@ private:
         std::uint64_t fields = 0;  ///< bit set of the optional fields present
         std::uint64_t step = 0;
         std::uint64_t message_bytes = 0;
+        std::uint64_t call = 0;  ///< which collective call this is (0 step, 1 set_trusted)
     };
     static constexpr std::uint64_t has_reference = 1, has_lengths = 2, has_ids = 4, has_contexts = 8,
                                    has_sketches = 16;
+
+    /// Steps 1-3 of the protocol: local checks, the header all-gather (agreement on status
+    /// and shapes before anything that could block), then the rows to every rank or the root.
+    void exchange(const pair_batch<T>& local, const char* where, bool to_root, bool enforce_split) {
+        header h{};
+        std::string message;
+        try {
+            check_local(local, h);
+        } catch (const error& e) {
+            message = e.what();
+            h.status = 1;
+        }
+        h.message_bytes = message.size();
+        h.step = steps_;
+        h.call = enforce_split ? 0 : 1;
+
+        comm_.all_gather(std::as_bytes(std::span(&h, 1)), std::as_writable_bytes(std::span(headers_)),
+                         header_counts_);
+        for (int r = 0; r < size_; ++r) {
+            const header& o = headers_[static_cast<std::size_t>(r)];
+            if (o.status == 0) continue;
+            std::string text(o.message_bytes, '\0');
+            if (r == rank_) text = message;
+            comm_.broadcast(std::as_writable_bytes(std::span(text.data(), text.size())), r);
+            throw invalid_argument(std::string(where) + ": rank " + std::to_string(r) + ": " + text);
+        }
+        check_agreement(where, enforce_split);
+
+        pack(local);
+        const std::size_t total = offsets_.back() * row_bytes_;
+        for (std::size_t r = 0; r < counts_.size(); ++r) counts_[r] = headers_[r].pairs * row_bytes_;
+        recv_.resize(!to_root || rank_ == options_.root ? total : 0);
+        if (to_root)
+            comm_.gather(std::span<const std::byte>(send_), std::span<std::byte>(recv_), counts_, options_.root);
+        else
+            comm_.all_gather(std::span<const std::byte>(send_), std::span<std::byte>(recv_), counts_);
+        payload_bytes_ += send_.size() + recv_.size();
+    }
 
     template <class M>
     static bool finite_rows(const matrix_view<const M>& m) {
@@ -302,12 +359,16 @@ private:
     }
 
     /// Shapes every rank must share, and the split; the same verdict on every rank.
-    void check_agreement(const char* where) {
+    void check_agreement(const char* where, bool enforce_split) {
         const header& h0 = headers_[0];
         offsets_[0] = 0;
         for (std::size_t r = 0; r < headers_.size(); ++r) {
             const header& o = headers_[r];
             const std::string who = "rank " + std::to_string(r);
+            if (o.call != h0.call)
+                throw invalid_argument(std::string(where) + ": " + who + " called " +
+                                       (o.call == 0 ? "step" : "set_trusted") + " while rank 0 called " +
+                                       (h0.call == 0 ? "step" : "set_trusted"));
             if (o.step != h0.step)
                 throw invalid_argument(std::string(where) + ": " + who + " is at step " + std::to_string(o.step) +
                                        ", rank 0 at step " + std::to_string(h0.step) +
@@ -320,7 +381,7 @@ private:
                                        " context and " + std::to_string(o.sketch_cols) +
                                        " sketch columns, rank 0 has " + std::to_string(h0.context_cols) + " and " +
                                        std::to_string(h0.sketch_cols));
-            if (options_.global_batch != 0 && o.pairs * headers_.size() != options_.global_batch)
+            if (enforce_split && options_.global_batch != 0 && o.pairs * headers_.size() != options_.global_batch)
                 throw invalid_argument(std::string(where) + ": " + who + " holds " + std::to_string(o.pairs) +
                                        " pairs; options.global_batch " + std::to_string(options_.global_batch) +
                                        " over " + std::to_string(headers_.size()) + " ranks needs " +
@@ -528,6 +589,8 @@ private:
     std::vector<std::byte> send_, recv_, decision_bytes_;
     std::vector<T> a_w_, a_l_, r_w_, r_l_, n_w_, n_l_, contexts_, sketches_;
     std::vector<std::int64_t> ids_;
+    std::vector<double> sum_;
+    std::vector<T> direction_;
     decision<T> global_;
 };
 
