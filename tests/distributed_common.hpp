@@ -12,13 +12,13 @@
 #include <vector>
 
 #include <sams/backend/eigen/eigen_backend.hpp>
-#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
 #include <sams/guided/guided_scheduler.hpp>
 #include <sams/scheduler/baselines.hpp>
 #include <sams/scheduler/sams_scheduler.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 
 namespace sams_test {
 
@@ -95,8 +95,8 @@ bool same_bits(const std::vector<V>& a, const V* b, std::size_t n) {
 }
 
 /// Empty when `local` is exactly pairs [lo, lo + n) of `global`; otherwise what differs.
-inline std::string compare_slice(const sams::decision<T>& local, const sams::decision<T>& global, std::size_t lo,
-                                 std::size_t n) {
+inline std::string compare_slice(const sams::decision<T>& local, const sams::decision<T>& global,
+                                 std::size_t lo, std::size_t n) {
     std::vector<std::size_t> expected;
     for (const std::size_t i : global.selected)
         if (i >= lo && i < lo + n) expected.push_back(i - lo);
@@ -105,7 +105,8 @@ inline std::string compare_slice(const sams::decision<T>& local, const sams::dec
     if (!same_bits(local.weight, global.weight.data() + lo, n)) return "weight";
     if (!same_bits(local.loss, global.loss.data() + lo, n)) return "loss";
     if (!same_bits(local.d_policy_chosen, global.d_policy_chosen.data() + lo, n)) return "d_policy_chosen";
-    if (!same_bits(local.d_policy_rejected, global.d_policy_rejected.data() + lo, n)) return "d_policy_rejected";
+    if (!same_bits(local.d_policy_rejected, global.d_policy_rejected.data() + lo, n))
+        return "d_policy_rejected";
     if (global.score.empty() ? !local.score.empty() : !same_bits(local.score, global.score.data() + lo, n))
         return "score";
     if (local.metrics.step != global.metrics.step ||
@@ -119,11 +120,16 @@ inline std::string compare_slice(const sams::decision<T>& local, const sams::dec
 enum class kind { sams, full, uniform, loss, margin };
 inline const char* name(kind k) {
     switch (k) {
-        case kind::sams: return "sams_scheduler";
-        case kind::full: return "full_batch";
-        case kind::uniform: return "uniform_selector";
-        case kind::loss: return "loss_selector";
-        default: return "margin_selector";
+        case kind::sams:
+            return "sams_scheduler";
+        case kind::full:
+            return "full_batch";
+        case kind::uniform:
+            return "uniform_selector";
+        case kind::loss:
+            return "loss_selector";
+        default:
+            return "margin_selector";
     }
 }
 
@@ -132,11 +138,21 @@ template <class F>
 void with_scheduler(kind k, std::size_t D, F&& f) {
     const sams::scheduler_config c = small_config();
     switch (k) {
-        case kind::sams: f(sams_cpu(c, D, 42)); break;
-        case kind::full: f(sams::full_batch<T>(c.loss, c.select)); break;
-        case kind::uniform: f(sams::uniform_selector<T>(c.loss, c.select, 42)); break;
-        case kind::loss: f(sams::loss_selector<T>(c.loss, c.select)); break;
-        case kind::margin: f(sams::margin_selector<T>(c.loss, c.select)); break;
+        case kind::sams:
+            f(sams_cpu(c, D, 42));
+            break;
+        case kind::full:
+            f(sams::full_batch<T>(c.loss, c.select));
+            break;
+        case kind::uniform:
+            f(sams::uniform_selector<T>(c.loss, c.select, 42));
+            break;
+        case kind::loss:
+            f(sams::loss_selector<T>(c.loss, c.select));
+            break;
+        case kind::margin:
+            f(sams::margin_selector<T>(c.loss, c.select));
+            break;
     }
 }
 

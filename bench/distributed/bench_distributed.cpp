@@ -102,7 +102,10 @@ struct batch_data {
         for (std::size_t i = 0; i < n * D; ++i) ctx.push_back(static_cast<T>(g.normal()));
     }
     sams::pair_batch<T> view() const {
-        return {.policy_chosen = a_w, .policy_rejected = a_l, .reference_chosen = r_w, .reference_rejected = r_l,
+        return {.policy_chosen = a_w,
+                .policy_rejected = a_l,
+                .reference_chosen = r_w,
+                .reference_rejected = r_l,
                 .contexts = {ctx.data(), n, D}};
     }
 };
@@ -110,7 +113,8 @@ struct batch_data {
 /// One distributed step; range(2) = 0 replicated, 1 root_broadcast.
 void BM_distributed_step(benchmark::State& state) {
     const auto G = static_cast<std::size_t>(state.range(0)), D = static_cast<std::size_t>(state.range(1));
-    const auto mode = state.range(2) == 0 ? sams::distributed_mode::replicated : sams::distributed_mode::root_broadcast;
+    const auto mode =
+        state.range(2) == 0 ? sams::distributed_mode::replicated : sams::distributed_mode::root_broadcast;
     const auto R = static_cast<std::size_t>(world_size());
     sams::distributed_scheduler<T, sched_t, sams::mpi_communicator> ds(
         sams::mpi_communicator(), sched_t(bench_config(static_cast<std::size_t>(state.range(3))), D, 1),

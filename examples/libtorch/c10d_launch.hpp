@@ -38,7 +38,8 @@ struct rank_info {
 /// Returns the exit status in the launching process; nothing in a rank (or with nproc ≤ 1
 /// and no launcher variables: a single process of rank 0).
 inline std::optional<int> launch(char** argv, int nproc) {
-    if (std::getenv("SAMS_RANK") != nullptr || std::getenv("RANK") != nullptr || nproc <= 1) return std::nullopt;
+    if (std::getenv("SAMS_RANK") != nullptr || std::getenv("RANK") != nullptr || nproc <= 1)
+        return std::nullopt;
     char dir_template[] = "/tmp/sams_gloo_XXXXXX";
     const char* dir = mkdtemp(dir_template);
     if (dir == nullptr) {
@@ -91,8 +92,8 @@ inline rank_info this_rank() {
 
 /// Joins this rank's gloo group over loopback (SAMS_STORE: a file store) or over
 /// MASTER_ADDR:MASTER_PORT (a TCP store, rank 0 serving). `timeout` bounds every collective.
-inline c10::intrusive_ptr<c10d::ProcessGroup> gloo_group(const rank_info& info,
-                                                          std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
+inline c10::intrusive_ptr<c10d::ProcessGroup> gloo_group(
+    const rank_info& info, std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
     c10::intrusive_ptr<c10d::Store> store;
     std::string host = "127.0.0.1";
     if (const char* path = std::getenv("SAMS_STORE")) {

@@ -45,11 +45,16 @@ options parse(int argc, char** argv) {
             }
             return static_cast<std::size_t>(std::strtoull(argv[++i], nullptr, 10));
         };
-        if (flag == "--nproc") o.nproc = static_cast<int>(value());
-        else if (flag == "--steps") o.run.dpo_steps = value();
-        else if (flag == "--batch") o.run.batch = value();
-        else if (flag == "--seed") o.seed = value();
-        else if (flag == "--root-broadcast") o.mode = sams::distributed_mode::root_broadcast;
+        if (flag == "--nproc")
+            o.nproc = static_cast<int>(value());
+        else if (flag == "--steps")
+            o.run.dpo_steps = value();
+        else if (flag == "--batch")
+            o.run.batch = value();
+        else if (flag == "--seed")
+            o.seed = value();
+        else if (flag == "--root-broadcast")
+            o.mode = sams::distributed_mode::root_broadcast;
         else if (flag == "--quick") {
             o.run.sft_steps = 40;
             o.run.dpo_steps = 12;
@@ -62,9 +67,10 @@ options parse(int argc, char** argv) {
             o.run.scheduler_net.hidden = 32;
             o.run.replay_batches = 2;
         } else {
-            std::fprintf(stderr,
-                         "usage: example_libtorch_dpo_data_parallel [--nproc N] [--quick] [--steps N] [--batch B] "
-                         "[--seed S] [--root-broadcast]\n");
+            std::fprintf(
+                stderr,
+                "usage: example_libtorch_dpo_data_parallel [--nproc N] [--quick] [--steps N] [--batch B] "
+                "[--seed S] [--root-broadcast]\n");
             std::exit(flag == "--help" ? 0 : 2);
         }
     }
@@ -121,9 +127,11 @@ int main(int argc, char** argv) {
             {.mode = o.mode, .global_batch = cfg.batch});
         const std::size_t local = cfg.batch / static_cast<std::size_t>(info.world);
         if (root)
-            std::printf("%d ranks (gloo), global batch %zu (%zu per rank), %s, SFT loss %.3f\n", info.world, cfg.batch,
-                        local, o.mode == sams::distributed_mode::replicated ? "replicated scheduler" : "root_broadcast",
-                        sft_loss);
+            std::printf(
+                "%d ranks (gloo), global batch %zu (%zu per rank), %s, SFT loss %.3f\n", info.world,
+                cfg.batch, local,
+                o.mode == sams::distributed_mode::replicated ? "replicated scheduler" : "root_broadcast",
+                sft_loss);
 
         sams::rng order_rng(o.seed, /*stream=*/7);  // the same global order on every rank
         std::vector<std::size_t> order(train.size());
@@ -135,7 +143,8 @@ int main(int argc, char** argv) {
             const auto t0 = std::chrono::steady_clock::now();
             if (cursor + cfg.batch > order.size()) {
                 for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-                for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[order_rng.below(i)]);
+                for (std::size_t i = order.size(); i > 1; --i)
+                    std::swap(order[i - 1], order[order_rng.below(i)]);
                 cursor = 0;
             }
             // This rank's slice of the global batch.
@@ -166,7 +175,8 @@ int main(int argc, char** argv) {
             const sams::libtorch::host_batch hb(t, contexts.view());
             const auto s0 = std::chrono::steady_clock::now();
             sched.step(hb.view(), d);  // this rank's part of the one global decision
-            sched_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count();
+            sched_ms +=
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count();
 
             // Σ_local w ℓ; summed over ranks it is the global Σ w ℓ, so the gradients add up.
             const torch::Tensor loss = sams::libtorch::weighted_loss(cfg.loss, d, t);
@@ -182,11 +192,12 @@ int main(int argc, char** argv) {
                 at += g.numel();
             }
             optimizer.step();
-            step_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            step_ms +=
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
             (void)b;
             if (root && (step % 10 == 0 || step + 1 == cfg.dpo_steps))
-                std::printf("step %3zu  batch loss %.4f  reward accuracy %.3f  selected here %zu of %zu\n", step,
-                            d.metrics.batch_loss, d.metrics.reward_accuracy, d.selected.size(), local);
+                std::printf("step %3zu  batch loss %.4f  reward accuracy %.3f  selected here %zu of %zu\n",
+                            step, d.metrics.batch_loss, d.metrics.reward_accuracy, d.selected.size(), local);
         }
 
         // The replicas must have stayed identical: compare with rank 0's parameters.
@@ -194,7 +205,8 @@ int main(int argc, char** argv) {
         const torch::Tensor mine = flat(policy->parameters()).clone();
         std::vector<torch::Tensor> theirs{mine.clone()};
         group->broadcast(theirs)->wait();
-        std::vector<torch::Tensor> differ{torch::tensor({mine.equal(theirs[0]) ? 0.0 : 1.0}, torch::kFloat64)};
+        std::vector<torch::Tensor> differ{
+            torch::tensor({mine.equal(theirs[0]) ? 0.0 : 1.0}, torch::kFloat64)};
         group->allreduce(differ)->wait();
         const bool identical = differ[0].item<double>() == 0.0;
 
@@ -210,11 +222,12 @@ int main(int argc, char** argv) {
             const torch::Tensor margin =
                 (pa.narrow(0, 0, n) - pr.narrow(0, 0, n)) - (pa.narrow(0, n, n) - pr.narrow(0, n, n));
             hits = static_cast<std::size_t>(margin.gt(0).sum().item<std::int64_t>());
-            std::printf("held-out reward accuracy %.3f; per step %.1f ms, of which distributed scheduler %.2f ms; "
-                        "parameters identical on all ranks: %s\n",
-                        static_cast<double>(hits) / static_cast<double>(test.size()),
-                        step_ms / static_cast<double>(cfg.dpo_steps), sched_ms / static_cast<double>(cfg.dpo_steps),
-                        identical ? "yes" : "no");
+            std::printf(
+                "held-out reward accuracy %.3f; per step %.1f ms, of which distributed scheduler %.2f ms; "
+                "parameters identical on all ranks: %s\n",
+                static_cast<double>(hits) / static_cast<double>(test.size()),
+                step_ms / static_cast<double>(cfg.dpo_steps), sched_ms / static_cast<double>(cfg.dpo_steps),
+                identical ? "yes" : "no");
         }
         return identical ? 0 : 1;
     } catch (const std::exception& e) {

@@ -28,7 +28,8 @@ class c10d_communicator {
 public:
     /// @param group   the trainer's process group (gloo, NCCL, MPI, ...)
     /// @param device  where the group's collectives take their tensors: CPU for gloo
-    explicit c10d_communicator(c10::intrusive_ptr<c10d::ProcessGroup> group, torch::Device device = torch::kCPU)
+    explicit c10d_communicator(c10::intrusive_ptr<c10d::ProcessGroup> group,
+                               torch::Device device = torch::kCPU)
         : group_(std::move(group)), device_(device) {
         sams::detail::require(group_.defined(), "c10d_communicator", "the process group is null");
     }
@@ -39,23 +40,26 @@ public:
 
     /// c10d's allgather wants equal sizes: every rank sends max(counts) bytes, and the
     /// padding is dropped on receipt.
-    void all_gather(std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts) {
+    void all_gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                    std::span<const std::size_t> counts) {
         constexpr const char* where = "c10d_communicator::all_gather";
         sams::detail::check_gather_args(send.size(), recv.size(), counts, rank(), size(), true, where);
         const std::size_t most = *std::max_element(counts.begin(), counts.end());
         if (most == 0) return;  // every rank knows the counts, so every rank skips
         std::vector<at::Tensor> in{padded(send, most)};
         std::vector<std::vector<at::Tensor>> out(1);
-        for (int r = 0; r < size(); ++r) out[0].push_back(torch::empty({static_cast<std::int64_t>(most)}, bytes()));
+        for (int r = 0; r < size(); ++r)
+            out[0].push_back(torch::empty({static_cast<std::int64_t>(most)}, bytes()));
         run(where, [&] { return group_->allgather(out, in); });
         unpad(out[0], recv, counts);
     }
 
-    void gather(std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts,
-                int root) {
+    void gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                std::span<const std::size_t> counts, int root) {
         constexpr const char* where = "c10d_communicator::gather";
         sams::detail::check_root(root, size(), where);
-        sams::detail::check_gather_args(send.size(), recv.size(), counts, rank(), size(), rank() == root, where);
+        sams::detail::check_gather_args(send.size(), recv.size(), counts, rank(), size(), rank() == root,
+                                        where);
         const std::size_t most = *std::max_element(counts.begin(), counts.end());
         if (most == 0) return;
         std::vector<at::Tensor> in{padded(send, most)};
@@ -83,17 +87,21 @@ public:
     void all_reduce(std::span<double> values, reduce_op op) {
         constexpr const char* where = "c10d_communicator::all_reduce";
         if (values.empty()) return;
-        at::Tensor host = torch::from_blob(values.data(), {static_cast<std::int64_t>(values.size())}, torch::kFloat64);
+        at::Tensor host =
+            torch::from_blob(values.data(), {static_cast<std::int64_t>(values.size())}, torch::kFloat64);
         std::vector<at::Tensor> t{device_.is_cpu() ? host : host.to(device_)};
         c10d::AllreduceOptions o;
-        o.reduceOp = op == reduce_op::sum ? c10d::ReduceOp::SUM : op == reduce_op::min ? c10d::ReduceOp::MIN
-                                                                                      : c10d::ReduceOp::MAX;
+        o.reduceOp = op == reduce_op::sum   ? c10d::ReduceOp::SUM
+                     : op == reduce_op::min ? c10d::ReduceOp::MIN
+                                            : c10d::ReduceOp::MAX;
         run(where, [&] { return group_->allreduce(t, o); });
         if (!device_.is_cpu()) host.copy_(t[0].cpu());
     }
 
 private:
-    [[nodiscard]] torch::TensorOptions bytes() const { return torch::TensorOptions(torch::kUInt8).device(device_); }
+    [[nodiscard]] torch::TensorOptions bytes() const {
+        return torch::TensorOptions(torch::kUInt8).device(device_);
+    }
 
     at::Tensor padded(std::span<const std::byte> send, std::size_t n) const {
         at::Tensor t = torch::zeros({static_cast<std::int64_t>(n)}, torch::kUInt8);

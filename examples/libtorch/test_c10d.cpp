@@ -63,7 +63,8 @@ std::string run_against_reference(kind k, std::size_t G, std::size_t first, sams
     const std::size_t lo = r == 0 ? 0 : first, n = r == 0 ? first : G - first;
     std::string diff;
     with_scheduler(k, D, [&](auto s) {
-        sams::distributed_scheduler<T, decltype(s), c10d_communicator> ds(comm(), std::move(s), {.mode = mode});
+        sams::distributed_scheduler<T, decltype(s), c10d_communicator> ds(comm(), std::move(s),
+                                                                          {.mode = mode});
         sams::decision<T> d;
         for (std::uint64_t t = 0; t < steps; ++t) {
             ds.step(make_batch(G, D, K, t).slice(lo, n), d);
@@ -113,8 +114,8 @@ TEST_CASE("gloo: a bad batch on rank 1 makes both ranks throw the same error, th
     for (const auto mode : {sams::distributed_mode::replicated, sams::distributed_mode::root_broadcast}) {
         const auto ref = reference_run(kind::sams, 10, 6);
         const int r = the_group->getRank();
-        sams::distributed_scheduler<T, sams_cpu, c10d_communicator> ds(comm(), sams_cpu(small_config(), D, 42),
-                                                                       {.mode = mode});
+        sams::distributed_scheduler<T, sams_cpu, c10d_communicator> ds(
+            comm(), sams_cpu(small_config(), D, 42), {.mode = mode});
         std::uint64_t next = 0;
         std::string caught, diff;
         for (int attempt = 0; attempt < 7; ++attempt) {
@@ -143,19 +144,21 @@ TEST_CASE("gloo: a checkpoint written by one rank resumes both ranks bit for bit
     const auto ref = reference_run(kind::sams, 10, before + after);
     for (const auto mode : {sams::distributed_mode::replicated, sams::distributed_mode::root_broadcast}) {
         {
-            sams::distributed_scheduler<T, sams_cpu, c10d_communicator> ds(comm(), sams_cpu(small_config(), D, 42),
-                                                                           {.mode = mode});
-            for (std::uint64_t t = 0; t < before; ++t) (void)ds.step(make_batch(10, D, K, t).slice(5u * unsigned(r), 5));
+            sams::distributed_scheduler<T, sams_cpu, c10d_communicator> ds(
+                comm(), sams_cpu(small_config(), D, 42), {.mode = mode});
+            for (std::uint64_t t = 0; t < before; ++t)
+                (void)ds.step(make_batch(10, D, K, t).slice(5u * unsigned(r), 5));
             ds.save(path);
         }
-        sams::distributed_scheduler<T, sams_cpu, c10d_communicator> resumed(comm(), sams_cpu(small_config(), D, 5),
-                                                                            {.mode = mode});
+        sams::distributed_scheduler<T, sams_cpu, c10d_communicator> resumed(
+            comm(), sams_cpu(small_config(), D, 5), {.mode = mode});
         resumed.restore(path);
         CHECK(resumed.steps() == before);
         std::string diff;
         for (std::uint64_t t = before; t < before + after; ++t) {
-            const std::string e = compare_slice(resumed.step(make_batch(10, D, K, t).slice(5u * unsigned(r), 5)),
-                                                ref[t], 5u * unsigned(r), 5);
+            const std::string e =
+                compare_slice(resumed.step(make_batch(10, D, K, t).slice(5u * unsigned(r), 5)), ref[t],
+                              5u * unsigned(r), 5);
             if (!e.empty() && diff.empty()) diff = e + " at step " + std::to_string(t);
         }
         CHECK(diff == "");

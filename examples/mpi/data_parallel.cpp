@@ -30,9 +30,12 @@ options parse(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string flag = argv[i];
         const auto value = static_cast<std::size_t>(std::strtoull(argv[i + 1], nullptr, 10));
-        if (flag == "--steps") o.steps = value;
-        else if (flag == "--batch") o.batch = value;
-        else if (flag == "--dim") o.dim = value;
+        if (flag == "--steps")
+            o.steps = value;
+        else if (flag == "--batch")
+            o.batch = value;
+        else if (flag == "--dim")
+            o.dim = value;
     }
     return o;
 }
@@ -56,8 +59,10 @@ int main(int argc, char** argv) {
         cfg.opt.learning_rate = 1e-3;
         // Same configuration and seed on every rank; the global batch must split evenly
         // (refused here, on every rank, if it does not).
-        sams::distributed_scheduler<float, sams::sams_scheduler<sams::eigen_backend<float>>, sams::mpi_communicator>
-            sched(std::move(comm), sams::sams_scheduler<sams::eigen_backend<float>>(cfg, D, 42), {.global_batch = B});
+        sams::distributed_scheduler<float, sams::sams_scheduler<sams::eigen_backend<float>>,
+                                    sams::mpi_communicator>
+            sched(std::move(comm), sams::sams_scheduler<sams::eigen_backend<float>>(cfg, D, 42),
+                  {.global_batch = B});
         const std::size_t local = B / static_cast<std::size_t>(ranks);
 
         // The true preference direction; every rank draws its own pairs from its own stream.
@@ -77,8 +82,9 @@ int main(int argc, char** argv) {
                     s_w += truth[j] * f_w[i * D + j];
                     s_l += truth[j] * f_l[i * D + j];
                 }
-                if (s_w < s_l) std::swap_ranges(f_w.begin() + long(i * D), f_w.begin() + long((i + 1) * D),
-                                                f_l.begin() + long(i * D));  // the preferred one is "chosen"
+                if (s_w < s_l)
+                    std::swap_ranges(f_w.begin() + long(i * D), f_w.begin() + long((i + 1) * D),
+                                     f_l.begin() + long(i * D));  // the preferred one is "chosen"
                 double p_w = 0, p_l = 0;
                 for (std::size_t j = 0; j < D; ++j) {
                     p_w += theta[j] * f_w[i * D + j];
@@ -88,8 +94,10 @@ int main(int argc, char** argv) {
                 a_w[i] = static_cast<float>(p_w);
                 a_l[i] = static_cast<float>(p_l);
             }
-            sams::pair_batch<float> batch{.policy_chosen = a_w, .policy_rejected = a_l,
-                                          .reference_chosen = zeros, .reference_rejected = zeros,
+            sams::pair_batch<float> batch{.policy_chosen = a_w,
+                                          .policy_rejected = a_l,
+                                          .reference_chosen = zeros,
+                                          .reference_rejected = zeros,
                                           .contexts = {ctx.data(), local, D}};
             sched.step(batch, d);  // this rank's part of the one global decision
 
@@ -97,13 +105,15 @@ int main(int argc, char** argv) {
             std::fill(grad.begin(), grad.end(), 0.0);
             for (const std::size_t i : d.selected)
                 for (std::size_t j = 0; j < D; ++j)
-                    grad[j] += d.d_policy_chosen[i] * f_w[i * D + j] + d.d_policy_rejected[i] * f_l[i * D + j];
-            MPI_Allreduce(MPI_IN_PLACE, grad.data(), static_cast<int>(D), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+                    grad[j] +=
+                        d.d_policy_chosen[i] * f_w[i * D + j] + d.d_policy_rejected[i] * f_l[i * D + j];
+            MPI_Allreduce(MPI_IN_PLACE, grad.data(), static_cast<int>(D), MPI_DOUBLE, MPI_SUM,
+                          MPI_COMM_WORLD);
             for (std::size_t j = 0; j < D; ++j) theta[j] -= 0.5 * grad[j];
 
             if (rank == 0 && (step % 20 == 0 || step + 1 == o.steps))
-                std::printf("step %4zu  loss %.4f  reward accuracy %.3f  selected on rank 0: %zu of %zu\n", step,
-                            d.metrics.batch_loss, d.metrics.reward_accuracy, d.selected.size(), local);
+                std::printf("step %4zu  loss %.4f  reward accuracy %.3f  selected on rank 0: %zu of %zu\n",
+                            step, d.metrics.batch_loss, d.metrics.reward_accuracy, d.selected.size(), local);
         }
         // Replicated parameters must agree bit for bit.
         std::vector<double> theta0 = theta;
@@ -117,8 +127,10 @@ int main(int argc, char** argv) {
             nh += theta[j] * theta[j];
         }
         if (rank == 0)
-            std::printf("%d ranks, global batch %zu: cos(theta, truth) = %.3f, parameters identical on all ranks: %s\n",
-                        ranks, B, cos / std::sqrt(nt * nh + 1e-300), same ? "yes" : "no");
+            std::printf(
+                "%d ranks, global batch %zu: cos(theta, truth) = %.3f, parameters identical on all ranks: "
+                "%s\n",
+                ranks, B, cos / std::sqrt(nt * nh + 1e-300), same ? "yes" : "no");
         status = same ? 0 : 1;
     } catch (const sams::error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());

@@ -61,8 +61,8 @@ std::string run_against_reference(kind k, std::size_t G, std::size_t first, sams
     const std::size_t lo = r == 0 ? 0 : first, n = r == 0 ? first : G - first;
     std::string diff;
     with_scheduler(k, D, [&](auto s) {
-        sams::distributed_scheduler<T, decltype(s), sams::mpi_communicator> ds(sams::mpi_communicator(), std::move(s),
-                                                                                {.mode = mode});
+        sams::distributed_scheduler<T, decltype(s), sams::mpi_communicator> ds(sams::mpi_communicator(),
+                                                                               std::move(s), {.mode = mode});
         sams::decision<T> d;
         for (std::uint64_t t = 0; t < steps; ++t) {
             ds.step(make_batch(G, D, K, t).slice(lo, n), d);
@@ -121,14 +121,16 @@ TEST_CASE("mpi: a bad batch on rank 1 makes both ranks throw the same error, the
             auto g = make_batch(10, D, K, next);
             if (attempt == 3 && r == 1) g.a_l[7] = std::numeric_limits<T>::quiet_NaN();
             try {
-                const std::string e = compare_slice(ds.step(g.slice(5u * unsigned(r), 5)), ref[next], 5u * unsigned(r), 5);
+                const std::string e =
+                    compare_slice(ds.step(g.slice(5u * unsigned(r), 5)), ref[next], 5u * unsigned(r), 5);
                 if (!e.empty()) diff = e;
                 ++next;
             } catch (const sams::invalid_argument& e) {
                 caught = e.what();
             }
         }
-        CHECK(caught.find("rank 1: local batch: batch.policy_rejected contains NaN or Inf") != std::string::npos);
+        CHECK(caught.find("rank 1: local batch: batch.policy_rejected contains NaN or Inf") !=
+              std::string::npos);
         CHECK(same_on_all_ranks(caught));
         CHECK(diff == "");
         CHECK(next == 6);
@@ -159,7 +161,8 @@ TEST_CASE("mpi: a checkpoint written by one rank resumes both ranks bit for bit"
         {
             sams::distributed_scheduler<T, sams_cpu, sams::mpi_communicator> ds(
                 sams::mpi_communicator(), sams_cpu(small_config(), D, 42), {.mode = mode});
-            for (std::uint64_t t = 0; t < before; ++t) (void)ds.step(make_batch(10, D, K, t).slice(5u * unsigned(r), 5));
+            for (std::uint64_t t = 0; t < before; ++t)
+                (void)ds.step(make_batch(10, D, K, t).slice(5u * unsigned(r), 5));
             ds.save(path);
         }
         sams::distributed_scheduler<T, sams_cpu, sams::mpi_communicator> resumed(
@@ -169,7 +172,8 @@ TEST_CASE("mpi: a checkpoint written by one rank resumes both ranks bit for bit"
         std::string diff;
         for (std::uint64_t t = before; t < before + after; ++t) {
             const std::string e =
-                compare_slice(resumed.step(make_batch(10, D, K, t).slice(5u * unsigned(r), 5)), ref[t], 5u * unsigned(r), 5);
+                compare_slice(resumed.step(make_batch(10, D, K, t).slice(5u * unsigned(r), 5)), ref[t],
+                              5u * unsigned(r), 5);
             if (!e.empty() && diff.empty()) diff = e + " at step " + std::to_string(t);
         }
         CHECK(diff == "");
@@ -195,7 +199,8 @@ TEST_CASE("mpi: guided_scheduler, trusted set and batches gathered, bit-identica
         std::string diff;
         for (std::uint64_t t = 0; t < steps; ++t) {
             if (ds.needs_trusted_refresh()) ds.set_trusted(trusted_batch(trusted, K, t).slice(3 * r, 3));
-            const std::string e = compare_slice(ds.step(guided_batch(G, D, K, t).slice(5 * r, 5)), ref[t], 5 * r, 5);
+            const std::string e =
+                compare_slice(ds.step(guided_batch(G, D, K, t).slice(5 * r, 5)), ref[t], 5 * r, 5);
             if (!e.empty() && diff.empty()) diff = e + " at step " + std::to_string(t);
         }
         CHECK(diff == "");

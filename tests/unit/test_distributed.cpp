@@ -53,7 +53,8 @@ std::vector<std::size_t> offsets_of(const std::vector<std::size_t>& counts) {
 constexpr std::size_t D = 6, K = 3;
 
 /// The single-process reference: `steps` decisions of one scheduler over the global batches.
-std::vector<sams::decision<T>> reference_run(kind k, std::size_t G, std::uint64_t steps, std::uint64_t first = 0) {
+std::vector<sams::decision<T>> reference_run(kind k, std::size_t G, std::uint64_t steps,
+                                             std::uint64_t first = 0) {
     std::vector<sams::decision<T>> out;
     with_scheduler(k, D, [&](auto s) {
         for (std::uint64_t t = 0; t < first + steps; ++t) {
@@ -74,14 +75,16 @@ void check_against_reference(kind k, const std::vector<std::size_t>& counts, sam
     const auto errors = on_ranks(R, [&](int r, sams::thread_group::endpoint comm) {
         with_scheduler(k, D, [&](auto s) {
             sams::distributed_scheduler<T, decltype(s), sams::thread_group::endpoint> ds(comm, std::move(s),
-                                                                                          {.mode = mode});
+                                                                                         {.mode = mode});
             sams::decision<T> d;
             for (std::uint64_t t = 0; t < steps && mismatch[static_cast<std::size_t>(r)].empty(); ++t) {
                 const auto batch = make_batch(G, D, K, t);
-                ds.step(batch.slice(off[static_cast<std::size_t>(r)], counts[static_cast<std::size_t>(r)]), d);
+                ds.step(batch.slice(off[static_cast<std::size_t>(r)], counts[static_cast<std::size_t>(r)]),
+                        d);
                 const std::string diff = compare_slice(d, ref[t], off[static_cast<std::size_t>(r)],
                                                        counts[static_cast<std::size_t>(r)]);
-                if (!diff.empty()) mismatch[static_cast<std::size_t>(r)] = diff + " at step " + std::to_string(t);
+                if (!diff.empty())
+                    mismatch[static_cast<std::size_t>(r)] = diff + " at step " + std::to_string(t);
                 if (ds.global_size() != G || ds.offset() != off[static_cast<std::size_t>(r)])
                     mismatch[static_cast<std::size_t>(r)] = "offsets";
             }
@@ -135,7 +138,8 @@ TEST_CASE("distributed_scheduler, 2 ranks, replicated: bit-identical to one sche
 }
 
 TEST_CASE("distributed_scheduler, 2 ranks, root_broadcast: bit-identical to one scheduler over 60 steps") {
-    for (const kind k : all_kinds) check_against_reference(k, {5, 5}, sams::distributed_mode::root_broadcast, 60);
+    for (const kind k : all_kinds)
+        check_against_reference(k, {5, 5}, sams::distributed_mode::root_broadcast, 60);
 }
 
 TEST_CASE("distributed_scheduler, 3 ranks of uneven size, both modes") {
@@ -150,7 +154,8 @@ TEST_CASE("distributed_scheduler over the single-process communicator is the sch
     const auto ref = reference_run(kind::margin, 8, 5);
     sams::distributed_scheduler<T, sams::margin_selector<T>, sams::single_process_communicator> ds(
         {}, sams::margin_selector<T>(small_config().loss, small_config().select));
-    for (std::uint64_t t = 0; t < 5; ++t) CHECK(compare_slice(ds.step(make_batch(8, D, K, t).whole()), ref[t], 0, 8) == "");
+    for (std::uint64_t t = 0; t < 5; ++t)
+        CHECK(compare_slice(ds.step(make_batch(8, D, K, t).whole()), ref[t], 0, 8) == "");
 }
 
 TEST_CASE("distributed_scheduler: a bad batch on one rank makes every rank throw the same error") {
@@ -165,7 +170,9 @@ TEST_CASE("distributed_scheduler: a bad batch on one rank makes every rank throw
             {"rank 1: local batch: batch.policy_chosen contains NaN or Inf",
              [](global_batch& g, sams::pair_batch<T>&) { g.a_w[6] = std::numeric_limits<T>::quiet_NaN(); }},
             {"rank 1: local batch: batch.contexts contains NaN or Inf",
-             [](global_batch& g, sams::pair_batch<T>&) { g.ctx[5 * D + 2] = std::numeric_limits<T>::infinity(); }},
+             [](global_batch& g, sams::pair_batch<T>&) {
+                 g.ctx[5 * D + 2] = std::numeric_limits<T>::infinity();
+             }},
             {"rank 1: local batch: batch.rejected_length has length 4, expected the batch size 5",
              [](global_batch&, sams::pair_batch<T>& b) { b.rejected_length = b.rejected_length.first(4); }},
             {"rank 1 has 5 context and 3 sketch columns, rank 0 has 6 and 3",
@@ -286,7 +293,8 @@ TEST_CASE("distributed_scheduler: a checkpoint written once resumes every rank b
         auto errors = on_ranks(2, [&](int r, sams::thread_group::endpoint comm) {
             sams::distributed_scheduler<T, sams_cpu, sams::thread_group::endpoint> ds(
                 comm, sams_cpu(small_config(), D, 42), {.mode = mode, .root = 1});
-            for (std::uint64_t t = 0; t < before; ++t) (void)ds.step(make_batch(10, D, K, t).slice(5u * unsigned(r), 5));
+            for (std::uint64_t t = 0; t < before; ++t)
+                (void)ds.step(make_batch(10, D, K, t).slice(5u * unsigned(r), 5));
             ds.save(path);
         });
         CHECK(errors[0] == "");
@@ -315,8 +323,8 @@ TEST_CASE("distributed_scheduler: a checkpoint written once resumes every rank b
     // A checkpoint the root cannot read: every rank throws the same checkpoint_error.
     std::vector<std::string> caught(2);
     on_ranks(2, [&](int r, sams::thread_group::endpoint comm) {
-        sams::distributed_scheduler<T, sams_cpu, sams::thread_group::endpoint> ds(comm,
-                                                                                  sams_cpu(small_config(), D, 42));
+        sams::distributed_scheduler<T, sams_cpu, sams::thread_group::endpoint> ds(
+            comm, sams_cpu(small_config(), D, 42));
         try {
             ds.restore(dir / "missing.bin");
         } catch (const sams::checkpoint_error& e) {
@@ -328,7 +336,8 @@ TEST_CASE("distributed_scheduler: a checkpoint written once resumes every rank b
     CHECK(caught[0].find("distributed_scheduler::restore: rank 0") != std::string::npos);
 }
 
-TEST_CASE("distributed_scheduler over guided_scheduler: trusted set and batches gathered, 2 ranks bit-identical") {
+TEST_CASE(
+    "distributed_scheduler over guided_scheduler: trusted set and batches gathered, 2 ranks bit-identical") {
     constexpr std::size_t G = 10, trusted = 6;
     constexpr std::uint64_t steps = 50;
     // The reference: one guided scheduler, the whole trusted set at every refresh.
@@ -347,8 +356,10 @@ TEST_CASE("distributed_scheduler over guided_scheduler: trusted set and batches 
             for (std::uint64_t t = 0; t < steps; ++t) {
                 // The wrapper's answer is the same on every rank (the root's under root_broadcast).
                 if (ds.needs_trusted_refresh()) ds.set_trusted(trusted_batch(trusted, K, t).slice(3 * ur, 3));
-                const std::string diff = compare_slice(ds.step(guided_batch(G, D, K, t).slice(5 * ur, 5)), ref[t], 5 * ur, 5);
-                if (!diff.empty() && mismatch[ur].empty()) mismatch[ur] = diff + " at step " + std::to_string(t);
+                const std::string diff =
+                    compare_slice(ds.step(guided_batch(G, D, K, t).slice(5 * ur, 5)), ref[t], 5 * ur, 5);
+                if (!diff.empty() && mismatch[ur].empty())
+                    mismatch[ur] = diff + " at step " + std::to_string(t);
             }
         });
         CHECK(errors[0] == "");
@@ -381,8 +392,10 @@ TEST_CASE("distributed_scheduler over guided_scheduler: a direction summed from 
         const auto ur = static_cast<std::size_t>(r);
         for (std::uint64_t t = 0; t < 20; ++t) {
             if (ds.needs_trusted_refresh())
-                ds.set_trusted_direction(r == 0 ? part0 : part1, r == 0 ? std::optional<double>(0.25) : std::nullopt);
-            const std::string diff = compare_slice(ds.step(guided_batch(G, D, K, t).slice(4 * ur, 4)), ref[t], 4 * ur, 4);
+                ds.set_trusted_direction(r == 0 ? part0 : part1,
+                                         r == 0 ? std::optional<double>(0.25) : std::nullopt);
+            const std::string diff =
+                compare_slice(ds.step(guided_batch(G, D, K, t).slice(4 * ur, 4)), ref[t], 4 * ur, 4);
             if (!diff.empty() && mismatch[ur].empty()) mismatch[ur] = diff;
         }
         const auto d = ds.scheduler().trusted_direction();
@@ -391,8 +404,7 @@ TEST_CASE("distributed_scheduler over guided_scheduler: a direction summed from 
         try {
             ds.set_trusted_direction(std::span<const T>(part0).first(r == 0 ? K : K - 1));
             mismatch[ur] = "no error for parts of different sizes";
-        } catch (const sams::invalid_argument&) {
-        }
+        } catch (const sams::invalid_argument&) {}
     });
     CHECK(errors[0] == "");
     CHECK(errors[1] == "");

@@ -31,23 +31,23 @@ enum class reduce_op { sum, min, max };
 ///
 /// Adapters throw sams::error (or a subclass) when their transport fails.
 template <class C>
-concept communicator =
-    requires(C& c, std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts,
-             std::span<double> values, int root) {
-        { c.rank() } -> std::convertible_to<int>;
-        { c.size() } -> std::convertible_to<int>;
-        c.all_gather(send, recv, counts);
-        c.gather(send, recv, counts, root);
-        c.broadcast(recv, root);
-        c.all_reduce(values, reduce_op::sum);
-    };
+concept communicator = requires(C& c, std::span<const std::byte> send, std::span<std::byte> recv,
+                                std::span<const std::size_t> counts, std::span<double> values, int root) {
+    { c.rank() } -> std::convertible_to<int>;
+    { c.size() } -> std::convertible_to<int>;
+    c.all_gather(send, recv, counts);
+    c.gather(send, recv, counts, root);
+    c.broadcast(recv, root);
+    c.all_reduce(values, reduce_op::sum);
+};
 
 namespace detail {
 
 /// The argument checks every adapter shares: counts has one entry per rank, send matches
 /// this rank's count and recv their sum (where it is used).
-inline void check_gather_args(std::size_t send_size, std::size_t recv_size, std::span<const std::size_t> counts,
-                              int rank, int size, bool receives, const char* where) {
+inline void check_gather_args(std::size_t send_size, std::size_t recv_size,
+                              std::span<const std::size_t> counts, int rank, int size, bool receives,
+                              const char* where) {
     require(counts.size() == static_cast<std::size_t>(size), where, [&] {
         return "counts has " + std::to_string(counts.size()) + " entries, expected one per rank (" +
                std::to_string(size) + ")";
@@ -80,16 +80,20 @@ public:
     [[nodiscard]] int rank() const noexcept { return 0; }
     [[nodiscard]] int size() const noexcept { return 1; }
 
-    void all_gather(std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts) {
-        detail::check_gather_args(send.size(), recv.size(), counts, 0, 1, true, "single_process_communicator::all_gather");
+    void all_gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                    std::span<const std::size_t> counts) {
+        detail::check_gather_args(send.size(), recv.size(), counts, 0, 1, true,
+                                  "single_process_communicator::all_gather");
         if (!send.empty()) std::memcpy(recv.data(), send.data(), send.size());
     }
-    void gather(std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts,
-                int root) {
+    void gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                std::span<const std::size_t> counts, int root) {
         detail::check_root(root, 1, "single_process_communicator::gather");
         all_gather(send, recv, counts);
     }
-    void broadcast(std::span<std::byte>, int root) { detail::check_root(root, 1, "single_process_communicator::broadcast"); }
+    void broadcast(std::span<std::byte>, int root) {
+        detail::check_root(root, 1, "single_process_communicator::broadcast");
+    }
     void all_reduce(std::span<double>, reduce_op) {}
 };
 

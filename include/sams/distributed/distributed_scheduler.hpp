@@ -71,16 +71,18 @@ public:
             return "the communicator reports rank " + std::to_string(rank_) + " of " + std::to_string(size_);
         });
         // Agree on the options first: every check below is then the same on every rank.
-        const std::array<std::uint64_t, 4> mine{static_cast<std::uint64_t>(options_.mode),
-                                                static_cast<std::uint64_t>(static_cast<std::int64_t>(options_.root)),
-                                                options_.global_batch, sizeof(T)};
+        const std::array<std::uint64_t, 4> mine{
+            static_cast<std::uint64_t>(options_.mode),
+            static_cast<std::uint64_t>(static_cast<std::int64_t>(options_.root)), options_.global_batch,
+            sizeof(T)};
         std::vector<std::array<std::uint64_t, 4>> all(static_cast<std::size_t>(size_));
         const std::vector<std::size_t> counts(static_cast<std::size_t>(size_), sizeof(mine));
         comm_.all_gather(std::as_bytes(std::span(mine)), std::as_writable_bytes(std::span(all)), counts);
         for (int r = 0; r < size_; ++r)
             detail::require(all[static_cast<std::size_t>(r)] == all[0], where, [&] {
                 return "rank " + std::to_string(r) +
-                       " was constructed with different options (mode, root, global_batch or scalar type) than "
+                       " was constructed with different options (mode, root, global_batch or scalar type) "
+                       "than "
                        "rank 0";
             });
         detail::require(options_.root >= 0 && options_.root < size_, where, [&] {
@@ -129,8 +131,10 @@ public:
     /// pairs, with their sketches; the scheduler sets its direction from all of them, on every
     /// rank, exactly as one scheduler would from the concatenated trusted set. Collective;
     /// errors as in step().
-    void set_trusted(const pair_batch<T>& local_trusted)
-        requires requires(Scheduler& s, const pair_batch<T>& b) { s.set_trusted(b); }
+    void set_trusted(const pair_batch<T>& local_trusted) requires
+        requires(Scheduler& s, const pair_batch<T>& b) {
+        s.set_trusted(b);
+    }
     {
         const std::vector<std::size_t> kept = offsets_;  // offset() keeps describing the last step
         try {
@@ -146,8 +150,9 @@ public:
     /// Whether the guided scheduler wants a new trusted direction before the next step, the
     /// same answer on every rank: under root_broadcast only the root's scheduler steps, so
     /// its answer is broadcast (collective there; local under replicated).
-    [[nodiscard]] bool needs_trusted_refresh()
-        requires requires(const Scheduler& s) { { s.needs_trusted_refresh() } -> std::convertible_to<bool>; }
+    [[nodiscard]] bool needs_trusted_refresh() requires requires(const Scheduler& s) {
+        { s.needs_trusted_refresh() } -> std::convertible_to<bool>;
+    }
     {
         std::uint8_t answer = scheduler_.needs_trusted_refresh() ? 1 : 0;
         if (options_.mode == distributed_mode::root_broadcast)
@@ -160,8 +165,11 @@ public:
     /// the sum set on every rank (S is linear, so the sum is the sketch of the whole
     /// gradient). `clean_agreement` is taken from the root. Collective; a part of the wrong
     /// size on any rank makes every rank throw the same sams::invalid_argument.
-    void set_trusted_direction(std::span<const T> local_part, std::optional<double> clean_agreement = std::nullopt)
-        requires requires(Scheduler& s, std::span<const T> g) { s.set_trusted_direction(g, clean_agreement); }
+    void set_trusted_direction(std::span<const T> local_part,
+                               std::optional<double> clean_agreement = std::nullopt) requires
+        requires(Scheduler& s, std::span<const T> g) {
+        s.set_trusted_direction(g, clean_agreement);
+    }
     {
         constexpr const char* where = "distributed_scheduler::set_trusted_direction";
         const auto n = static_cast<double>(local_part.size());
@@ -174,8 +182,9 @@ public:
         comm_.broadcast(std::as_writable_bytes(std::span(agreement)), options_.root);
         direction_.resize(sum_.size());
         for (std::size_t i = 0; i < sum_.size(); ++i) direction_[i] = static_cast<T>(sum_[i]);
-        scheduler_.set_trusted_direction(std::span<const T>(direction_),
-                                         agreement[0] != 0.0 ? std::optional<double>(agreement[1]) : std::nullopt);
+        scheduler_.set_trusted_direction(
+            std::span<const T>(direction_),
+            agreement[0] != 0.0 ? std::optional<double>(agreement[1]) : std::nullopt);
     }
 
     /// The decision over the whole global batch of the last step (on every rank).
@@ -197,8 +206,7 @@ public:
 
     /// Collective. The root writes the checkpoint (Scheduler::save); a failure there makes
     /// every rank throw the same sams::checkpoint_error.
-    void save(const std::filesystem::path& path) const
-        requires requires(const Scheduler& s) { s.save(path); }
+    void save(const std::filesystem::path& path) const requires requires(const Scheduler& s) { s.save(path); }
     {
         std::string message;
         if (rank_ == options_.root) {
@@ -215,8 +223,9 @@ public:
     /// rebuilds its scheduler from them (no shared file system needed). The checkpoint must
     /// match the scheduler's configuration (where the scheduler has one); on any failure every
     /// rank throws the same sams::checkpoint_error and keeps its state.
-    void restore(const std::filesystem::path& path)
-        requires requires(std::span<const std::uint8_t> b) { Scheduler::deserialize(b); }
+    void restore(const std::filesystem::path& path) requires requires(std::span<const std::uint8_t> b) {
+        Scheduler::deserialize(b);
+    }
     {
         constexpr const char* where = "distributed_scheduler::restore";
         std::vector<std::uint8_t> bytes;
@@ -248,18 +257,19 @@ public:
                                        std::to_string(loaded.context_dim()) + ", this scheduler " +
                                        std::to_string(scheduler_.context_dim()));
         scheduler_ = std::move(loaded);
-        if constexpr (requires { scheduler_.steps(); }) steps_ = static_cast<std::uint64_t>(scheduler_.steps());
+        if constexpr (requires { scheduler_.steps(); })
+            steps_ = static_cast<std::uint64_t>(scheduler_.steps());
     }
 
     /// Collective: whether every rank's scheduler state serialises to the same bytes (the
     /// replicas of the replicated mode have not diverged). A debugging aid: it serialises.
-    [[nodiscard]] bool replicas_identical()
-        requires requires(const Scheduler& s) { s.serialize(); }
+    [[nodiscard]] bool replicas_identical() requires requires(const Scheduler& s) { s.serialize(); }
     {
         const auto bytes = scheduler_.serialize();
         const std::uint64_t h = detail::fnv1a64(std::span<const std::uint8_t>(bytes));
         // Two exact halves: a double holds any 32-bit integer.
-        std::array<double, 4> v{double(h >> 32), double(h & 0xffffffffu), -double(h >> 32), -double(h & 0xffffffffu)};
+        std::array<double, 4> v{double(h >> 32), double(h & 0xffffffffu), -double(h >> 32),
+                                -double(h & 0xffffffffu)};
         comm_.all_reduce(std::span(v), reduce_op::max);
         return v[0] == -v[2] && v[1] == -v[3];
     }
@@ -311,7 +321,8 @@ private:
         for (std::size_t r = 0; r < counts_.size(); ++r) counts_[r] = headers_[r].pairs * row_bytes_;
         recv_.resize(!to_root || rank_ == options_.root ? total : 0);
         if (to_root)
-            comm_.gather(std::span<const std::byte>(send_), std::span<std::byte>(recv_), counts_, options_.root);
+            comm_.gather(std::span<const std::byte>(send_), std::span<std::byte>(recv_), counts_,
+                         options_.root);
         else
             comm_.all_gather(std::span<const std::byte>(send_), std::span<std::byte>(recv_), counts_);
         payload_bytes_ += send_.size() + recv_.size();
@@ -338,7 +349,7 @@ private:
             detail::check_span(b.rejected_length, n, true, where, "batch.rejected_length");
         }
         detail::require(b.ids.empty() || b.ids.size() == n, where,
-                          "batch.ids must be empty or have one entry per pair");
+                        "batch.ids must be empty or have one entry per pair");
         check_matrix(b.contexts, n, where, "batch.contexts");
         check_matrix(b.sketches, n, where, "batch.sketches");
         h.pairs = n;
@@ -348,13 +359,15 @@ private:
                    (b.ids.empty() ? 0 : has_ids) | (h.context_cols ? has_contexts : 0) |
                    (h.sketch_cols ? has_sketches : 0);
     }
-    static void check_matrix(const matrix_view<const T>& m, std::size_t n, const char* where, const char* name) {
+    static void check_matrix(const matrix_view<const T>& m, std::size_t n, const char* where,
+                             const char* name) {
         if (m.empty()) return;
         detail::require(m.data != nullptr && m.rows == n, where, [&] {
             return std::string(name) + " must have one row per pair (" + std::to_string(n) + "), got " +
                    std::to_string(m.rows) + (m.data == nullptr ? " with a null data pointer" : "");
         });
-        detail::require(m.stride() >= m.cols, where, [&] { return std::string(name) + ".row_stride must be >= cols"; });
+        detail::require(m.stride() >= m.cols, where,
+                        [&] { return std::string(name) + ".row_stride must be >= cols"; });
         detail::require(finite_rows(m), where, [&] { return std::string(name) + " contains NaN or Inf"; });
     }
 
@@ -370,28 +383,32 @@ private:
                                        (o.call == 0 ? "step" : "set_trusted") + " while rank 0 called " +
                                        (h0.call == 0 ? "step" : "set_trusted"));
             if (o.step != h0.step)
-                throw invalid_argument(std::string(where) + ": " + who + " is at step " + std::to_string(o.step) +
-                                       ", rank 0 at step " + std::to_string(h0.step) +
-                                       " (a rank skipped or repeated a step)");
+                throw invalid_argument(std::string(where) + ": " + who + " is at step " +
+                                       std::to_string(o.step) + ", rank 0 at step " +
+                                       std::to_string(h0.step) + " (a rank skipped or repeated a step)");
             if (o.fields != h0.fields)
-                throw invalid_argument(std::string(where) + ": " + who + " passes a different set of optional "
+                throw invalid_argument(std::string(where) + ": " + who +
+                                       " passes a different set of optional "
                                        "fields (reference, lengths, ids, contexts, sketches) than rank 0");
             if (o.context_cols != h0.context_cols || o.sketch_cols != h0.sketch_cols)
-                throw invalid_argument(std::string(where) + ": " + who + " has " + std::to_string(o.context_cols) +
-                                       " context and " + std::to_string(o.sketch_cols) +
-                                       " sketch columns, rank 0 has " + std::to_string(h0.context_cols) + " and " +
-                                       std::to_string(h0.sketch_cols));
-            if (enforce_split && options_.global_batch != 0 && o.pairs * headers_.size() != options_.global_batch)
+                throw invalid_argument(
+                    std::string(where) + ": " + who + " has " + std::to_string(o.context_cols) +
+                    " context and " + std::to_string(o.sketch_cols) + " sketch columns, rank 0 has " +
+                    std::to_string(h0.context_cols) + " and " + std::to_string(h0.sketch_cols));
+            if (enforce_split && options_.global_batch != 0 &&
+                o.pairs * headers_.size() != options_.global_batch)
                 throw invalid_argument(std::string(where) + ": " + who + " holds " + std::to_string(o.pairs) +
-                                       " pairs; options.global_batch " + std::to_string(options_.global_batch) +
-                                       " over " + std::to_string(headers_.size()) + " ranks needs " +
+                                       " pairs; options.global_batch " +
+                                       std::to_string(options_.global_batch) + " over " +
+                                       std::to_string(headers_.size()) + " ranks needs " +
                                        std::to_string(options_.global_batch / headers_.size()) + " on each");
             offsets_[r + 1] = offsets_[r] + static_cast<std::size_t>(o.pairs);
         }
         fields_ = h0.fields;
         dim_ = static_cast<std::size_t>(h0.context_cols);
         sketch_dim_ = static_cast<std::size_t>(h0.sketch_cols);
-        scalars_ = 2 + ((fields_ & has_reference) ? 2 : 0) + ((fields_ & has_lengths) ? 2 : 0) + dim_ + sketch_dim_;
+        scalars_ =
+            2 + ((fields_ & has_reference) ? 2 : 0) + ((fields_ & has_lengths) ? 2 : 0) + dim_ + sketch_dim_;
         row_bytes_ = scalars_ * sizeof(T) + ((fields_ & has_ids) ? sizeof(std::int64_t) : 0);
         payload_bytes_ = headers_.size() * sizeof(header);
     }

@@ -48,7 +48,8 @@ public:
     [[nodiscard]] int size() const noexcept { return size_; }
     [[nodiscard]] MPI_Comm native() const noexcept { return comm_; }
 
-    void all_gather(std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts) {
+    void all_gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                    std::span<const std::size_t> counts) {
         constexpr const char* where = "mpi_communicator::all_gather";
         detail::check_gather_args(send.size(), recv.size(), counts, rank_, size_, true, where);
         layout(counts, where);
@@ -56,8 +57,8 @@ public:
                              counts_.data(), displs_.data(), MPI_BYTE, comm_),
               "MPI_Allgatherv");
     }
-    void gather(std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts,
-                int root) {
+    void gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                std::span<const std::size_t> counts, int root) {
         constexpr const char* where = "mpi_communicator::gather";
         detail::check_root(root, size_, where);
         detail::check_gather_args(send.size(), recv.size(), counts, rank_, size_, rank_ == root, where);
@@ -68,13 +69,14 @@ public:
     }
     void broadcast(std::span<std::byte> buffer, int root) {
         detail::check_root(root, size_, "mpi_communicator::broadcast");
-        check(MPI_Bcast(buffer.data(), to_int(buffer.size(), "mpi_communicator::broadcast"), MPI_BYTE, root, comm_),
+        check(MPI_Bcast(buffer.data(), to_int(buffer.size(), "mpi_communicator::broadcast"), MPI_BYTE, root,
+                        comm_),
               "MPI_Bcast");
     }
     void all_reduce(std::span<double> values, reduce_op op) {
         const MPI_Op mop = op == reduce_op::sum ? MPI_SUM : op == reduce_op::min ? MPI_MIN : MPI_MAX;
-        check(MPI_Allreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "mpi_communicator::all_reduce"),
-                            MPI_DOUBLE, mop, comm_),
+        check(MPI_Allreduce(MPI_IN_PLACE, values.data(),
+                            to_int(values.size(), "mpi_communicator::all_reduce"), MPI_DOUBLE, mop, comm_),
               "MPI_Allreduce");
     }
 
@@ -101,7 +103,8 @@ private:
         char text[MPI_MAX_ERROR_STRING];
         int len = 0;
         MPI_Error_string(code, text, &len);
-        throw backend_error(std::string("mpi_communicator: ") + call + " failed: " + std::string(text, text + len));
+        throw backend_error(std::string("mpi_communicator: ") + call +
+                            " failed: " + std::string(text, text + len));
     }
     void release() noexcept {
         int finalized = 0;

@@ -42,11 +42,12 @@ public:
 
         void all_gather(std::span<const std::byte> send, std::span<std::byte> recv,
                         std::span<const std::size_t> counts) {
-            detail::check_gather_args(send.size(), recv.size(), counts, rank_, size(), true, "thread_group::all_gather");
+            detail::check_gather_args(send.size(), recv.size(), counts, rank_, size(), true,
+                                      "thread_group::all_gather");
             exchange(send, recv, counts, -1);
         }
-        void gather(std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts,
-                    int root) {
+        void gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                    std::span<const std::size_t> counts, int root) {
             detail::check_root(root, size(), "thread_group::gather");
             detail::check_gather_args(send.size(), recv.size(), counts, rank_, size(), rank_ == root,
                                       "thread_group::gather");
@@ -75,7 +76,8 @@ public:
                                 "ranks passed different numbers of values");
                 for (std::size_t i = 0; i < values.size(); ++i) {
                     double v;
-                    std::memcpy(&v, static_cast<const std::byte*>(s.data) + i * sizeof(double), sizeof(double));
+                    std::memcpy(&v, static_cast<const std::byte*>(s.data) + i * sizeof(double),
+                                sizeof(double));
                     if (r == 0)
                         result[i] = v;
                     else if (op == reduce_op::sum)
@@ -94,8 +96,8 @@ public:
         friend class thread_group;
         endpoint(thread_group& g, int r) : group_(&g), rank_(r) {}
 
-        void exchange(std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts,
-                      int root) {
+        void exchange(std::span<const std::byte> send, std::span<std::byte> recv,
+                      std::span<const std::size_t> counts, int root) {
             group_->slot(rank_) = {send.data(), send.size()};
             group_->wait(rank_);
             if (root < 0 || root == rank_) {
@@ -103,7 +105,8 @@ public:
                 for (int r = 0; r < size(); ++r) {
                     const auto& s = group_->slot(r);
                     const std::size_t n = counts[static_cast<std::size_t>(r)];
-                    detail::require(s.size == n, "thread_group::gather", "a rank's send size differs from counts");
+                    detail::require(s.size == n, "thread_group::gather",
+                                    "a rank's send size differs from counts");
                     if (n > 0) std::memcpy(recv.data() + at, s.data, n);
                     at += n;
                 }
@@ -151,6 +154,7 @@ private:
     std::size_t generation_ = 0;
 };
 
-static_assert(communicator<thread_group::endpoint>, "sams::thread_group::endpoint must model sams::communicator");
+static_assert(communicator<thread_group::endpoint>,
+              "sams::thread_group::endpoint must model sams::communicator");
 
 }  // namespace sams
