@@ -1,5 +1,5 @@
 // Guided selection: the CountSketch (documented hash, linearity, unbiased inner products),
-// the per-example agreement memory (weighted means, LRU eviction), the noise model
+// the per-example agreement memory (running means, LRU eviction), the noise model
 // (η̂ against the trusted set's clean agreement, its standard error), and guided_scheduler (cosines, drop
 // rules, weights and gradients, trusted direction from per-pair sketches, refusals that
 // change nothing, exact resume from a checkpoint, bounded memory).
@@ -145,47 +145,44 @@ TEST_CASE("count_sketch: linear, tensor by tensor, and unbiased for inner produc
     CHECK_THROWS_AS(s.apply(std::span<const double>(x), std::span<double>(wrong)), sams::invalid_argument);
 }
 
-TEST_CASE("agreement_memory: weighted means per id, least recently visited evicted") {
+TEST_CASE("agreement_memory: running means per id, least recently visited evicted") {
     sams::agreement_memory m(2);
-    CHECK(m.record(10, 0.5, 1.0, 0) == doctest::Approx(0.5));
-    CHECK(m.record(20, -0.2, 1.0, 0) == doctest::Approx(-0.2));
-    CHECK(m.record(10, 0.1, 3.0, 1) == doctest::Approx((0.5 + 3 * 0.1) / 4));
-    // A visit of weight 0 counts as a visit but moves nothing; an id with no weight yet is 0.
-    CHECK(m.record(20, 5.0, 0.0, 1) == doctest::Approx(-0.2));
-    // 10 is now the least recently visited: a third id evicts it.
-    CHECK(m.record(30, 0.9, 0.0, 2) == 0.0);
+    CHECK(m.record(10, 0.5, 0) == doctest::Approx(0.5));
+    CHECK(m.record(20, -0.2, 0) == doctest::Approx(-0.2));
+    CHECK(m.record(10, 0.1, 1) == doctest::Approx(0.3));  // (0.5 + 0.1) / 2
+    // 20 is now the least recently visited: a third id evicts it.
+    CHECK(m.record(30, 0.9, 2) == doctest::Approx(0.9));
     CHECK(m.size() == 2);
     CHECK(m.evictions() == 1);
-    CHECK_FALSE(m.contains(10));
-    CHECK(m.mean(20).value() == doctest::Approx(-0.2));
-    // A returning id starts afresh.
-    CHECK(m.record(10, 0.4, 2.0, 3) == doctest::Approx(0.4));
     CHECK_FALSE(m.contains(20));
+    CHECK(m.mean(10).value() == doctest::Approx(0.3));
+    // A returning id starts afresh.
+    CHECK(m.record(20, 0.4, 3) == doctest::Approx(0.4));
+    CHECK_FALSE(m.contains(10));
     // entries() is most recent first and assign() restores the same memory.
     const auto entries = m.entries();
     REQUIRE(entries.size() == 2);
-    CHECK(entries[0].id == 10);
+    CHECK(entries[0].id == 20);
     CHECK(entries[0].visits == 1);
     CHECK(entries[1].id == 30);
     sams::agreement_memory copy(2);
     copy.assign(entries);
     CHECK(copy.entries() == entries);
     // The restored LRU order decides the next eviction: 30 goes first.
-    copy.record(40, 0.0, 1.0, 4);
+    copy.record(40, 0.0, 4);
     CHECK_FALSE(copy.contains(30));
 }
 
 TEST_CASE("agreement_memory: assign refuses bad entries and keeps its contents") {
     sams::agreement_memory m(3);
-    m.record(1, 0.2, 1.0, 0);
+    m.record(1, 0.2, 0);
     const auto before = m.entries();
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    const std::vector<sams::agreement_entry> dup{{5, 0.1, 1, 1, 0}, {5, 0.2, 1, 1, 0}};
-    const std::vector<sams::agreement_entry> zero_visits{{5, 0.1, 1, 0, 0}};
-    const std::vector<sams::agreement_entry> negative_weight{{5, 0.1, -1, 1, 0}};
-    const std::vector<sams::agreement_entry> not_finite{{5, nan, 1, 1, 0}};
-    const std::vector<sams::agreement_entry> too_many{{1, 0, 1, 1, 0}, {2, 0, 1, 1, 0}, {3, 0, 1, 1, 0}, {4, 0, 1, 1, 0}};
-    for (const auto* bad : {&dup, &zero_visits, &negative_weight, &not_finite, &too_many}) {
+    const std::vector<sams::agreement_entry> dup{{5, 0.1, 1, 0}, {5, 0.2, 1, 0}};
+    const std::vector<sams::agreement_entry> zero_visits{{5, 0.1, 0, 0}};
+    const std::vector<sams::agreement_entry> out_of_range{{5, 3.0, 1, 0}};
+    const std::vector<sams::agreement_entry> nan{{5, std::numeric_limits<double>::quiet_NaN(), 1, 0}};
+    const std::vector<sams::agreement_entry> too_many{{1, 0, 1, 0}, {2, 0, 1, 0}, {3, 0, 1, 0}, {4, 0, 1, 0}};
+    for (const auto* bad : {&dup, &zero_visits, &out_of_range, &nan, &too_many}) {
         CHECK_THROWS_AS(m.assign(*bad), sams::invalid_argument);
         CHECK(m.entries() == before);
     }
@@ -238,25 +235,6 @@ TEST_CASE("guided_scheduler: agreement is the cosine with the trusted direction,
     CHECK(d.score[0] == doctest::Approx((1.0 / std::sqrt(2.0) - 1.0) / 2.0));
     CHECK(d.score[1] == doctest::Approx(0.0));
     CHECK(s.memory().size() == 2);
-}
-
-TEST_CASE("guided_scheduler: calibrated, a visit counts in units of the clean agreement, weighted by its square") {
-    sams::guided_scheduler<double> s(config(2, sams::guided_drop::none));
-    const std::vector<double> a_w{-1}, a_l{-2}, zeros{0};
-    const std::vector<std::int64_t> ids{3};
-    std::vector<double> sk{1, 1};
-    const sams::pair_batch<double> batch{.policy_chosen = a_w, .policy_rejected = a_l, .reference_chosen = zeros,
-                                         .reference_rejected = zeros, .ids = ids, .sketches = {sk.data(), 1, 2, 0}};
-    s.set_trusted_direction(std::vector<double>{1.0, 0.0}, 0.1);
-    (void)s.step(batch);  // c = 1/√2 at μ = 0.1
-    s.set_trusted_direction(std::vector<double>{0.0, -1.0}, 0.5);
-    const auto d = s.step(batch);  // c = −1/√2 at μ = 0.5
-    const double c = 1.0 / std::sqrt(2.0);
-    CHECK(d.score[0] == doctest::Approx((0.1 * c - 0.5 * c) / (0.01 + 0.25)));
-    // A refresh with no clean agreement (≤ 0) adds a visit of weight 0.
-    s.set_trusted_direction(std::vector<double>{1.0, 0.0}, -0.2);
-    CHECK(s.step(batch).score[0] == doctest::Approx(d.score[0]));
-    CHECK(s.memory().entries()[0].visits == 3);
 }
 
 TEST_CASE("guided_scheduler: fixed_fraction drops the lowest remembered agreement, weights 1/K, gradients w·∂ℓ") {
@@ -494,8 +472,8 @@ TEST_CASE("guided_scheduler: a checkpoint resumes bit for bit, and bad checkpoin
                         sams::checkpoint_error);
     CHECK_THROWS_AS((void)sams::guided_scheduler<double>::deserialize(bytes), sams::checkpoint_error);
 
-    // Well-framed payloads that lie: more remembered ids than the capacity, a memory sum that
-    // is not finite, a stored config with an unknown drop rule.
+    // Well-framed payloads that lie: more remembered ids than the capacity, a memory mean out
+    // of range, a stored config with an unknown drop rule.
     const auto forge = [&](std::size_t entries, double sum, std::int32_t drop) {
         sams::detail::byte_writer w;
         w.put_tag("guided");
@@ -524,16 +502,15 @@ TEST_CASE("guided_scheduler: a checkpoint resumes bit for bit, and bad checkpoin
         w.put(sams::noise_estimator::state_type{3.0, 0.6, 1.2, 0.6, 0.2});
         w.put<std::uint64_t>(0);
         std::vector<sams::agreement_entry> e(entries);
-        for (std::size_t i = 0; i < entries; ++i) e[i] = {static_cast<std::int64_t>(i), sum, 1.0, 1, 0};
+        for (std::size_t i = 0; i < entries; ++i) e[i] = {static_cast<std::int64_t>(i), sum, 1, 0};
         w.put_array(std::span<const sams::agreement_entry>(e));
         return sams::detail::frame_checkpoint(w.bytes());
     };
     CHECK_NOTHROW((void)sams::guided_scheduler<float>::deserialize(forge(10, 0.1, 2)));
     CHECK_THROWS_WITH_AS((void)sams::guided_scheduler<float>::deserialize(forge(49, 0.1, 2)),
                          doctest::Contains("capacity"), sams::checkpoint_error);
-    CHECK_THROWS_WITH_AS((void)sams::guided_scheduler<float>::deserialize(
-                             forge(10, std::numeric_limits<double>::infinity(), 2)),
-                         doctest::Contains("finite"), sams::checkpoint_error);
+    CHECK_THROWS_WITH_AS((void)sams::guided_scheduler<float>::deserialize(forge(10, 1.5, 2)),
+                         doctest::Contains("[-1, 1]"), sams::checkpoint_error);
     CHECK_THROWS_WITH_AS((void)sams::guided_scheduler<float>::deserialize(forge(10, 0.1, 9)),
                          doctest::Contains("guided_config.drop"), sams::checkpoint_error);
 }

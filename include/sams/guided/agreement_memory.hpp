@@ -1,6 +1,6 @@
-// Per-example memory of gradient agreement: for every example id, a weighted mean over its
-// visits of the agreement between its gradient sketch and the trusted direction. Bounded by
-// a capacity; when full, the least recently visited id is forgotten.
+// Per-example memory of gradient agreement: for every example id, the running mean over its
+// visits of the cosine between its gradient sketch and the trusted direction. Bounded by a
+// capacity; when full, the least recently visited id is forgotten.
 #pragma once
 
 #include <algorithm>
@@ -21,12 +21,10 @@ namespace sams {
 /// One remembered example, as checkpoints store it.
 struct agreement_entry {
     std::int64_t id = 0;
-    double sum = 0.0;             ///< Σ w·x over the visits
-    double weight = 0.0;          ///< Σ w over the visits (≥ 0)
+    double sum = 0.0;             ///< Σ cosines over the visits
     std::uint64_t visits = 0;     ///< ≥ 1
     std::uint64_t last_step = 0;  ///< the scheduler step of the latest visit
-    /// The weighted mean Σ w·x / Σ w, or 0 (no evidence either way) while Σ w = 0.
-    [[nodiscard]] double mean() const noexcept { return weight > 0.0 ? sum / weight : 0.0; }
+    [[nodiscard]] double mean() const noexcept { return sum / static_cast<double>(visits); }
     friend bool operator==(const agreement_entry&, const agreement_entry&) = default;
 };
 
@@ -41,10 +39,10 @@ public:
     /// Ids forgotten so far because the memory was full.
     [[nodiscard]] std::uint64_t evictions() const noexcept { return evictions_; }
 
-    /// Adds one visit of `id` with agreement `x` and weight `w` ≥ 0 (both finite) at `step`
-    /// and returns the id's updated mean. A new id takes a free slot or, when the memory is
-    /// full, the slot of the least recently visited id.
-    double record(std::int64_t id, double x, double w, std::uint64_t step) {
+    /// Adds one visit of `id` with agreement `cosine` (finite, in [−1, 1]) at `step` and
+    /// returns the id's updated mean. A new id takes a free slot or, when the memory is full,
+    /// the slot of the least recently visited id.
+    double record(std::int64_t id, double cosine, std::uint64_t step) {
         auto it = index_.find(id);
         std::size_t slot;
         if (it != index_.end()) {
@@ -61,12 +59,11 @@ public:
                 index_.erase(slots_[slot].id);
                 ++evictions_;
             }
-            slots_[slot] = agreement_entry{id, 0.0, 0.0, 0, 0};
+            slots_[slot] = agreement_entry{id, 0.0, 0, 0};
             index_.emplace(id, slot);
         }
         agreement_entry& e = slots_[slot];
-        e.sum += w * x;
-        e.weight += w;
+        e.sum += cosine;
         e.visits += 1;
         e.last_step = step;
         push_front(slot);
@@ -90,7 +87,7 @@ public:
     }
 
     /// Replaces the contents with `entries` (most recent first), after checking all of them:
-    /// at most capacity() entries, distinct ids, visits ≥ 1, finite sums and weights ≥ 0.
+    /// at most capacity() entries, distinct ids, visits ≥ 1, finite means in [−1, 1].
     /// Throws sams::invalid_argument and leaves the memory unchanged otherwise.
     void assign(std::span<const agreement_entry> entries) {
         constexpr const char* where = "sams::agreement_memory::assign";
@@ -102,9 +99,9 @@ public:
         for (std::size_t i = entries.size(); i-- > 0;) {
             const agreement_entry& e = entries[i];
             detail::require(e.visits >= 1, where, "entries: every entry needs visits >= 1");
-            detail::require(std::isfinite(e.sum) && std::isfinite(e.weight) && e.weight >= 0.0 &&
-                                std::isfinite(e.mean()),
-                            where, "entries: every sum must be finite and every weight finite and >= 0");
+            const double m = e.mean();
+            detail::require(std::isfinite(m) && std::abs(m) <= 1.0 + 1e-9, where,
+                            "entries: every mean must be finite and in [-1, 1]");
             detail::require(!fresh.contains(e.id), where, [&] { return "entries: id " + std::to_string(e.id) + " repeats"; });
             const std::size_t slot = fresh.slots_.size();
             fresh.slots_.push_back(e);

@@ -136,7 +136,7 @@ public:
         for (std::size_t i = 0; i < b; ++i) {
             agreement_[i] = cosine(batch.sketches.row(i));
             sum_agreement += agreement_[i];
-            remembered_[i] = record(batch.ids[i], agreement_[i]);
+            remembered_[i] = memory_.record(batch.ids[i], agreement_[i], step_count_);
         }
         const double batch_agreement = sum_agreement / static_cast<double>(b);
         // A refresh whose trusted pairs do not agree with each other cannot calibrate.
@@ -281,17 +281,6 @@ private:
                         [&] { return "batch.ids holds id " + std::to_string(*dup) + " twice"; });
         check_sketches(batch.sketches, b, where, "batch.sketches");
         evaluate_loss(config_.loss, batch, stats_);
-    }
-
-    /// One visit into the memory. Calibrated, the agreement is measured in units of the clean
-    /// agreement μ (x = c/μ: +1 is as clean as the trusted set, −1 its flipped image) and
-    /// weighted by μ², its signal-to-noise at that visit, so visits made while the trusted pairs
-    /// barely agree with each other count little; the mean is Σ μc / Σ μ². Uncalibrated (a
-    /// bare direction), the plain running mean of the cosines.
-    double record(std::int64_t id, double c) {
-        if (!calibrated_) return memory_.record(id, c, 1.0, step_count_);
-        const double mu = std::max(clean_agreement_, 0.0);
-        return memory_.record(id, mu > 0.0 ? c / mu : 0.0, mu * mu, step_count_);
     }
 
     [[nodiscard]] double cosine(const T* s) const noexcept {
