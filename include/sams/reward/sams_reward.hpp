@@ -13,6 +13,7 @@
 #include <sams/reward/reward_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/views.hpp>
+#include <sams/loss/stable_math.hpp>
 #include <sams/reward/progress.hpp>
 #include <sams/reward/reward_function.hpp>
 
@@ -109,16 +110,16 @@ public:
         const detail::min_max_normalizer norm_chosen(b, chosen);
         const detail::min_max_normalizer norm_reward(config_.chosen_reward_term ? b : 0, reward);
 
-        const double batch_term = detail::stable_logistic(config_.a * smoothed + config_.b);
-        const double weight_term = 10.0 * detail::stable_logistic(smoothed);
+        const double batch_term = detail::sigmoid(config_.a * smoothed + config_.b);
+        const double weight_term = 10.0 * detail::sigmoid(smoothed);
         for (std::size_t j = 0; j < in.selected.size(); ++j) {
             const std::size_t i = in.selected[j];
             double s = 0.5 * norm_margin(margin(i)) + 0.5 * (1.0 - norm_chosen(chosen(i)));
             if (config_.chosen_reward_term) s += norm_reward(reward(i));
             double y = 0.0;
             if (config_.mode == reward_mode::add) {
-                double sample_term = detail::stable_logistic(s);
-                if (config_.reference_compat) sample_term = detail::stable_logistic(sample_term);
+                double sample_term = detail::sigmoid(s);
+                if (config_.reference_compat) sample_term = detail::sigmoid(sample_term);
                 y = config_.alpha * batch_term + (1.0 - config_.alpha) * sample_term;
             } else {
                 y = weight_term * s;

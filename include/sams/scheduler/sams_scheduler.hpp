@@ -3,6 +3,7 @@
 // trains both nets one step late on the reward the previous selection earned.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -16,6 +17,7 @@
 
 #include <sams/backend/concept.hpp>
 #include <sams/scheduler/scheduler_config.hpp>
+#include <sams/core/convert.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
@@ -112,6 +114,29 @@ public:
 
         pending_.keep(*backend_, batch, stats_, selected_, host_f1_, batch_x_, batch_phi_, p.progress);
         ++step_count_;
+    }
+
+    /// As step(batch), for a batch in another floating-point type in host memory (e.g. a
+    /// double host stepping a float scheduler): converted into buffers this scheduler reuses,
+    /// so steady-state steps still allocate nothing. Results equal stepping the batch after
+    /// static_cast<T> of every value.
+    template <std::floating_point U>
+        requires(!std::same_as<U, T>)
+    [[nodiscard]] decision<T> step(const pair_batch<U>& batch) {
+        decision<T> d;
+        step(batch, d);
+        return d;
+    }
+    template <std::floating_point U>
+        requires(!std::same_as<U, T>)
+    void step(const pair_batch<U>& batch, decision<T>& out) {
+        step(converter_.convert(batch), out);
+    }
+
+    /// K, the number of pairs a step selects from a batch of `batch_size` (≥ 1):
+    /// clamp(round(select.ratio · batch_size), 1, batch_size).
+    [[nodiscard]] std::size_t selection_count(std::size_t batch_size) const {
+        return selection_size(config_.select.ratio, batch_size);
     }
 
     [[nodiscard]] const scheduler_config& config() const noexcept { return config_; }
@@ -333,6 +358,7 @@ private:
     std::uint64_t update_count_ = 0;
 
     // ---- scratch buffers, reused across steps (not state) --------------------------------
+    batch_converter<T> converter_;
     pair_stats<T> stats_;
     std::vector<T> targets_, host_scores_, host_f1_;
     std::vector<std::size_t> selected_, replay_slots_;
