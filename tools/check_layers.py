@@ -14,8 +14,8 @@ ALLOWED = {
     "core": set(),
     "loss": {"core"},
     "backend": {"core"},
-    "context": {"core"},
-    "reward": {"core"},
+    "context": {"core", "backend"},  # mean_pool projects with backend/eigen/gemm.hpp
+    "reward": {"core", "loss"},
     "nn": {"core", "backend"},
     "scheduler": {"core", "loss", "backend", "nn", "reward"},
     "adapters": {"core", "backend", "context"},

@@ -64,4 +64,5 @@
 #include <sams/backend/concept.hpp>
 #include <sams/backend/types.hpp>
 #include <sams/backend/eigen/eigen_backend.hpp>
+#include <sams/backend/eigen/gemm.hpp>
 #include <sams/backend/eigen/tensor.hpp>

@@ -3,13 +3,13 @@
 // nothing, and every selector models batch_scheduler.
 #include <doctest/doctest.h>
 
-#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/views.hpp>
 #include <sams/loss/loss_config.hpp>
 #include <sams/scheduler/baselines.hpp>
 #include <sams/scheduler/concept.hpp>
 #include <sams/scheduler/decision_fill.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -282,8 +282,8 @@ public:
         sams::evaluate_loss(sams::loss_config{}, batch, stats_);  // validates first
         selected_.clear();
         for (std::size_t i = 0; i < std::min(k_, batch.size()); ++i) selected_.push_back(i);
-        sams::detail::fill_decision(stats_, std::span<const std::size_t>(selected_),
-                                    sams::weight_scaling::per_selected, d);
+        sams::fill_decision(stats_, std::span<const std::size_t>(selected_),
+                            sams::weight_scaling::per_selected, d);
     }
 
 private:
@@ -320,7 +320,8 @@ TEST_CASE("batch_scheduler: models and non-models") {
     CHECK(s.step(hb.batch()).selected == std::vector<std::size_t>{0, 1});
 }
 
-TEST_CASE_TEMPLATE("baselines: built from a scheduler_config like sams_scheduler, K exposed", T, float, double) {
+TEST_CASE_TEMPLATE("baselines: built from a scheduler_config like sams_scheduler, K exposed", T, float,
+                   double) {
     const hand_batch<T> hb;
     sams::scheduler_config cfg;
     cfg.loss = dpo(0.5);

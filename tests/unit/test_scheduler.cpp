@@ -9,13 +9,13 @@
 #include <sams/scheduler/sams_scheduler.hpp>
 
 #include <algorithm>
-#include <cstdlib>
-#include <new>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <new>
 #include <numeric>
 #include <string>
 #include <typeinfo>
@@ -485,8 +485,11 @@ struct owned_batch_f {
         for (const double v : b.ctx) ctx.push_back(static_cast<float>(v));
     }
     sams::pair_batch<float> batch() const {
-        return {.policy_chosen = a_w, .policy_rejected = a_l, .reference_chosen = r_w,
-                .reference_rejected = r_l, .contexts = {ctx.data(), B, D}};
+        return {.policy_chosen = a_w,
+                .policy_rejected = a_l,
+                .reference_chosen = r_w,
+                .reference_rejected = r_l,
+                .contexts = {ctx.data(), B, D}};
     }
 };
 
@@ -548,7 +551,8 @@ TEST_CASE("sams_scheduler: a double batch steps a float scheduler exactly as its
     const auto before = from_double.serialize();
     auto bad = batches[0];
     bad.ctx[3] = 1e300;  // +Inf as float
-    CHECK_THROWS_WITH_AS(from_double.step(bad.batch(), a), doctest::Contains("NaN or Inf"), sams::invalid_argument);
+    CHECK_THROWS_WITH_AS(from_double.step(bad.batch(), a), doctest::Contains("NaN or Inf"),
+                         sams::invalid_argument);
     CHECK(from_double.serialize() == before);
 }
 
@@ -610,7 +614,8 @@ TEST_CASE("any_scheduler: a run-time choice steps exactly as the scheduler it ho
     CHECK(static_cast<bool>(moved));
     CHECK_FALSE(static_cast<bool>(s));  // NOLINT(bugprone-use-after-move): the documented state
     CHECK(s.target_type() == typeid(void));
-    CHECK_THROWS_WITH_AS((void)s.step(batches[0].batch()), doctest::Contains("empty"), sams::invalid_argument);
+    CHECK_THROWS_WITH_AS((void)s.step(batches[0].batch()), doctest::Contains("empty"),
+                         sams::invalid_argument);
 }
 
 TEST_CASE("any_scheduler<float>: double batches, and a baseline agreeing with its direct use") {

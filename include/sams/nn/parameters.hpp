@@ -12,10 +12,10 @@
 #include <vector>
 
 #include <sams/backend/concept.hpp>
-#include <sams/nn/network_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
+#include <sams/nn/network_config.hpp>
 
 namespace sams::detail {
 
@@ -170,10 +170,10 @@ void check_net_input(Backend& be, const backend_matrix_t<Backend>& x, std::size_
                      const backend_vector_t<Backend>* y, const char* where) {
     if (be.cols(x) != input_dim)
         detail::fail(where, "x has " + std::to_string(be.cols(x)) +
-                               " columns, expected the input dimension " + std::to_string(input_dim));
+                                " columns, expected the input dimension " + std::to_string(input_dim));
     if (y != nullptr && be.size(*y) != be.rows(x))
         detail::fail(where, "targets have size " + std::to_string(be.size(*y)) +
-                               ", expected rows(x) = " + std::to_string(be.rows(x)));
+                                ", expected rows(x) = " + std::to_string(be.rows(x)));
     if (!be.all_finite(x)) detail::fail(where, "x contains NaN or Inf");
     if (y != nullptr && !be.all_finite(*y)) detail::fail(where, "targets contain NaN or Inf");
 }

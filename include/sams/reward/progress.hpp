@@ -1,4 +1,4 @@
-// The batch progress metric of SPEC §5: the mean mis-ranking probability L = mean σ(-m_i),
+// The batch progress metric of docs/algorithm.md: the mean mis-ranking probability L = mean σ(-m_i),
 // which the lagged reward compares between consecutive batches.
 #pragma once
 
@@ -12,7 +12,7 @@
 
 namespace sams {
 /// L = (1/B) Σ_i σ(-m_i), the probability that the policy mis-ranks a pair of the batch,
-/// averaged over the batch (SPEC §5). Lies in [0, 1]; smaller is better. Accumulated in
+/// averaged over the batch (docs/algorithm.md). Lies in [0, 1]; smaller is better. Accumulated in
 /// double. Throws sams::invalid_argument for an empty span or a NaN/Inf margin.
 template <class T>
 [[nodiscard]] double progress_metric(std::span<const T> margin) {

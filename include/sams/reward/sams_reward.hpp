@@ -1,4 +1,4 @@
-// The default lagged reward of SamS (SPEC §5): a batch term from the relative change of
+// The default lagged reward of SamS (docs/algorithm.md): a batch term from the relative change of
 // the progress metric, optionally smoothed by its running mean, and a per-pair sample term
 // from min-max normalised margin and chosen log-prob.
 #pragma once
@@ -10,18 +10,18 @@
 #include <span>
 #include <string>
 
-#include <sams/reward/reward_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/views.hpp>
 #include <sams/loss/stable_math.hpp>
 #include <sams/reward/progress.hpp>
+#include <sams/reward/reward_config.hpp>
 #include <sams/reward/reward_function.hpp>
 
 namespace sams {
 namespace detail {
 
 /// Min-max normalisation to [0, 1] over a batch; a constant batch maps to 0.5 (the public
-/// code divides by zero there, SPEC §9.5).
+/// code divides by zero there, docs/algorithm.md).
 class min_max_normalizer {
 public:
     /// Scans value(0) … value(n-1).
@@ -49,7 +49,7 @@ private:
 
 }  // namespace detail
 
-/// SamS's reward (SPEC §5), configured by reward_config. For the rows of batch t-1:
+/// SamS's reward (docs/algorithm.md), configured by reward_config. For the rows of batch t-1:
 ///
 ///     Δ_t  = (L_{t-1} - L_t) / max(L_{t-1}, L_t, 1e-12)            (> 0: progress)
 ///     Δ'_t = λ A + (1-λ) Δ_t   with smoothing, else Δ_t

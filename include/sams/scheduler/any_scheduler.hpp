@@ -27,7 +27,8 @@ public:
     using value_type = T;
 
     template <class S>
-        requires(!std::same_as<std::remove_cvref_t<S>, any_scheduler> && batch_scheduler<std::remove_cvref_t<S>, T>)
+        requires(!std::same_as<std::remove_cvref_t<S>, any_scheduler> &&
+                 batch_scheduler<std::remove_cvref_t<S>, T>)
     any_scheduler(S&& scheduler)  // NOLINT: implicit, so any scheduler converts where one is expected
         : impl_(std::make_unique<model<std::remove_cvref_t<S>>>(std::forward<S>(scheduler))) {}
 

@@ -1,4 +1,4 @@
-// Baseline selectors under the batch_scheduler interface (SPEC §7), the controls a SamS
+// Baseline selectors under the batch_scheduler interface (docs/algorithm.md), the controls a SamS
 // run is compared against: all pairs (plain DPO), a uniform random K-subset, and the
 // largest/smallest-loss and largest/smallest-margin K.
 #pragma once
@@ -8,7 +8,6 @@
 #include <span>
 #include <vector>
 
-#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
@@ -17,6 +16,7 @@
 #include <sams/loss/pair_stats.hpp>
 #include <sams/scheduler/concept.hpp>
 #include <sams/scheduler/decision_fill.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/scheduler/selection.hpp>
 
 namespace sams {
@@ -109,7 +109,8 @@ public:
 template <class T>
 class uniform_selector : public detail::baseline_base<T> {
 public:
-    explicit uniform_selector(const loss_config& loss, const selection_config& select = {}, std::uint64_t seed = 0)
+    explicit uniform_selector(const loss_config& loss, const selection_config& select = {},
+                              std::uint64_t seed = 0)
         : detail::baseline_base<T>(loss, select), gen_(seed) {}
     explicit uniform_selector(const scheduler_config& config, std::uint64_t seed = 0)
         : uniform_selector(config.loss, config.select, seed) {}
@@ -168,13 +169,14 @@ public:
         return d;
     }
     void step(const pair_batch<T>& batch, decision<T>& out) {
-        this->run(batch, out, [this](const pair_stats<T>& stats, std::size_t k, std::vector<std::size_t>& selected) {
-            const std::span<const T> values = Key::values(stats);
-            if (which_ == extreme::largest)
-                select_top_k(values, k, selected);
-            else
-                select_bottom_k(values, k, selected);
-        });
+        this->run(batch, out,
+                  [this](const pair_stats<T>& stats, std::size_t k, std::vector<std::size_t>& selected) {
+                      const std::span<const T> values = Key::values(stats);
+                      if (which_ == extreme::largest)
+                          select_top_k(values, k, selected);
+                      else
+                          select_bottom_k(values, k, selected);
+                  });
     }
     [[nodiscard]] extreme which() const noexcept { return which_; }
 

@@ -1,5 +1,5 @@
 // Shared by every scheduler: turns per-pair loss results and a chosen subset into the
-// decision handed back to the host (SPEC §8): mask, weights, weighted gradients, metrics.
+// decision handed back to the host (docs/algorithm.md): mask, weights, weighted gradients, metrics.
 #pragma once
 
 #include <cstddef>
@@ -7,18 +7,19 @@
 #include <span>
 #include <string>
 
-#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
 #include <sams/loss/pair_stats.hpp>
 #include <sams/reward/progress.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 
 namespace sams::detail {
 
 /// Throws sams::invalid_argument unless `stats` holds B > 0 pairs in vectors of one length
 /// and `selected` is strictly ascending with indices < B.
 template <class T>
-void check_decision_inputs(const pair_stats<T>& stats, std::span<const std::size_t> selected, const char* where) {
+void check_decision_inputs(const pair_stats<T>& stats, std::span<const std::size_t> selected,
+                           const char* where) {
     const std::size_t b = stats.loss.size();
     require(b > 0, where, "stats must hold at least one pair");
     for (const auto* v : {&stats.d_policy_chosen, &stats.d_policy_rejected, &stats.chosen_reward,
@@ -102,7 +103,6 @@ void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> sele
     const double progress = progress_metric(std::span<const T>(stats.margin));
     detail::fill_checked_decision(stats, selected, scaling, progress, d);
 }
-
 
 namespace detail {
 using sams::fill_decision;  // the name the library's own schedulers use

@@ -1,4 +1,4 @@
-// sams_scheduler: the SamS contextual-bandit sample scheduler (SPEC §5–§8). One step
+// sams_scheduler: the SamS contextual-bandit sample scheduler (docs/algorithm.md). One step
 // scores a batch with the exploitation net f1 and exploration net f2, selects K pairs, and
 // trains both nets one step late on the reward the previous selection earned.
 #pragma once
@@ -9,14 +9,13 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <type_traits>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <sams/backend/concept.hpp>
-#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/convert.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
@@ -24,14 +23,15 @@
 #include <sams/core/views.hpp>
 #include <sams/loss/evaluate.hpp>
 #include <sams/loss/pair_stats.hpp>
-#include <sams/nn/explore_net.hpp>
 #include <sams/nn/exploit_net.hpp>
+#include <sams/nn/explore_net.hpp>
 #include <sams/reward/reward_function.hpp>
 #include <sams/reward/sams_reward.hpp>
 #include <sams/scheduler/decision_fill.hpp>
 #include <sams/scheduler/pending_selection.hpp>
 #include <sams/scheduler/replay_pool.hpp>
 #include <sams/scheduler/sams_checkpoint.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/scheduler/selection.hpp>
 
 namespace sams {
@@ -102,8 +102,8 @@ public:
 
         // fill_decision sets the loss, progress and reward metrics and leaves the rest of m.
         out.metrics = m;
-        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.select.weights, p.progress,
-                              out);
+        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.select.weights,
+                              p.progress, out);
         out.score.assign(host_scores_.begin(), host_scores_.end());
         step_metrics& om = out.metrics;
         om.score_spread = score_spread(std::span<const T>(host_scores_));
@@ -129,9 +129,7 @@ public:
     }
     template <std::floating_point U>
         requires(!std::same_as<U, T>)
-    void step(const pair_batch<U>& batch, decision<T>& out) {
-        step(converter_.convert(batch), out);
-    }
+    void step(const pair_batch<U>& batch, decision<T>& out) { step(converter_.convert(batch), out); }
 
     /// K, the number of pairs a step selects from a batch of `batch_size` (≥ 1):
     /// clamp(round(select.ratio · batch_size), 1, batch_size).
@@ -151,7 +149,9 @@ public:
     [[nodiscard]] const explore_net<Backend>& exploration_net() const noexcept { return *explore_; }
 
     /// The complete state as checkpoint bytes (see save(); the layout is in sams_checkpoint.hpp).
-    [[nodiscard]] std::vector<std::uint8_t> serialize() const { return detail::sams_checkpoint::serialize(*this); }
+    [[nodiscard]] std::vector<std::uint8_t> serialize() const {
+        return detail::sams_checkpoint::serialize(*this);
+    }
 
     /// Rebuilds a scheduler from serialize()'s bytes; throws sams::checkpoint_error on any
     /// inconsistency (never reads out of bounds).
@@ -239,15 +239,15 @@ private:
         });
         detail::require(c.stride() >= c.cols, where, "batch.contexts.row_stride must be >= cols");
         detail::require(batch.ids.empty() || batch.ids.size() == B, where,
-                          "batch.ids must be empty or have one entry per pair");
+                        "batch.ids must be empty or have one entry per pair");
         // Contexts may live where the backend computes (device memory for a GPU backend), so
         // they are checked there, in the scratch buffer that scoring reads next.
         backend_->upload(c, batch_x_);
         detail::require(backend_->all_finite(batch_x_), where, "batch.contexts contains NaN or Inf");
         if (config_.reward.length_normalized_chosen) {
             detail::require(batch.chosen_length.size() == B, where,
-                              "batch.chosen_length is required (reward_config.length_normalized_chosen) "
-                              "with one entry per pair");
+                            "batch.chosen_length is required (reward_config.length_normalized_chosen) "
+                            "with one entry per pair");
             for (const T n : batch.chosen_length)
                 detail::require(n > T(0), where, "batch.chosen_length must be > 0");
         }
