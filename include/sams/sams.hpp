@@ -62,6 +62,7 @@
 
 // backend/ (the concept), then backend/eigen/ (the default CPU backend)
 #include <sams/backend/concept.hpp>
+#include <sams/backend/preconditions.hpp>
 #include <sams/backend/types.hpp>
 #include <sams/backend/eigen/eigen_backend.hpp>
 #include <sams/backend/eigen/gemm.hpp>

@@ -81,15 +81,8 @@ public:
     double train(const matrix& phi, const vector& y2, std::size_t steps) {
         detail::check_net_input<Backend>(*be_, phi, input_dim_, &y2, "explore_net::train");
         if (steps == 0 || be_->rows(phi) == 0) return 0.0;
-        double loss = 0.0;
-        for (std::size_t s = 0; s < steps; ++s) {
-            forward(phi);
-            loss = be_->mse_loss(out_, y2, grad_out_);
-            if (loss < opt_.early_stop_mse) break;
-            backward(phi);
-            params_.adam_step(*be_, opt_);
-        }
-        return loss;
+        return detail::train_on_mse(
+            *be_, params_, opt_, steps, out_, y2, grad_out_, [&] { forward(phi); }, [&] { backward(phi); });
     }
 
     /// Forward and backward without a step; returns the MSE, gradients via visit_gradients().

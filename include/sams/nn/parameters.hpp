@@ -164,6 +164,25 @@ private:
     std::uint64_t step_ = 0;
 };
 
+/// The training loop of both nets: up to `steps` full-batch Adam steps on the MSE between
+/// the net's output `out` and `y`. Each step runs `forward()` (train mode, writes `out`);
+/// when that MSE is below opt.early_stop_mse training stops without stepping; otherwise
+/// `backward()` (reads `grad_out`) and one Adam step. Returns the last forward's MSE.
+template <backend Backend, class Out, class Grad, class Forward, class Backward>
+double train_on_mse(Backend& be, parameter_store<Backend>& params, const optimizer_config& opt,
+                    std::size_t steps, const Out& out, const backend_vector_t<Backend>& y, Grad& grad_out,
+                    Forward&& forward, Backward&& backward) {
+    double loss = 0.0;
+    for (std::size_t s = 0; s < steps; ++s) {
+        forward();
+        loss = be.mse_loss(out, y, grad_out);
+        if (loss < opt.early_stop_mse) break;
+        backward();
+        params.adam_step(be, opt);
+    }
+    return loss;
+}
+
 /// Shape and finiteness checks shared by the nets' predict/train entry points.
 template <backend Backend>
 void check_net_input(Backend& be, const backend_matrix_t<Backend>& x, std::size_t input_dim,

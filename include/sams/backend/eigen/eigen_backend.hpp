@@ -21,6 +21,7 @@
 #include <sams/backend/concept.hpp>
 #include <sams/backend/eigen/gemm.hpp>
 #include <sams/backend/eigen/tensor.hpp>
+#include <sams/backend/preconditions.hpp>
 #include <sams/backend/types.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/views.hpp>
@@ -105,7 +106,7 @@ public:
 
     void gather_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
         detail::require(&src != &dst, "eigen_backend::gather_rows", "src and dst must be different matrices");
-        check_indices(idx, src.rows(), "eigen_backend::gather_rows");
+        detail::check_indices(idx, src.rows(), "eigen_backend::gather_rows");
         dst.resize(idx.size(), src.cols());
         const std::size_t c = src.cols();
         for (std::size_t i = 0; i < idx.size(); ++i)
@@ -113,7 +114,7 @@ public:
     }
     void gather(const vector& src, std::span<const std::size_t> idx, vector& dst) {
         detail::require(&src != &dst, "eigen_backend::gather", "src and dst must be different vectors");
-        check_indices(idx, src.size(), "eigen_backend::gather");
+        detail::check_indices(idx, src.size(), "eigen_backend::gather");
         dst.resize(idx.size());
         for (std::size_t i = 0; i < idx.size(); ++i) dst[i] = src[idx[i]];
     }
@@ -138,7 +139,7 @@ public:
                         "idx.size() must equal rows(src)");
         detail::require(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::scatter_rows",
                         "src must have as many columns as dst");
-        check_indices(idx, dst.rows(), "eigen_backend::scatter_rows");
+        detail::check_indices(idx, dst.rows(), "eigen_backend::scatter_rows");
         const std::size_t c = src.cols();
         for (std::size_t i = 0; i < idx.size(); ++i)
             std::copy(src.data() + i * c, src.data() + (i + 1) * c, dst.data() + idx[i] * c);
@@ -147,7 +148,7 @@ public:
         detail::require(&src != &dst, "eigen_backend::scatter", "src and dst must be different vectors");
         detail::require(idx.size() == src.size(), "eigen_backend::scatter",
                         "idx.size() must equal size(src)");
-        check_indices(idx, dst.size(), "eigen_backend::scatter");
+        detail::check_indices(idx, dst.size(), "eigen_backend::scatter");
         for (std::size_t i = 0; i < idx.size(); ++i) dst[idx[i]] = src[i];
     }
     void axpby(T a, const vector& x, T b, const vector& y, vector& out) {
@@ -159,19 +160,12 @@ public:
     // ---- compute kernels --------------------------------------------------------------------
 
     void gemm(transpose ta, transpose tb, T alpha, const matrix& a, const matrix& b, T beta, matrix& c) {
-        detail::require(&c != &a && &c != &b, "eigen_backend::gemm", "c must not alias a or b");
+        const auto [m, n, k] =
+            detail::check_gemm(ta, tb, a.rows(), a.cols(), b.rows(), b.cols(), &c == &a || &c == &b,
+                               beta == T(0), c.rows(), c.cols(), "eigen_backend::gemm");
         const bool at = ta == transpose::yes;
         const bool bt = tb == transpose::yes;
-        const std::size_t m = at ? a.cols() : a.rows();
-        const std::size_t k = at ? a.rows() : a.cols();
-        const std::size_t kb = bt ? b.cols() : b.rows();
-        const std::size_t n = bt ? b.rows() : b.cols();
-        detail::require(k == kb, "eigen_backend::gemm", "inner dimensions of op(a) and op(b) differ");
-        if (beta == T(0))
-            c.resize(m, n);
-        else
-            detail::require(c.rows() == m && c.cols() == n, "eigen_backend::gemm",
-                            "c must have shape rows(op(a)) x cols(op(b)) when beta != 0");
+        if (beta == T(0)) c.resize(m, n);
         auto cm = c.map();
         const auto am = a.map();
         const auto bm = b.map();
@@ -378,13 +372,6 @@ private:
     static flat_map flat(matrix& m) noexcept { return flat_map(m.data(), detail::eigen_index(m.size())); }
     static const_flat_map flat(const matrix& m) noexcept {
         return const_flat_map(m.data(), detail::eigen_index(m.size()));
-    }
-
-    static void check_indices(std::span<const std::size_t> idx, std::size_t bound, const char* where) {
-        for (const std::size_t i : idx)
-            if (i >= bound)
-                detail::fail(where, "index " + std::to_string(i) + " is out of range (" +
-                                        std::to_string(bound) + " rows or elements)");
     }
 
     static void adam_apply(T* p, const T* g, T* m, T* v, std::size_t n, const adam_hyperparameters& h) {

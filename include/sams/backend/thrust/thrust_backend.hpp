@@ -25,6 +25,7 @@
 #include <thrust/transform_reduce.h>
 
 #include <sams/backend/concept.hpp>
+#include <sams/backend/preconditions.hpp>
 #include <sams/backend/thrust/config.hpp>
 #include <sams/backend/thrust/functors.hpp>
 #include <sams/backend/thrust/storage.hpp>
@@ -266,7 +267,7 @@ public:
     void gather_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
         constexpr const char* where = "thrust_backend::gather_rows";
         detail::require(&src != &dst, where, "src and dst must be different matrices");
-        check_indices(idx, src.rows_, where);
+        detail::check_indices(idx, src.rows_, where);
         resize(dst, idx.size(), src.cols_);
         const std::size_t n = dst.size();
         if (n == 0) return;
@@ -276,7 +277,7 @@ public:
     void gather(const vector& src, std::span<const std::size_t> idx, vector& dst) {
         constexpr const char* where = "thrust_backend::gather";
         detail::require(&src != &dst, where, "src and dst must be different vectors");
-        check_indices(idx, src.size_, where);
+        detail::check_indices(idx, src.size_, where);
         resize(dst, idx.size());
         if (idx.empty()) return;
         for_each_index(idx.size(), detail::gather_fn<T>{src.data(), dst.data(), device_indices(idx, where)}, where);
@@ -306,7 +307,7 @@ public:
         detail::require(idx.size() == src.rows_, where, "idx.size() must equal rows(src)");
         detail::require(src.cols_ == dst.cols_ || src.rows_ == 0, where,
                         "src must have as many columns as dst");
-        check_indices(idx, dst.rows_, where);
+        detail::check_indices(idx, dst.rows_, where);
         const std::size_t n = src.size();
         if (n == 0) return;
         for_each_index(n, detail::scatter_rows_fn<T>{src.data(), dst.data(), device_indices(idx, where), src.cols_},
@@ -316,7 +317,7 @@ public:
         constexpr const char* where = "thrust_backend::scatter";
         detail::require(&src != &dst, where, "src and dst must be different vectors");
         detail::require(idx.size() == src.size_, where, "idx.size() must equal size(src)");
-        check_indices(idx, dst.size_, where);
+        detail::check_indices(idx, dst.size_, where);
         if (idx.empty()) return;
         for_each_index(idx.size(), detail::scatter_fn<T>{src.data(), dst.data(), device_indices(idx, where)}, where);
     }
@@ -333,19 +334,12 @@ public:
     /// row-major product as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ; host systems: Eigen.
     void gemm(transpose ta, transpose tb, T alpha, const matrix& a, const matrix& b, T beta, matrix& c) {
         constexpr const char* where = "thrust_backend::gemm";
-        detail::require(&c != &a && &c != &b, where, "c must not alias a or b");
+        const auto [m, n, k] =
+            detail::check_gemm(ta, tb, a.rows_, a.cols_, b.rows_, b.cols_, &c == &a || &c == &b, beta == T(0),
+                               c.rows_, c.cols_, where);
         const bool at = ta == transpose::yes;
         const bool bt = tb == transpose::yes;
-        const std::size_t m = at ? a.cols_ : a.rows_;
-        const std::size_t k = at ? a.rows_ : a.cols_;
-        const std::size_t kb = bt ? b.cols_ : b.rows_;
-        const std::size_t n = bt ? b.rows_ : b.cols_;
-        detail::require(k == kb, where, "inner dimensions of op(a) and op(b) differ");
-        if (beta == T(0))
-            resize(c, m, n);
-        else
-            detail::require(c.rows_ == m && c.cols_ == n, where,
-                            "c must have shape rows(op(a)) x cols(op(b)) when beta != 0");
+        if (beta == T(0)) resize(c, m, n);
         if (m == 0 || n == 0) return;
         if (k == 0) {  // an empty sum: c = beta·c (beta == 0 ignores c's old contents, NaN included)
             if (beta == T(0))
@@ -657,13 +651,6 @@ private:
     T* scratch(detail::device_buffer<T>& buffer, std::size_t n, const char* where) {
         buffer.reserve_discard(n, state_->account, where);
         return buffer.data();
-    }
-
-    static void check_indices(std::span<const std::size_t> idx, std::size_t bound, const char* where) {
-        for (const std::size_t i : idx)
-            if (i >= bound)
-                detail::fail(where, "index " + std::to_string(i) + " is out of range (" +
-                                        std::to_string(bound) + " rows or elements)");
     }
 
     void adam_apply(T* p, const T* g, T* m, T* v, std::size_t n, const adam_hyperparameters& h) {
