@@ -20,6 +20,7 @@ ALLOWED = {
     "scheduler": {"core", "loss", "backend", "nn", "reward"},
     "adapters": {"core", "backend", "context"},
     "guided": {"core", "loss", "backend", "nn", "reward", "scheduler"},
+    "distributed": {"core", "loss", "backend", "nn", "reward", "scheduler", "guided"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*<sams/([^>]+)>', re.M)
 

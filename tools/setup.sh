@@ -19,6 +19,8 @@ SAMS_PACKAGES=(
     libbenchmark-dev   # bench/
     libthrust-dev      # thrust backend, tested on the CPU (CPP system)
     libtorch-dev       # examples/libtorch (CPU LibTorch 1.13), built by the dev preset
+    libopenmpi-dev openmpi-bin  # sams/distributed/mpi.hpp, its tests under mpirun, examples/mpi
+    libgloo-dev        # gloo's headers: LibTorch's c10d ProcessGroupGloo (examples/libtorch)
 )
 
 read -r -a extra_from_env <<< "${SAMS_EXTRA_PACKAGES:-}"
