@@ -1,4 +1,4 @@
-// The demo: DPO with 20 % flipped preference labels (40 % with --heavy), trained on all pairs,
+// The demo: DPO with 40 % flipped preference labels (`--eta X` for another share), trained on all pairs,
 // on the pairs guided selection keeps (a trusted set of 256 clean pairs), on a random subset
 // of the same size, and on the half that SamS selects, in the synthetic world of
 // docs/benchmarks.md (a policy whose log-probs and hidden states are real). One seed; the
@@ -15,11 +15,15 @@
 int main(int argc, char** argv) {
     namespace sb = sams::bench;
     std::uint64_t seed = 1;
-    double eta = 0.2;
+    double eta = 0.4;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--heavy") eta = 0.4;
+        if (a == "--eta" && i + 1 < argc) eta = std::strtod(argv[++i], nullptr);
         else seed = std::strtoull(argv[i], nullptr, 10);
+    }
+    if (!(eta >= 0.0 && eta <= 0.5)) {
+        std::fprintf(stderr, "--eta must be in [0, 0.5]\n");
+        return 2;
     }
 
     sb::world_config wc;  // 1024 training pairs, 8-token vocabulary, responses of 1-4 tokens

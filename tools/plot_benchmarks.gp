@@ -6,7 +6,7 @@
 #           -e "curve_eta=0.4" (noise level of the training-curve plot, default 0.2).
 
 if (!exists("dir")) dir = "docs/benchmarks"
-if (!exists("methods")) methods = "full sams sams-paper uniform small-loss large-loss margin oracle"
+if (!exists("methods")) methods = "full uniform matched:guided rdpo oracle guided guided:T=64"
 if (!exists("curve_eta")) curve_eta = 0.2
 
 set datafile separator ","
