@@ -472,3 +472,53 @@ TEST_CASE("DPO on clean labels learns the true ranking, and the run counts train
     CHECK(again.test.accuracy == r.test.accuracy);
     CHECK(again.reward_gain == r.reward_gain);
 }
+
+TEST_CASE_TEMPLATE("pair_gradient is the backward pass of h = log pi(i) - log pi(j), output layer alone on request", T,
+                   float, double) {
+    const sb::world w(small_world(), 19);
+    sams::rng r(5);
+    sb::policy<T> pi(w.config().feature_dim(), 6, w.config().classes(), r, 1.0);
+    sb::token_batch<T> tb;
+    tb.clear(w.config().feature_dim());
+    std::vector<double> x(w.config().prompt_dim);
+    for (int i = 0; i < 4; ++i) {
+        for (auto& v : x) v = r.normal();
+        tb.add(w, x.data(), w.random_response(r));
+    }
+    sb::policy_cache<T> cache;
+    std::vector<T> lp(tb.sequences());
+    pi.forward(tb, cache, lp);
+    // The reference: the full backward pass with weights +1 on response 1 and −1 on response 3.
+    const std::vector<T> g{T(0), T(1), T(0), T(-1)};
+    typename sb::policy<T>::vector expected, got, last;
+    pi.backward(tb, cache, g, expected);
+    pi.pair_gradient(tb, cache, 1, 3, got);
+    pi.pair_gradient(tb, cache, 1, 3, last, true);
+    const double tol = std::is_same_v<T, float> ? 1e-5 : 1e-12;
+    const std::size_t off = pi.output_layer_offset(), n = pi.output_layer_size();
+    REQUIRE(off + n == pi.size());
+    for (Eigen::Index k = 0; k < expected.size(); ++k) {
+        const auto ku = static_cast<std::size_t>(k);
+        CHECK(static_cast<double>(got(k)) == doctest::Approx(static_cast<double>(expected(k))).epsilon(tol));
+        CHECK(static_cast<double>(last(k)) == (ku >= off ? doctest::Approx(static_cast<double>(expected(k))).epsilon(tol)
+                                                          : doctest::Approx(0.0)));
+    }
+}
+
+TEST_CASE("the trusted set has prompts of its own and no injected flips") {
+    sb::world_config c = small_world();
+    c.noise_rate = 0.4;
+    const sb::world w(c, 23);
+    const auto data = w.make_dataset();
+    const auto trusted = w.make_trusted(10);
+    CHECK(trusted.pairs.size() == 10);
+    CHECK(trusted.prompts.cols() == 3);  // ⌈10 / 4⌉ prompts of 4 pairs
+    for (const auto& p : trusted.pairs) CHECK_FALSE(p.flipped);
+    // Its prompts are none of the training prompts.
+    for (Eigen::Index j = 0; j < trusted.prompts.cols(); ++j)
+        for (Eigen::Index k = 0; k < data.train.prompts.cols(); ++k)
+            CHECK((trusted.prompts.col(j) - data.train.prompts.col(k)).norm() > 1e-9);
+    // And it does not move the other splits: the dataset is the same with or without it.
+    const auto again = w.make_dataset();
+    CHECK((again.test.prompts - data.test.prompts).norm() == 0.0);
+}
