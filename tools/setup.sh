@@ -11,12 +11,16 @@ set -euo pipefail
 # The one list of what the project needs. Later pieces append here.
 SAMS_PACKAGES=(
     cmake g++ make python3
+    ccache             # compiler cache: the presets compile through it (CMAKE_CXX_COMPILER_LAUNCHER)
+    clang-format       # .ci/run checks the files of tools/formatted_files.txt
     libeigen3-dev      # the core library's only dependency
     doctest-dev        # tests
     xtensor-dev        # xtensor adapter, its tests and example
     libbenchmark-dev   # bench/
     libthrust-dev      # thrust backend, tested on the CPU (CPP system)
     libtorch-dev       # examples/libtorch (CPU LibTorch 1.13), built by the dev preset
+    libopenmpi-dev openmpi-bin  # sams/distributed/mpi.hpp, its tests under mpirun, examples/mpi
+    libgloo-dev        # gloo's headers: LibTorch's c10d ProcessGroupGloo (examples/libtorch)
 )
 
 read -r -a extra_from_env <<< "${SAMS_EXTRA_PACKAGES:-}"
