@@ -31,8 +31,13 @@
 #include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/rng.hpp>
+#include <sams/guided/guided_scheduler.hpp>
+#include <sams/guided/sketch.hpp>
+#include <sams/loss/evaluate.hpp>
 #include <sams/scheduler/baselines.hpp>
+#include <sams/scheduler/decision_fill.hpp>
 #include <sams/scheduler/sams_scheduler.hpp>
+#include <sams/scheduler/selection.hpp>
 
 #include "sams_torch.hpp"
 
@@ -307,6 +312,7 @@ public:
         torch::Tensor logits;               ///< [N, T, vocab]
         std::vector<torch::Tensor> hidden;  ///< per block: [N, T, d] (the residual stream after it)
         torch::Tensor embedded;             ///< [N, T, d], the first block's input
+        torch::Tensor pre_head;             ///< [N, T, d], the head's input (final LayerNorm of the last block)
     };
 
     explicit tiny_lm(const model_config& c) : config_(c) {
@@ -335,11 +341,14 @@ public:
             x = block->forward(x, blocked);
             out.hidden.push_back(x);
         }
-        out.logits = head_->forward(norm_->forward(x));
+        out.pre_head = norm_->forward(x);
+        out.logits = head_->forward(out.pre_head);
         return out;
     }
 
     [[nodiscard]] const model_config& config() const noexcept { return config_; }
+    /// The output projection (LM head): logits = head(final).
+    [[nodiscard]] torch::nn::Linear& head() noexcept { return head_; }
 
 private:
     model_config config_;
@@ -367,9 +376,90 @@ inline torch::Tensor response_logps(const torch::Tensor& logits, const token_bat
 }
 
 // ---------------------------------------------------------------------------------------
+// Guided selection's host side: per-pair gradients of h = a_w − a_l with respect to the LM
+// head only, in closed form from the forward pass, and their CountSketch.
+
+/// Per pair, ∇ of h_i = log π(y_w,i) − log π(y_l,i) with respect to the head's weight W [V, d]
+/// and bias [V], flattened as [W row-major, bias] (P = V·d + V): since ∂ log p(y_t)/∂logits_t
+/// = onehot(y_t) − softmax_t and logits_t = W h_t + b, the gradient is Σ_t (onehot(y_t) −
+/// softmax_t) ⊗ h_t (and Σ_t (onehot − softmax) for b) over the response tokens, chosen minus
+/// rejected. `logits` and `pre_head` are the forward pass's [2B, T, V] and [2B, T, d] (chosen
+/// rows first); no autograd is involved. Returns [B, P] float on the tensors' device.
+inline torch::Tensor head_pair_gradients(const torch::Tensor& logits, const torch::Tensor& pre_head,
+                                         const token_batch& tb) {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor z = logits.detach().to(torch::kFloat);
+    const std::int64_t n = z.size(0), v = z.size(2), b = n / 2;
+    torch::Tensor e = -torch::softmax(z, -1);
+    e.scatter_add_(2, tb.targets.unsqueeze(-1), torch::ones_like(tb.targets, z.options()).unsqueeze(-1));
+    e.mul_(tb.mask.to(z.options()).unsqueeze(-1));                              // [2B, T, V]
+    const torch::Tensor gw = torch::bmm(e.transpose(1, 2), pre_head.detach().to(torch::kFloat));  // [2B, V, d]
+    const torch::Tensor g = torch::cat({gw.reshape({n, -1}), e.sum(1).reshape({n, v})}, 1);    // [2B, P]
+    return g.narrow(0, 0, b) - g.narrow(0, b, b);
+}
+
+/// sams::count_sketch as a torch operation: the bucket and sign of every parameter index are
+/// taken from the library's hash once, and a [N, P] gradient sketches with one index_add on
+/// whatever device it lives (equal to count_sketch::apply row by row).
+class torch_count_sketch {
+public:
+    torch_count_sketch(std::size_t width, std::uint64_t seed, std::int64_t parameters, torch::Device device)
+        : sketch_(width, seed) {
+        torch::Tensor bucket = torch::empty({parameters}, torch::kLong);
+        torch::Tensor sign = torch::empty({parameters}, torch::kFloat);
+        auto* bp = bucket.data_ptr<std::int64_t>();
+        auto* sp = sign.data_ptr<float>();
+        for (std::int64_t j = 0; j < parameters; ++j) {
+            bp[j] = static_cast<std::int64_t>(sketch_.bucket(static_cast<std::uint64_t>(j)));
+            sp[j] = static_cast<float>(sketch_.sign(static_cast<std::uint64_t>(j)));
+        }
+        bucket_ = bucket.to(device);
+        sign_ = sign.to(device);
+    }
+    [[nodiscard]] const sams::count_sketch& sketch() const noexcept { return sketch_; }
+    [[nodiscard]] std::size_t width() const noexcept { return sketch_.width(); }
+
+    /// [N, P] → [N, k], on the input's device.
+    [[nodiscard]] torch::Tensor operator()(const torch::Tensor& g) const {
+        torch::NoGradGuard no_grad;
+        torch::Tensor out = torch::zeros({g.size(0), static_cast<std::int64_t>(width())}, g.options());
+        return out.index_add_(1, bucket_, g * sign_);
+    }
+
+private:
+    sams::count_sketch sketch_;
+    torch::Tensor bucket_, sign_;
+};
+
+/// The equal-count control of guided selection: at step t, a uniformly random subset of as
+/// many pairs as guided selection trained on at step t of the same seed.
+class count_matched_selector {
+public:
+    count_matched_selector(const sams::loss_config& loss, std::vector<std::size_t> counts, std::uint64_t seed)
+        : loss_(loss), counts_(std::move(counts)), gen_(seed, /*stream=*/8) {}
+    void step(const sams::pair_batch<float>& batch, sams::decision<float>& d) {
+        sams::detail::require(t_ < counts_.size(), "dpo_demo::count_matched_selector",
+                              "more steps than recorded counts");
+        sams::evaluate_loss(loss_, batch, stats_);
+        const std::size_t b = batch.size();
+        sams::select_uniform(b, std::min(std::max<std::size_t>(counts_[t_++], 1), b), gen_, selected_);
+        sams::detail::fill_decision(stats_, std::span<const std::size_t>(selected_), sams::weight_scaling::per_selected,
+                                    d);
+    }
+
+private:
+    sams::loss_config loss_;
+    std::vector<std::size_t> counts_;
+    std::size_t t_ = 0;
+    sams::rng gen_;
+    sams::pair_stats<float> stats_;
+    std::vector<std::size_t> selected_;
+};
+
+// ---------------------------------------------------------------------------------------
 // Configuration of a run.
 
-enum class method { dpo, sams, uniform };
+enum class method { dpo, sams, uniform, guided, matched };
 
 /// A method and whether it runs in the memory-saving mode: score all pairs with a no-grad
 /// forward, then run the grad forward and backward on the K selected pairs only.
@@ -378,10 +468,14 @@ struct method_spec {
     bool low_memory = false;
 
     [[nodiscard]] std::string name() const {
-        const char* base = kind == method::dpo ? "dpo" : kind == method::sams ? "sams" : "uniform";
+        const char* base = kind == method::dpo       ? "dpo"
+                           : kind == method::sams    ? "sams"
+                           : kind == method::uniform ? "uniform"
+                           : kind == method::guided  ? "guided"
+                                                     : "matched";
         return std::string(base) + (low_memory ? "-lowmem" : "");
     }
-    /// "dpo", "sams", "uniform", optionally with "-lowmem".
+    /// "dpo", "sams", "uniform", "guided", "matched", optionally with "-lowmem".
     static std::optional<method_spec> parse(std::string_view s) {
         method_spec m;
         constexpr std::string_view suffix = "-lowmem";
@@ -392,6 +486,8 @@ struct method_spec {
         if (s == "dpo") m.kind = method::dpo;
         else if (s == "sams") m.kind = method::sams;
         else if (s == "uniform") m.kind = method::uniform;
+        else if (s == "guided") m.kind = method::guided;
+        else if (s == "matched") m.kind = method::matched;
         else return std::nullopt;
         return m;
     }
@@ -420,6 +516,21 @@ struct run_config {
     /// run of a few hundred steps needs the nets to learn faster.
     double scheduler_lr = 1e-3;
     sams::mean_pool_options context{};
+
+    // Guided selection: T clean trusted pairs of their own prompts, the LM head's gradient
+    // CountSketched to k, the trusted direction refreshed every `refresh` steps.
+    std::size_t trusted_pairs = 256;
+    std::size_t sketch_width = 256;
+    std::size_t refresh = 1;
+    std::uint64_t sketch_seed = 0x5eed;
+
+    [[nodiscard]] sams::guided_config guided() const {
+        sams::guided_config c;
+        c.loss = loss;
+        c.sketch_dim = sketch_width;
+        c.refresh_interval = refresh;
+        return c;
+    }
 
     torch::Device device = torch::kCPU;
 
@@ -483,7 +594,7 @@ struct step_report {
     double loss = 0.0;                  ///< Σ w ℓ as torch computed it (the loss trained on)
     torch::Tensor sequence_grad;        ///< [2B] ‖∂loss/∂embedding‖ per sequence (with trace_gradients)
     double step_ms = 0.0;               ///< forwards, scheduler, backward and optimiser step
-    double scheduler_ms = 0.0;          ///< context extraction and scheduler.step()
+    double scheduler_ms = 0.0;          ///< context extraction (or, guided: sketches and the trusted refresh) and step()
     std::size_t peak_bytes = 0;         ///< peak live CPU tensor bytes during the step (0 without a meter)
     std::size_t start_bytes = 0;        ///< live CPU tensor bytes when the step began
 };
@@ -492,7 +603,10 @@ struct step_report {
 /// model and the reference is another, frozen copy.
 class dpo_trainer {
 public:
-    dpo_trainer(const run_config& cfg, method_spec m, tiny_lm& sft, std::uint64_t seed)
+    /// `matched_counts`: for method::matched, the number of pairs guided selection trained on
+    /// at each step of the same seed (one entry per step).
+    dpo_trainer(const run_config& cfg, method_spec m, tiny_lm& sft, std::uint64_t seed,
+                std::vector<std::size_t> matched_counts = {})
         : cfg_(cfg),
           method_(m),
           policy_(clone_model(sft, cfg.device)),
@@ -523,8 +637,34 @@ public:
                 step_ = [s](const sams::pair_batch<float>& b, sams::decision<float>& d) { s->step(b, d); };
                 break;
             }
+            case method::guided: {
+                guided_ = std::make_shared<sams::guided_scheduler<float>>(cfg.guided());
+                step_ = [s = guided_](const sams::pair_batch<float>& b, sams::decision<float>& d) { s->step(b, d); };
+                const std::int64_t v = cfg.model.vocab, dm = cfg.model.d_model;
+                head_sketch_.emplace(cfg.sketch_width, cfg.sketch_seed, v * dm + v, cfg.device);
+                // The trusted set: clean pairs of their own prompts (stream 11, apart from the
+                // training and test data), labelled like clean training pairs.
+                sams::rng trusted_rng(seed, /*stream=*/11);
+                trusted_ = make_pairs(cfg.trusted_pairs, cfg.prompt_length, 0.0, trusted_rng);
+                std::vector<const preference_pair*> tp;
+                for (const auto& p : trusted_) tp.push_back(&p);
+                trusted_tokens_ = encode_pairs(tp, cfg.device);
+                torch::NoGradGuard no_grad;
+                trusted_reference_ = response_logps(reference_->forward(trusted_tokens_.inputs).logits, trusted_tokens_);
+                break;
+            }
+            case method::matched: {
+                sams::detail::require(matched_counts.size() >= cfg.dpo_steps, "dpo_demo::dpo_trainer: matched_counts",
+                                      "method matched needs one count per step (from a guided run of the same seed)");
+                auto s = std::make_shared<count_matched_selector>(sc.loss, std::move(matched_counts), seed);
+                step_ = [s](const sams::pair_batch<float>& b, sams::decision<float>& d) { s->step(b, d); };
+                break;
+            }
         }
     }
+
+    /// The guided scheduler (method::guided only, else nullptr).
+    [[nodiscard]] const sams::guided_scheduler<float>* guided() const noexcept { return guided_.get(); }
 
     [[nodiscard]] const method_spec& spec() const noexcept { return method_; }
     [[nodiscard]] tiny_lm& policy() noexcept { return *policy_; }
@@ -546,6 +686,9 @@ public:
         const std::vector<const preference_pair*> pairs = next_batch(data);
         const auto b = static_cast<std::int64_t>(pairs.size());
         for (const auto* p : pairs) rep.flipped.push_back(p->flipped ? 1 : 0);
+        ids_ = torch::empty({b}, torch::kLong);
+        for (std::int64_t i = 0; i < b; ++i)
+            ids_.data_ptr<std::int64_t>()[i] = static_cast<std::int64_t>(pairs[static_cast<std::size_t>(i)] - data.data());
         const token_batch tb = encode_pairs(pairs, cfg_.device);
 
         torch::Tensor ref;
@@ -656,6 +799,10 @@ private:
     // Contexts (SamS only; the baselines do not read them) and the scheduler's decision.
     void decide(const tiny_lm::output& out, const token_batch& tb, const sams::libtorch::batch_tensors& t,
                 sams::decision<float>& d) {
+        if (method_.kind == method::guided) {
+            guided_step(out, tb, t, d);
+            return;
+        }
         if (method_.kind != method::sams) {
             const sams::libtorch::host_batch hb(t);
             step_(hb.view(), d);
@@ -682,6 +829,35 @@ private:
         }
     }
 
+    // [sams-guided-begin]
+    // Guided selection's host loop: refresh the trusted direction when the scheduler asks
+    // (a no-grad forward over the T trusted pairs and their head-gradient sketches), sketch
+    // this batch's pairs from the forward pass already done, and let the scheduler choose.
+    void guided_step(const tiny_lm::output& out, const token_batch& tb, const sams::libtorch::batch_tensors& t,
+                     sams::decision<float>& d) {
+        if (guided_->needs_trusted_refresh()) {
+            torch::NoGradGuard no_grad;
+            const tiny_lm::output tr = policy_->forward(trusted_tokens_.inputs);
+            const torch::Tensor a = response_logps(tr.logits, trusted_tokens_);
+            const auto n = static_cast<std::int64_t>(trusted_.size());
+            const torch::Tensor s = (*head_sketch_)(head_pair_gradients(tr.logits, tr.pre_head, trusted_tokens_))
+                                        .to(torch::kCPU).contiguous();
+            const sams::libtorch::host_batch trusted(sams::libtorch::split_log_probs(a, trusted_reference_));
+            sams::pair_batch<float> tb_view = trusted.view();
+            tb_view.sketches = {s.data_ptr<float>(), static_cast<std::size_t>(n), head_sketch_->width(), 0};
+            guided_->set_trusted(tb_view);  // g = Σ_j βσ(−m_j) s_j / T, and the clean agreement
+        }
+        const torch::Tensor s =
+            (*head_sketch_)(head_pair_gradients(out.logits, out.pre_head, tb)).to(torch::kCPU).contiguous();
+        sams::libtorch::batch_tensors with_ids = t;
+        with_ids.ids = ids_;  // stable dataset indices: agreement is remembered per example
+        const sams::libtorch::host_batch hb(with_ids);
+        sams::pair_batch<float> batch = hb.view();
+        batch.sketches = {s.data_ptr<float>(), static_cast<std::size_t>(s.size(0)), head_sketch_->width(), 0};
+        guided_->step(batch, d);
+    }
+    // [sams-guided-end]
+
     run_config cfg_;
     method_spec method_;
     std::shared_ptr<tiny_lm> policy_;
@@ -694,6 +870,13 @@ private:
     sams::rng batch_rng_;
     std::vector<std::size_t> order_{};
     std::size_t cursor_ = 0;
+    torch::Tensor ids_;
+    // Guided selection only.
+    std::shared_ptr<sams::guided_scheduler<float>> guided_;
+    std::optional<torch_count_sketch> head_sketch_;
+    std::vector<preference_pair> trusted_;
+    token_batch trusted_tokens_;
+    torch::Tensor trusted_reference_;
 };
 
 /// The integration in its shortest form, as docs/integration.md quotes it: one DPO step of a

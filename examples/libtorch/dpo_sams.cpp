@@ -1,7 +1,8 @@
 // End-to-end DPO with SamS in LibTorch: SFT a small transformer on a made-up task (the
 // reference), then DPO on pairs with a fraction η of swapped labels, with plain DPO, DPO +
-// SamS and DPO + a uniform random K-subset (each optionally in the memory-saving mode), over
-// several seeds. Prints clean held-out preference accuracy, the fraction of flipped pairs
+// SamS, DPO + a uniform random K-subset, guided selection (a trusted set of clean pairs) and
+// its equal-count random control (each optionally in the memory-saving mode), over several
+// seeds. Prints clean held-out preference accuracy, the fraction of flipped pairs
 // trained on, peak tensor memory and time per step. `--help` lists the flags.
 #include <algorithm>
 #include <cmath>
@@ -33,8 +34,9 @@ struct options {
 const char* usage =
     "usage: example_libtorch_dpo_sams [flags]\n"
     "  --seeds N          seeds per method (default 3), starting at --seed (default 1)\n"
-    "  --methods LIST     comma-separated: dpo, sams, uniform, each optionally with -lowmem\n"
-    "                     (default dpo,sams,uniform,sams-lowmem)\n"
+    "  --methods LIST     comma-separated: dpo, sams, uniform, guided, matched, each optionally\n"
+    "                     with -lowmem (default dpo,sams,uniform,sams-lowmem); matched trains on\n"
+    "                     as many random pairs per step as the guided method listed before it\n"
     "  --eta X            fraction of training pairs with swapped labels (default 0.2)\n"
     "  --steps N          DPO steps (default 150)      --sft-steps N   SFT steps (default 300)\n"
     "  --batch B          pairs per DPO step (32)      --ratio R       K = R*B (0.5)\n"
@@ -43,6 +45,8 @@ const char* usage =
     "  --prompt-length N  digits per prompt (6)        --train-pairs N, --test-pairs N (2048, 512)\n"
     "  --scheduler-hidden N, --scheduler-depth N, --replay N   SamS nets (128, 3) and replay batches (8)\n"
     "  --scheduler-lr X   Adam learning rate of the SamS nets (1e-3)\n"
+    "  --trusted N        guided: clean trusted pairs (256)   --sketch-width K  sketch width (256)\n"
+    "  --refresh N        guided: refresh the trusted direction every N steps (1)\n"
     "  --log-every N      print the scheduler's step metrics every N steps\n"
     "  --device cpu|cuda  where the model runs (cpu)   --threads N     intra-op threads (1)\n"
     "  --quick            a tiny configuration that runs in seconds (CI smoke test)\n"
@@ -93,6 +97,8 @@ options parse(int argc, char** argv) {
             o.run.model.heads = 2;
             o.run.scheduler_net.hidden = 32;
             o.run.replay_batches = 2;
+            o.run.trusted_pairs = 32;
+            o.run.sketch_width = 64;
             o.seeds = 1;
             continue;
         }
@@ -124,6 +130,9 @@ options parse(int argc, char** argv) {
         else if (flag == "--scheduler-depth") r.scheduler_net.depth = to_size(flag, v);
         else if (flag == "--replay") r.replay_batches = to_size(flag, v);
         else if (flag == "--scheduler-lr") r.scheduler_lr = to_double(flag, v);
+        else if (flag == "--trusted") r.trusted_pairs = to_size(flag, v);
+        else if (flag == "--sketch-width") r.sketch_width = to_size(flag, v);
+        else if (flag == "--refresh") r.refresh = to_size(flag, v);
         else if (flag == "--log-every") o.log_every = to_size(flag, v);
         else if (flag == "--threads") o.threads = static_cast<int>(to_size(flag, v));
         else if (flag == "--device") {
@@ -140,10 +149,18 @@ options parse(int argc, char** argv) {
         o.methods.push_back(*m);
     }
     if (o.methods.empty()) fail("--methods is empty");
+    bool guided_seen = false;
+    for (const auto& m : o.methods) {
+        if (m.kind == dpo_demo::method::guided) guided_seen = true;
+        if (m.kind == dpo_demo::method::matched && !guided_seen)
+            fail("--methods: matched needs a guided method before it (it copies its per-step counts)");
+    }
+    if (o.run.trusted_pairs < 2) fail("--trusted must be at least 2");
     if (!(o.run.eta >= 0.0 && o.run.eta < 0.5)) fail("--eta must be in [0, 0.5)");
     if (o.run.model.d_model % o.run.model.heads != 0) fail("--d-model must be a multiple of --heads");
     if (o.run.device.is_cuda() && !torch::cuda::is_available()) fail("--device cuda, but CUDA is not available");
-    o.run.scheduler().validate();  // e.g. --scheduler-depth 2 is rejected here with the field's name
+    o.run.scheduler().validate();
+    o.run.guided().validate();  // e.g. --scheduler-depth 2 is rejected here with the field's name
     return o;
 }
 
@@ -173,6 +190,7 @@ struct seed_result {
     double reward_accuracy = 0.0, logp_accuracy = 0.0, flipped_trained = 0.0;
     double ms_per_step = 0.0, scheduler_ms = 0.0;
     double step_peak_mib = 0.0, peak_mib = 0.0;
+    double trained_per_step = 0.0;
 };
 
 constexpr double mib = 1024.0 * 1024.0;
@@ -209,15 +227,20 @@ int main(int argc, char** argv) try {
         const double sft_loss = dpo_demo::train_sft(*sft, cfg, sft_rng);
         if (!o.quiet) std::printf("seed %llu: SFT loss %.3f\n", static_cast<unsigned long long>(seed), sft_loss);
 
+        std::vector<std::size_t> guided_counts;  // pairs trained per step by the last guided method
         for (const auto& m : o.methods) {
             torch::manual_seed(seed);
-            dpo_demo::dpo_trainer trainer(cfg, m, *sft, seed);
+            dpo_demo::dpo_trainer trainer(cfg, m, *sft, seed,
+                                          m.kind == dpo_demo::method::matched ? guided_counts
+                                                                              : std::vector<std::size_t>{});
+            std::vector<std::size_t> counts;
             std::size_t trained = 0, flipped = 0, timed = 0;
             double ms = 0.0, sched_ms = 0.0;
             std::size_t step_peak = 0, peak = 0;
             for (std::size_t step = 0; step < cfg.dpo_steps; ++step) {
                 const dpo_demo::step_report r = trainer.step(train);
                 for (const std::size_t i : r.decision.selected) flipped += r.flipped[i], ++trained;
+                counts.push_back(r.decision.selected.size());
                 if (step >= std::min<std::size_t>(5, cfg.dpo_steps / 2)) {  // skip warm-up steps
                     ms += r.step_ms;
                     sched_ms += r.scheduler_ms;
@@ -237,6 +260,7 @@ int main(int argc, char** argv) try {
                                 r.decision.selected.size(), x.warmup ? "  (warm-up)" : "");
                 }
             }
+            if (m.kind == dpo_demo::method::guided) guided_counts = counts;
             const dpo_demo::evaluation e = trainer.evaluate(test);
             seed_result res;
             res.reward_accuracy = e.reward_accuracy;
@@ -246,6 +270,7 @@ int main(int argc, char** argv) try {
             res.scheduler_ms = sched_ms / static_cast<double>(std::max<std::size_t>(timed, 1));
             res.step_peak_mib = static_cast<double>(step_peak) / mib;
             res.peak_mib = static_cast<double>(peak) / mib;
+            res.trained_per_step = static_cast<double>(trained) / static_cast<double>(cfg.dpo_steps);
             results[m.name()].push_back(res);
             if (!o.quiet)
                 std::printf("  %-15s clean acc %.3f (log-prob %.3f)  flipped trained %.3f  %.1f ms/step  "
@@ -279,6 +304,29 @@ int main(int argc, char** argv) try {
         std::printf("%-15s %5zu  %.3f +- %.3f     %.3f +- %.3f     %.3f +- %.3f  %12s %10s %9.1f %9.2f\n",
                     m.name().c_str(), rs.size(), a.mean, a.half_width, la.mean, la.half_width, f.mean,
                     f.half_width, step_text, peak_text, summarise(ms).mean, summarise(sm).mean);
+    }
+    // Paired by seed against full DPO (same data, SFT model and initial policy).
+    const auto dpo_it = results.find("dpo");
+    if (dpo_it != results.end() && o.seeds > 0) {
+        std::printf("\npaired vs dpo (points)  %-24s %-24s %s\n", "clean pref. acc", "log-prob acc",
+                    "pairs/step");
+        for (const auto& m : o.methods) {
+            if (m.name() == "dpo") continue;
+            const auto& rs = results[m.name()];
+            std::vector<double> da, dl;
+            std::size_t wa = 0, wl = 0;
+            double per_step = 0.0;
+            for (std::size_t s = 0; s < rs.size(); ++s) {
+                da.push_back(100.0 * (rs[s].reward_accuracy - dpo_it->second[s].reward_accuracy));
+                dl.push_back(100.0 * (rs[s].logp_accuracy - dpo_it->second[s].logp_accuracy));
+                wa += da.back() > 0.0;
+                wl += dl.back() > 0.0;
+                per_step += rs[s].trained_per_step / static_cast<double>(rs.size());
+            }
+            const summary a = summarise(da), l = summarise(dl);
+            std::printf("  %-21s %+6.1f +- %4.1f (%zu/%zu)     %+6.1f +- %4.1f (%zu/%zu)     %.1f\n", m.name().c_str(),
+                        a.mean, a.half_width, wa, rs.size(), l.mean, l.half_width, wl, rs.size(), per_step);
+        }
     }
     std::printf("\n+- : half-width of the 95%% t-interval over seeds. step peak: CPU tensor bytes live at the\n"
                 "step's peak minus those live when it began (activations, gradients, temporaries); peak: all\n"

@@ -542,6 +542,104 @@ TEST_CASE("a few DPO steps of every method: selection applied, gradients only th
     CHECK_FALSE(dpo_demo::method_spec::parse("sams-fast").has_value());
 }
 
+TEST_CASE("the closed-form LM-head gradient of h = a_w - a_l equals autograd's") {
+    const dpo_demo::run_config cfg = tiny_config();
+    torch::manual_seed(3);
+    dpo_demo::tiny_lm model(cfg.model);
+    sams::rng g(3, 1);
+    const auto pairs = dpo_demo::make_pairs(2, cfg.prompt_length, 0.5, g);  // one of the two flipped
+    const dpo_demo::token_batch tb = dpo_demo::encode_pairs({&pairs[0], &pairs[1]}, torch::kCPU);
+    const dpo_demo::tiny_lm::output out = model.forward(tb.inputs);
+    const torch::Tensor a = dpo_demo::response_logps(out.logits, tb);
+    const torch::Tensor closed = dpo_demo::head_pair_gradients(out.logits, out.pre_head, tb);
+    const std::int64_t v = cfg.model.vocab, d = cfg.model.d_model;
+    REQUIRE(closed.sizes() == torch::IntArrayRef({2, v * d + v}));
+    for (std::int64_t i = 0; i < 2; ++i) {
+        CAPTURE(i);
+        const torch::Tensor h = a[i] - a[2 + i];
+        auto& head = model.head();
+        const auto grads = torch::autograd::grad({h}, {head->weight, head->bias}, {}, /*retain_graph=*/true);
+        const torch::Tensor reference = torch::cat({grads[0].reshape({-1}), grads[1].reshape({-1})});
+        const torch::Tensor row = closed[i];
+        CHECK(torch::isfinite(row).all().item<bool>());
+        const double scale = reference.abs().max().item<double>();
+        REQUIRE(scale > 0.0);
+        CHECK((row - reference).abs().max().item<double>() <= 1e-4 * scale);
+    }
+}
+
+TEST_CASE("torch_count_sketch equals the library's count_sketch row by row") {
+    const std::int64_t p = 715;
+    const dpo_demo::torch_count_sketch ts(64, 0x5eed, p, torch::kCPU);
+    const torch::Tensor x = torch::randn({3, p});
+    const torch::Tensor got = ts(x);
+    REQUIRE(got.sizes() == torch::IntArrayRef({3, 64}));
+    for (std::int64_t i = 0; i < 3; ++i) {
+        const torch::Tensor row = x[i].contiguous();
+        std::vector<float> expected(64);
+        ts.sketch().apply(std::span<const float>(row.data_ptr<float>(), static_cast<std::size_t>(p)),
+                          std::span<float>(expected));
+        for (std::size_t c = 0; c < 64; ++c)
+            CHECK(got[i][static_cast<std::int64_t>(c)].item<float>() == doctest::Approx(expected[c]).epsilon(1e-5));
+    }
+}
+
+TEST_CASE("guided selection and its equal-count control: ids remembered, counts matched, gradients only "
+          "through selected pairs") {
+    dpo_demo::run_config cfg = tiny_config();
+    cfg.trusted_pairs = 32;
+    cfg.sketch_width = 64;
+    cfg.dpo_steps = 6;  // matched needs one guided count per step
+    torch::manual_seed(2);
+    sams::rng g(2, 1);
+    const auto train = dpo_demo::make_pairs(cfg.train_pairs, cfg.prompt_length, 0.25, g);
+    auto sft = std::make_shared<dpo_demo::tiny_lm>(cfg.model);
+    sams::rng sg(2, 2);
+    dpo_demo::train_sft(*sft, cfg, sg);
+
+    std::vector<std::size_t> counts;
+    for (const std::string name : {"guided", "guided-lowmem", "matched"}) {
+        CAPTURE(name);
+        const auto spec = dpo_demo::method_spec::parse(name);
+        REQUIRE(spec.has_value());
+        CHECK(spec->name() == name);
+        const bool matched = spec->kind == dpo_demo::method::matched;
+        dpo_demo::dpo_trainer trainer(cfg, *spec, *sft, 5, matched ? counts : std::vector<std::size_t>{});
+        trainer.trace_gradients = true;
+        std::vector<std::size_t> seen;
+        for (std::size_t step = 0; step < 6; ++step) {
+            const dpo_demo::step_report r = trainer.step(train);
+            const auto& d = r.decision;
+            REQUIRE_FALSE(d.selected.empty());
+            REQUIRE(d.selected.size() <= cfg.batch);
+            if (matched) CHECK(d.selected.size() == counts[step]);
+            else if (name == "guided") counts.push_back(d.selected.size());
+            CHECK(std::isfinite(r.loss));
+            CHECK(r.loss == doctest::Approx(d.metrics.selected_loss).epsilon(1e-4));
+            REQUIRE(r.sequence_grad.defined());
+            for (std::size_t i = 0; i < cfg.batch; ++i) {
+                const auto c = static_cast<std::int64_t>(i);
+                CHECK((r.sequence_grad[c].item<float>() > 0.0f) == static_cast<bool>(d.mask[i]));
+            }
+            if (const auto* gs = trainer.guided()) {
+                CHECK(gs->steps() == step + 1);
+                CHECK(gs->trusted_age() == 1);  // refreshed every step (refresh = 1)
+                CHECK(gs->clean_agreement() > 0.0);
+                for (const double x : gs->last_agreement()) CHECK(std::abs(x) <= 1.0);
+            }
+        }
+        if (const auto* gs = trainer.guided()) {
+            // 6 steps of 8 pairs from 128 distinct examples: every visited id is remembered once.
+            CHECK(gs->memory().size() == 48);
+        } else {
+            CHECK(trainer.guided() == nullptr);
+        }
+    }
+    REQUIRE(counts.size() == 6);
+    CHECK_THROWS_AS(dpo_demo::dpo_trainer(cfg, *dpo_demo::method_spec::parse("matched"), *sft, 5, {1, 2}),
+                    sams::invalid_argument);
+}
+
 TEST_CASE("the memory-saving mode needs less step memory than DPO on all pairs") {
     dpo_demo::memory_meter::install();
     dpo_demo::run_config cfg = tiny_config();
