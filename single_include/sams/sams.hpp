@@ -24,14 +24,28 @@ inline constexpr int version_patch = SAMS_VERSION_PATCH;
 // ---- end sams/version.hpp ----
 
 // core/
-// ---- begin sams/core/config.hpp ----
-// Everything that configures a scheduler (SPEC §5–§8), with the library's CPU-friendly
-// defaults and the paper's settings (scheduler_config::paper()). validate() rejects
-// inconsistent settings with a message that names the field.
+// ---- begin sams/core/convert.hpp ----
+// A batch in one floating-point type viewed as a batch in another: a host that computes its
+// log-probs and contexts in double can step a float scheduler without a copy loop of its
+// own. The converter owns the converted buffers and reuses them, so converting batches of a
+// steady size allocates nothing.
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+// ---- begin sams/core/views.hpp ----
+// Non-owning views over the host's buffers: a strided row-major matrix and the batch of
+// per-pair quantities that a trainer hands to the library each step (docs/concepts.md).
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <span>
 #include <string>
+#include <type_traits>
 
 // ---- begin sams/core/error.hpp ----
 // Exception types. Everything the library throws derives from sams::error, so a host can
@@ -40,6 +54,7 @@ inline constexpr int version_patch = SAMS_VERSION_PATCH;
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 namespace sams {
@@ -73,250 +88,188 @@ public:
 
 namespace detail {
 
-/// Throws sams::invalid_argument with "<where>: <what>" unless `condition` holds.
-/// For checks on a hot path prefer check_arg() or the lazy overload below: this one takes a
-/// std::string, which the caller builds even when the check passes.
-inline void require(bool condition, const char* where, const std::string& what) {
-    if (!condition) throw invalid_argument(std::string(where) + ": " + what);
+/// Where a check failed: a function or type ("sams_scheduler::step"), or a configuration
+/// field given as a scope and a field name ("scheduler_config.net", "hidden"), which are
+/// joined with '.' only when a message is built.
+struct where_t {
+    const char* scope;
+    const char* field = nullptr;
+    where_t(const char* s) noexcept : scope(s) {}  // NOLINT: implicit, so a plain string works
+    where_t(const char* s, const char* f) noexcept : scope(s), field(f) {}
+    [[nodiscard]] std::string str() const {
+        std::string out(scope);
+        if (field != nullptr) out.append(".").append(field);
+        return out;
+    }
+};
+
+/// Throws sams::invalid_argument("<where>: <what>"): the one way the library reports bad input.
+[[noreturn]] inline void fail(where_t where, std::string_view what) {
+    std::string message = where.str();
+    message.append(": ").append(what);
+    throw invalid_argument(message);
 }
 
-/// The overload for a literal message: nothing is built unless the check fails.
-inline void require(bool condition, const char* where, const char* what) {
-    if (!condition) throw invalid_argument(std::string(where) + ": " + what);
-}
-
-/// As require(), but `what()` builds the message only when the check fails, so a passing
-/// check allocates nothing (per-step validation must not allocate).
+/// The library's argument check: throws sams::invalid_argument("<where>: <what>") unless
+/// `ok`. `what` is a string literal or a callable returning the message; a callable runs
+/// only when the check fails, so a passing check builds and allocates nothing (per-step
+/// validation must not allocate).
 template <class What>
-    requires std::is_invocable_r_v<std::string, What>
-void require(bool condition, const char* where, What&& what) {
-    if (!condition) throw invalid_argument(std::string(where) + ": " + what());
-}
-
-/// Throws sams::invalid_argument("<where>: <what>") unless ok; C strings only, so a passing
-/// check builds nothing (kernels and training loops call it on every invocation).
-inline void check_arg(bool ok, const char* where, const char* what) {
-    if (!ok) throw invalid_argument(std::string(where) + ": " + what);
+void require(bool ok, where_t where, What&& what) {
+    if (ok) [[likely]]
+        return;
+    if constexpr (std::is_invocable_v<What>)
+        fail(where, std::string(what()));
+    else
+        fail(where, std::string_view(what));
 }
 
 }  // namespace detail
 }  // namespace sams
 // ---- end sams/core/error.hpp ----
-// ---- begin sams/loss/loss_config.hpp ----
-// Run-time choice of a preference loss (SPEC §3): which member of the family and its
-// parameters. evaluate_loss() (sams/loss/evaluate.hpp) dispatches on it.
-
-#include <cmath>
-#include <string>
-
 
 namespace sams {
 
-/// The shipped members of the preference-loss family. See docs/losses.md for formulas.
-enum class loss_kind {
-    sigmoid,       ///< DPO: -log σ(βh); with label_smoothing ε > 0 this is cDPO
-    robust,        ///< rDPO: [-(1-ε) log σ(βh) + ε log σ(-βh)] / (1-2ε)
-    ipo,           ///< IPO: (h - 1/(2β))², h length-normalised when length_normalize is set
-    hinge,         ///< SLiC: max(0, 1 - βh)
-    sigmoid_norm,  ///< -log σ(β h̄), h̄ = u_w/n_w - u_l/n_l
-    simpo,         ///< reference-free: -log σ(β (a_w/n_w - a_l/n_l) - γ)
-    nca_pair,      ///< NCA (pairwise): -log σ(ρ_w) - ½ log σ(-ρ_w) - ½ log σ(-ρ_l), ρ = β u
-    apo_zero,      ///< APO-zero: (1 - σ(ρ_w)) + σ(ρ_l)
-    sppo_hard,     ///< SPPO (hard labels): (u_w - 1/(2β))² + (u_l + 1/(2β))²
+/// A row-major matrix view over memory the library does not own. `row_stride` is the
+/// distance between the starts of consecutive rows, in elements; 0 means `cols`
+/// (contiguous rows).
+template <class T>
+struct matrix_view {
+    T* data = nullptr;
+    std::size_t rows = 0;
+    std::size_t cols = 0;
+    std::size_t row_stride = 0;
+
+    [[nodiscard]] constexpr std::size_t stride() const noexcept {
+        return row_stride == 0 ? cols : row_stride;
+    }
+    [[nodiscard]] constexpr bool empty() const noexcept { return rows == 0 || cols == 0; }
+    [[nodiscard]] constexpr T* row(std::size_t r) const noexcept { return data + r * stride(); }
+    [[nodiscard]] constexpr T& operator()(std::size_t r, std::size_t c) const noexcept {
+        return data[r * stride() + c];
+    }
+    /// A read-only view of the same memory.
+    [[nodiscard]] constexpr operator matrix_view<const T>() const noexcept
+        requires(!std::is_const_v<T>)
+    {
+        return {data, rows, cols, row_stride};
+    }
 };
 
-struct loss_config {
-    loss_kind kind = loss_kind::sigmoid;
-    double beta = 0.1;             ///< β > 0
-    /// ε in [0, 0.5): label smoothing of sigmoid (cDPO), sigmoid_norm and simpo; the assumed
-    /// flip rate of robust; ignored by the other kinds.
-    double label_smoothing = 0.0;
-    double simpo_gamma = 0.5;      ///< γ, SimPO's target reward margin
-    bool length_normalize = false; ///< IPO only: use h̄ instead of h
+/// One batch of B preference pairs, as the host's forward passes produced it (docs/concepts.md).
+/// Every span has length B or is empty where the field is optional. Nothing is copied:
+/// the views must stay valid for the duration of the call they are passed to.
+template <class T>
+struct pair_batch {
+    std::span<const T> policy_chosen{};       ///< a_w: summed policy log-prob of the chosen response
+    std::span<const T> policy_rejected{};     ///< a_l
+    std::span<const T> reference_chosen{};    ///< r_w; empty for reference-free losses
+    std::span<const T> reference_rejected{};  ///< r_l; empty for reference-free losses
+    std::span<const T> chosen_length{};       ///< n_w in tokens; needed by length-normalised losses
+    std::span<const T> rejected_length{};     ///< n_l
+    matrix_view<const T> contexts{};          ///< B×D arm contexts (docs/contexts.md); needed by schedulers
+    std::span<const std::int64_t> ids{};      ///< stable dataset indices; required by guided selection
+    /// B×k per-pair gradient sketches s_i = S·∇θ(a_w,i − a_l,i) for guided selection
+    /// (docs/guided.md); empty for every other scheduler.
+    matrix_view<const T> sketches{};
 
-    /// True when the loss reads reference log-probs r_w, r_l.
-    [[nodiscard]] constexpr bool needs_reference() const noexcept { return kind != loss_kind::simpo; }
-    /// True when the loss reads response lengths n_w, n_l.
-    [[nodiscard]] constexpr bool needs_lengths() const noexcept {
-        return kind == loss_kind::sigmoid_norm || kind == loss_kind::simpo ||
-               (kind == loss_kind::ipo && length_normalize);
+    [[nodiscard]] constexpr std::size_t size() const noexcept { return policy_chosen.size(); }
+    [[nodiscard]] constexpr bool has_reference() const noexcept {
+        return !reference_chosen.empty() || !reference_rejected.empty();
     }
-
-    /// Throws sams::invalid_argument naming the offending field. Messages are built only on
-    /// failure, so validating on every evaluation allocates nothing.
-    void validate() const {
-        if (kind < loss_kind::sigmoid || kind > loss_kind::sppo_hard)
-            throw invalid_argument("loss_config.kind: must be one of the loss_kind enumerators, got " +
-                                   std::to_string(static_cast<int>(kind)));
-        if (!(std::isfinite(beta) && beta > 0.0))
-            throw invalid_argument("loss_config.beta: must be a finite number > 0, got " + std::to_string(beta));
-        if (!(std::isfinite(label_smoothing) && label_smoothing >= 0.0 && label_smoothing < 0.5))
-            throw invalid_argument("loss_config.label_smoothing: must be in [0, 0.5), got " +
-                                   std::to_string(label_smoothing));
-        if (!std::isfinite(simpo_gamma)) throw invalid_argument("loss_config.simpo_gamma: must be finite");
+    [[nodiscard]] constexpr bool has_lengths() const noexcept {
+        return !chosen_length.empty() || !rejected_length.empty();
     }
-
-    friend bool operator==(const loss_config&, const loss_config&) = default;
 };
 
+namespace detail {
+
+template <class T>
+bool all_finite(std::span<const T> values) {
+    for (const T& v : values)
+        if (!std::isfinite(v)) return false;
+    return true;
+}
+
+template <class T>
+bool all_finite(const matrix_view<const T>& m) {
+    for (std::size_t r = 0; r < m.rows; ++r)
+        if (!all_finite(std::span<const T>(m.row(r), m.cols))) return false;
+    return true;
+}
+
+/// Checks one span of a batch: length B (or empty when optional) and finite values.
+template <class T>
+void check_span(std::span<const T> values, std::size_t batch_size, bool required, const char* where,
+                const char* name) {
+    if (values.empty()) {
+        require(!required, where, [&] { return std::string(name) + " is required but empty"; });
+        return;
+    }
+    require(values.size() == batch_size, where, [&] {
+        return std::string(name) + " has length " + std::to_string(values.size()) + ", expected the batch size " +
+               std::to_string(batch_size);
+    });
+    require(all_finite(values), where, [&] { return std::string(name) + " contains NaN or Inf"; });
+}
+
+}  // namespace detail
 }  // namespace sams
-// ---- end sams/loss/loss_config.hpp ----
+// ---- end sams/core/views.hpp ----
 
 namespace sams {
 
-enum class activation { relu, silu };
-
-/// The exploitation net f1 and exploration net f2 (SPEC §6).
-struct network_config {
-    std::size_t hidden = 256;        ///< H, width of f1
-    std::size_t depth = 4;           ///< N ≥ 3: input layer, N-2 residual blocks, output layer
-    std::size_t block_size = 16;     ///< s: φ is the block mean of f1's hidden activations
-    std::size_t explore_depth = 4;   ///< N2 ≥ 2 for f2
-    activation act = activation::relu;
-    double dropout = 0.0;            ///< dropout probability in f1's residual blocks during training
-    double layer_norm_eps = 1e-6;
-
-    /// E = H·(N-2)/s, the dimension of φ and the width of f2.
-    [[nodiscard]] constexpr std::size_t feature_dim() const noexcept {
-        return block_size == 0 ? 0 : hidden * (depth >= 2 ? depth - 2 : 0) / block_size;
-    }
-    friend bool operator==(const network_config&, const network_config&) = default;
-};
-
-/// Adam with L2 weight decay added to the gradient (as torch.optim.Adam), and the
-/// training schedule of one lagged update.
-struct optimizer_config {
-    double learning_rate = 1e-4;
-    double beta1 = 0.9;
-    double beta2 = 0.999;
-    double eps = 1e-8;
-    double weight_decay = 1e-5;
-    bool reset_each_update = false;   ///< true: fresh Adam state per update (public code)
-    std::size_t exploit_steps = 4;    ///< E_1 full-batch steps for f1 per update
-    std::size_t explore_steps = 4;    ///< E_2 full-batch steps for f2 per update
-    double early_stop_mse = 5e-5;     ///< stop a net's steps once its per-sample MSE is below this
-    friend bool operator==(const optimizer_config&, const optimizer_config&) = default;
-};
-
-enum class reward_mode {
-    add,     ///< y = α σ(a Δ' + b) + (1-α) σ(s)
-    weight,  ///< y = 10 σ(Δ') s
-};
-
-/// The lagged reward of SPEC §5.
-struct reward_config {
-    reward_mode mode = reward_mode::add;
-    double a = 50.0;
-    double b = 0.5;
-    double alpha = 0.5;
-    bool smoothing = true;             ///< Δ' = λ A + (1-λ) Δ with A the running mean of Δ
-    double smoothing_lambda = 0.5;
-    bool length_normalized_chosen = false;  ///< sample term uses a_w / n_w instead of a_w
-    bool chosen_reward_term = false;   ///< add the normalised chosen implicit reward to s
-    bool reference_compat = false;     ///< reproduce the public code: σ applied twice to s, stale f2 pool targets
-    friend bool operator==(const reward_config&, const reward_config&) = default;
-};
-
-/// The replay pool of past (context, target) rows.
-struct pool_config {
-    std::size_t capacity_rows = 4096;  ///< hard bound on stored rows; reservoir sampling once full
-    std::size_t replay_batches = 32;   ///< P: rows equal to P pending batches are replayed per update
-    friend bool operator==(const pool_config&, const pool_config&) = default;
-};
-
-enum class selection_rule {
-    top_k,           ///< the K highest scores, ties broken by lower index
-    softmax_sample,  ///< K draws without replacement, P ∝ exp(u/τ) (Gumbel-top-k)
-};
-
-enum class weight_scaling {
-    per_selected,  ///< w_i = 1/K for selected pairs (default)
-    per_batch,     ///< w_i = 1/B (public code)
-};
-
-struct selection_config {
-    double ratio = 0.5;                 ///< ρ in (0, 1]; K = clamp(round(ρB), 1, B)
-    selection_rule rule = selection_rule::top_k;
-    double temperature = 1.0;           ///< τ > 0 for softmax_sample
-    double explore_weight = 0.01;       ///< w in u = f1 + w f2
-    std::size_t warmup_steps = 0;       ///< random selection for this many steps; 0: until trained once
-    weight_scaling weights = weight_scaling::per_selected;
-    friend bool operator==(const selection_config&, const selection_config&) = default;
-};
-
-struct scheduler_config {
-    loss_config loss{};
-    network_config net{};
-    optimizer_config opt{};
-    reward_config reward{};
-    pool_config pool{};
-    selection_config select{};
-
-    /// The paper's settings (H = 4096, N = 16, s = 16, P = 32, …). Large: about 0.4 B
-    /// parameters at D = 4096; meant for the GPU backend.
-    static scheduler_config paper() {
-        scheduler_config c;
-        c.net.hidden = 4096;
-        c.net.depth = 16;
-        c.net.block_size = 16;
-        c.net.explore_depth = 4;
-        c.opt.exploit_steps = 4;
-        c.opt.explore_steps = 4;
-        c.pool.replay_batches = 32;
-        c.pool.capacity_rows = 32 * 1024;
-        c.select.ratio = 0.5;
-        c.select.explore_weight = 0.01;
-        return c;
+/// Converts a pair_batch<From> (host memory) into a pair_batch<To> whose views point into
+/// this object's buffers; valid until the next convert() or the converter's destruction.
+/// Values are converted with static_cast<To>, element by element (a double outside float's
+/// range becomes ±Inf, which the scheduler's checks then reject). `ids` are viewed, not copied.
+template <std::floating_point To>
+class batch_converter {
+public:
+    template <std::floating_point From>
+    [[nodiscard]] const pair_batch<To>& convert(const pair_batch<From>& in) {
+        out_.policy_chosen = copy(in.policy_chosen, policy_chosen_);
+        out_.policy_rejected = copy(in.policy_rejected, policy_rejected_);
+        out_.reference_chosen = copy(in.reference_chosen, reference_chosen_);
+        out_.reference_rejected = copy(in.reference_rejected, reference_rejected_);
+        out_.chosen_length = copy(in.chosen_length, chosen_length_);
+        out_.rejected_length = copy(in.rejected_length, rejected_length_);
+        out_.contexts = copy(in.contexts, contexts_);
+        out_.sketches = copy(in.sketches, sketches_);
+        out_.ids = in.ids;
+        return out_;
     }
 
-    /// Throws sams::invalid_argument naming the first inconsistent field.
-    void validate() const {
-        using detail::require;
-        loss.validate();
-        require(net.hidden > 0, "scheduler_config.net.hidden", "must be > 0");
-        require(net.depth >= 3, "scheduler_config.net.depth",
-                [&] { return "must be >= 3 (input layer, at least one residual block, output), got " +
-                    std::to_string(net.depth); });
-        require(net.block_size > 0, "scheduler_config.net.block_size", "must be > 0");
-        require((net.hidden * (net.depth - 2)) % net.block_size == 0, "scheduler_config.net.block_size",
-                [&] { return "must divide hidden*(depth-2) = " + std::to_string(net.hidden * (net.depth - 2)) +
-                    ", got " + std::to_string(net.block_size); });
-        require(net.explore_depth >= 2, "scheduler_config.net.explore_depth", "must be >= 2");
-        require(std::isfinite(net.dropout) && net.dropout >= 0.0 && net.dropout < 1.0,
-                "scheduler_config.net.dropout", "must be in [0, 1)");
-        require(std::isfinite(net.layer_norm_eps) && net.layer_norm_eps > 0.0,
-                "scheduler_config.net.layer_norm_eps", "must be > 0");
-        require(std::isfinite(opt.learning_rate) && opt.learning_rate > 0.0,
-                "scheduler_config.opt.learning_rate", "must be > 0");
-        require(opt.beta1 >= 0.0 && opt.beta1 < 1.0, "scheduler_config.opt.beta1", "must be in [0, 1)");
-        require(opt.beta2 >= 0.0 && opt.beta2 < 1.0, "scheduler_config.opt.beta2", "must be in [0, 1)");
-        require(std::isfinite(opt.eps) && opt.eps > 0.0, "scheduler_config.opt.eps", "must be > 0");
-        require(std::isfinite(opt.weight_decay) && opt.weight_decay >= 0.0,
-                "scheduler_config.opt.weight_decay", "must be >= 0");
-        require(std::isfinite(opt.early_stop_mse) && opt.early_stop_mse >= 0.0,
-                "scheduler_config.opt.early_stop_mse", "must be >= 0");
-        require(std::isfinite(reward.a) && std::isfinite(reward.b), "scheduler_config.reward.a/b",
-                "must be finite");
-        require(reward.alpha >= 0.0 && reward.alpha <= 1.0, "scheduler_config.reward.alpha",
-                "must be in [0, 1]");
-        require(reward.smoothing_lambda >= 0.0 && reward.smoothing_lambda < 1.0,
-                "scheduler_config.reward.smoothing_lambda", "must be in [0, 1)");
-        require(pool.capacity_rows > 0, "scheduler_config.pool.capacity_rows", "must be > 0");
-        require(std::isfinite(select.ratio) && select.ratio > 0.0 && select.ratio <= 1.0,
-                "scheduler_config.select.ratio", [&] { return "must be in (0, 1], got " + std::to_string(select.ratio); });
-        require(std::isfinite(select.temperature) && select.temperature > 0.0,
-                "scheduler_config.select.temperature", "must be > 0");
-        require(std::isfinite(select.explore_weight), "scheduler_config.select.explore_weight",
-                "must be finite");
+private:
+    template <class From>
+    static std::span<const To> copy(std::span<const From> src, std::vector<To>& dst) {
+        dst.resize(src.size());
+        for (std::size_t i = 0; i < src.size(); ++i) dst[i] = static_cast<To>(src[i]);
+        return {dst.data(), dst.size()};
+    }
+    // A strided matrix becomes a contiguous one. A null view or a row_stride below cols
+    // stays so, for the checks that follow to report it as they would the original.
+    template <class From>
+    static matrix_view<const To> copy(const matrix_view<const From>& src, std::vector<To>& dst) {
+        if (src.data == nullptr) return {nullptr, src.rows, src.cols, src.row_stride};
+        if (src.stride() < src.cols) return {dst.data(), src.rows, src.cols, src.row_stride};
+        dst.resize(src.rows * src.cols);
+        for (std::size_t r = 0; r < src.rows; ++r) {
+            const From* row = src.row(r);
+            for (std::size_t c = 0; c < src.cols; ++c) dst[r * src.cols + c] = static_cast<To>(row[c]);
+        }
+        return {dst.data(), src.rows, src.cols, 0};
     }
 
-    friend bool operator==(const scheduler_config&, const scheduler_config&) = default;
+    std::vector<To> policy_chosen_, policy_rejected_, reference_chosen_, reference_rejected_;
+    std::vector<To> chosen_length_, rejected_length_, contexts_, sketches_;
+    pair_batch<To> out_{};
 };
 
 }  // namespace sams
-// ---- end sams/core/config.hpp ----
+// ---- end sams/core/convert.hpp ----
 // ---- begin sams/core/decision.hpp ----
-// What one scheduler step hands back to the host (SPEC §8).
+// What one scheduler step hands back to the host (docs/algorithm.md).
 
 #include <cstddef>
 #include <cstdint>
@@ -330,7 +283,7 @@ struct step_metrics {
     std::size_t step = 0;             ///< 0-based index of the step that produced this decision
     double batch_loss = 0.0;          ///< mean ℓ over the whole batch
     double selected_loss = 0.0;       ///< Σ w_i ℓ_i, the loss the host trains on
-    double progress = 0.0;            ///< L_t = mean σ(-m_i), the mis-ranking probability (SPEC §5)
+    double progress = 0.0;  ///< L_t = mean σ(-m_i), the mis-ranking probability (docs/algorithm.md)
     double progress_delta = 0.0;      ///< Δ_t, relative progress since the previous batch (0 on the first step)
     double reward_accuracy = 0.0;     ///< mean 1[m_i > 0]
     double mean_margin = 0.0;         ///< mean m_i
@@ -345,6 +298,9 @@ struct step_metrics {
     std::size_t pool_capacity = 0;
     std::size_t trained_rows = 0;     ///< rows f1/f2 trained on this step (0: no update)
     bool warmup = false;              ///< selection was uniform random (warm-up)
+    double estimated_noise = 0.0;     ///< guided: fitted share of flipped labels (0 until fitted)
+    double mean_agreement = 0.0;  ///< guided: mean cosine of the batch's sketches with the trusted direction
+    std::size_t dropped = 0;      ///< guided: pairs of the batch not trained on
 };
 
 /// The scheduler's answer for one batch of B pairs.
@@ -463,114 +419,17 @@ private:
 
 }  // namespace sams
 // ---- end sams/core/rng.hpp ----
-// ---- begin sams/core/views.hpp ----
-// Non-owning views over the host's buffers: a strided row-major matrix and the batch of
-// per-pair quantities that a trainer hands to the library each step (SPEC §2).
-
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <span>
-#include <string>
-#include <type_traits>
-
-
-namespace sams {
-
-/// A row-major matrix view over memory the library does not own. `row_stride` is the
-/// distance between the starts of consecutive rows, in elements; 0 means `cols`
-/// (contiguous rows).
-template <class T>
-struct matrix_view {
-    T* data = nullptr;
-    std::size_t rows = 0;
-    std::size_t cols = 0;
-    std::size_t row_stride = 0;
-
-    [[nodiscard]] constexpr std::size_t stride() const noexcept {
-        return row_stride == 0 ? cols : row_stride;
-    }
-    [[nodiscard]] constexpr bool empty() const noexcept { return rows == 0 || cols == 0; }
-    [[nodiscard]] constexpr T* row(std::size_t r) const noexcept { return data + r * stride(); }
-    [[nodiscard]] constexpr T& operator()(std::size_t r, std::size_t c) const noexcept {
-        return data[r * stride() + c];
-    }
-    /// A read-only view of the same memory.
-    [[nodiscard]] constexpr operator matrix_view<const T>() const noexcept
-        requires(!std::is_const_v<T>)
-    {
-        return {data, rows, cols, row_stride};
-    }
-};
-
-/// One batch of B preference pairs, as the host's forward passes produced it (SPEC §2).
-/// Every span has length B or is empty where the field is optional. Nothing is copied:
-/// the views must stay valid for the duration of the call they are passed to.
-template <class T>
-struct pair_batch {
-    std::span<const T> policy_chosen{};       ///< a_w: summed policy log-prob of the chosen response
-    std::span<const T> policy_rejected{};     ///< a_l
-    std::span<const T> reference_chosen{};    ///< r_w; empty for reference-free losses
-    std::span<const T> reference_rejected{};  ///< r_l; empty for reference-free losses
-    std::span<const T> chosen_length{};       ///< n_w in tokens; needed by length-normalised losses
-    std::span<const T> rejected_length{};     ///< n_l
-    matrix_view<const T> contexts{};          ///< B×D arm contexts (SPEC §4); needed by schedulers
-    std::span<const std::int64_t> ids{};      ///< optional stable dataset indices, for diagnostics
-
-    [[nodiscard]] constexpr std::size_t size() const noexcept { return policy_chosen.size(); }
-    [[nodiscard]] constexpr bool has_reference() const noexcept {
-        return !reference_chosen.empty() || !reference_rejected.empty();
-    }
-    [[nodiscard]] constexpr bool has_lengths() const noexcept {
-        return !chosen_length.empty() || !rejected_length.empty();
-    }
-};
-
-namespace detail {
-
-template <class T>
-bool all_finite(std::span<const T> values) {
-    for (const T& v : values)
-        if (!std::isfinite(v)) return false;
-    return true;
-}
-
-template <class T>
-bool all_finite(const matrix_view<const T>& m) {
-    for (std::size_t r = 0; r < m.rows; ++r)
-        if (!all_finite(std::span<const T>(m.row(r), m.cols))) return false;
-    return true;
-}
-
-/// Checks one span of a batch: length B (or empty when optional) and finite values.
-template <class T>
-void check_span(std::span<const T> values, std::size_t batch_size, bool required, const char* where,
-                const char* name) {
-    if (values.empty()) {
-        require(!required, where, [&] { return std::string(name) + " is required but empty"; });
-        return;
-    }
-    require(values.size() == batch_size, where, [&] {
-        return std::string(name) + " has length " + std::to_string(values.size()) + ", expected the batch size " +
-               std::to_string(batch_size);
-    });
-    require(all_finite(values), where, [&] { return std::string(name) + " contains NaN or Inf"; });
-}
-
-}  // namespace detail
-}  // namespace sams
-// ---- end sams/core/views.hpp ----
 
 // loss/
 // ---- begin sams/loss/concept.hpp ----
-// The preference_loss concept (SPEC §3): what a per-pair loss takes, what it answers, and
+// The preference_loss concept (docs/losses.md): what a per-pair loss takes, what it answers, and
 // the requirements a user-supplied loss must meet to plug into evaluate_loss and the scheduler.
 
 #include <concepts>
 
 namespace sams {
 
-/// The inputs of one preference pair (SPEC §2), as evaluate_loss hands them to a loss.
+/// The inputs of one preference pair (docs/concepts.md), as evaluate_loss hands them to a loss.
 /// Fields the batch does not carry are passed as neutral values: reference log-probs as 0,
 /// lengths as 1. A loss that reads them declares so through needs_reference() /
 /// needs_lengths(), and evaluate_loss then guarantees they are real (lengths > 0).
@@ -623,8 +482,68 @@ concept preference_loss = requires(const L& l, const pair_input<T>& p) {
 #include <string_view>
 #include <type_traits>
 
+// ---- begin sams/loss/loss_config.hpp ----
+// Run-time choice of a preference loss (docs/losses.md): which member of the family and its
+// parameters. evaluate_loss() (sams/loss/evaluate.hpp) dispatches on it.
+
+#include <cmath>
+#include <string>
+
+
+namespace sams {
+
+/// The shipped members of the preference-loss family. See docs/losses.md for formulas.
+enum class loss_kind {
+    sigmoid,       ///< DPO: -log σ(βh); with label_smoothing ε > 0 this is cDPO
+    robust,        ///< rDPO: [-(1-ε) log σ(βh) + ε log σ(-βh)] / (1-2ε)
+    ipo,           ///< IPO: (h - 1/(2β))², h length-normalised when length_normalize is set
+    hinge,         ///< SLiC: max(0, 1 - βh)
+    sigmoid_norm,  ///< -log σ(β h̄), h̄ = u_w/n_w - u_l/n_l
+    simpo,         ///< reference-free: -log σ(β (a_w/n_w - a_l/n_l) - γ)
+    nca_pair,      ///< NCA (pairwise): -log σ(ρ_w) - ½ log σ(-ρ_w) - ½ log σ(-ρ_l), ρ = β u
+    apo_zero,      ///< APO-zero: (1 - σ(ρ_w)) + σ(ρ_l)
+    sppo_hard,     ///< SPPO (hard labels): (u_w - 1/(2β))² + (u_l + 1/(2β))²
+};
+
+struct loss_config {
+    loss_kind kind = loss_kind::sigmoid;
+    double beta = 0.1;             ///< β > 0
+    /// ε in [0, 0.5): label smoothing of sigmoid (cDPO), sigmoid_norm and simpo; the assumed
+    /// flip rate of robust; ignored by the other kinds.
+    double label_smoothing = 0.0;
+    double simpo_gamma = 0.5;      ///< γ, SimPO's target reward margin
+    bool length_normalize = false; ///< IPO only: use h̄ instead of h
+
+    /// True when the loss reads reference log-probs r_w, r_l.
+    [[nodiscard]] constexpr bool needs_reference() const noexcept { return kind != loss_kind::simpo; }
+    /// True when the loss reads response lengths n_w, n_l.
+    [[nodiscard]] constexpr bool needs_lengths() const noexcept {
+        return kind == loss_kind::sigmoid_norm || kind == loss_kind::simpo ||
+               (kind == loss_kind::ipo && length_normalize);
+    }
+
+    /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
+    /// Messages are built only on failure, so validating on every evaluation allocates nothing.
+    void validate(const char* scope = "loss_config") const {
+        using detail::require;
+        require(kind >= loss_kind::sigmoid && kind <= loss_kind::sppo_hard, {scope, "kind"}, [&] {
+            return "must be one of the loss_kind enumerators, got " + std::to_string(static_cast<int>(kind));
+        });
+        require(std::isfinite(beta) && beta > 0.0, {scope, "beta"},
+                [&] { return "must be a finite number > 0, got " + std::to_string(beta); });
+        require(std::isfinite(label_smoothing) && label_smoothing >= 0.0 && label_smoothing < 0.5,
+                {scope, "label_smoothing"},
+                [&] { return "must be in [0, 0.5), got " + std::to_string(label_smoothing); });
+        require(std::isfinite(simpo_gamma), {scope, "simpo_gamma"}, "must be finite");
+    }
+
+    friend bool operator==(const loss_config&, const loss_config&) = default;
+};
+
+}  // namespace sams
+// ---- end sams/loss/loss_config.hpp ----
 // ---- begin sams/loss/losses.hpp ----
-// The shipped preference losses (SPEC §3), one struct per member of the family, each a model
+// The shipped preference losses (docs/losses.md), one struct per member of the family, each a model
 // of sams::preference_loss; and visit_loss(), which turns a run-time loss_config into one.
 // Formulas, derivatives and stability notes: docs/losses.md.
 
@@ -694,13 +613,13 @@ inline std::string number_text(double x) {
 
 // Messages are built only on failure: validation runs on every evaluation and must not allocate.
 inline void require_beta(double beta, const char* where) {
-    if (!(std::isfinite(beta) && beta > 0.0))
-        throw invalid_argument(std::string(where) + ": must be a finite number > 0, got " + number_text(beta));
+    require(std::isfinite(beta) && beta > 0.0, where,
+            [&] { return "must be a finite number > 0, got " + number_text(beta); });
 }
 
 inline void require_smoothing(double eps, const char* where) {
-    if (!(std::isfinite(eps) && eps >= 0.0 && eps < 0.5))
-        throw invalid_argument(std::string(where) + ": must be in [0, 0.5), got " + number_text(eps));
+    require(std::isfinite(eps) && eps >= 0.0 && eps < 0.5, where,
+            [&] { return "must be in [0, 0.5), got " + number_text(eps); });
 }
 
 /// u_w = a_w - r_w and u_l = a_l - r_l.
@@ -865,8 +784,8 @@ struct simpo_loss {
     /// Throws sams::invalid_argument naming the offending field.
     void validate() const {
         detail::require_beta(beta, "simpo_loss.beta");
-        if (!std::isfinite(gamma))
-            throw invalid_argument("simpo_loss.gamma: must be finite, got " + detail::number_text(gamma));
+        detail::require(std::isfinite(gamma), {"simpo_loss", "gamma"},
+                        [&] { return "must be finite, got " + detail::number_text(gamma); });
         detail::require_smoothing(label_smoothing, "simpo_loss.label_smoothing");
     }
 
@@ -999,8 +918,8 @@ decltype(auto) visit_loss(const loss_config& config, F&& f) {
         case loss_kind::apo_zero: return f(apo_zero_loss{config.beta});
         case loss_kind::sppo_hard: return f(sppo_hard_loss{config.beta});
     }
-    throw invalid_argument("loss_config.kind: must be one of the loss_kind enumerators, got " +
-                           std::to_string(static_cast<int>(config.kind)));
+    detail::fail({"loss_config", "kind"}, "must be one of the loss_kind enumerators, got " +
+                                              std::to_string(static_cast<int>(config.kind)));
 }
 
 }  // namespace sams
@@ -1023,7 +942,7 @@ struct batch_summary {
     double rejected_reward = 0.0;  ///< mean rejected implicit reward
 };
 
-/// Per-pair loss values and exact derivatives for a batch of B pairs (SPEC §2–§3).
+/// Per-pair loss values and exact derivatives for a batch of B pairs (docs/concepts.md, docs/losses.md).
 template <class T>
 struct pair_stats {
     std::vector<T> loss;               ///< ℓ_i
@@ -1050,10 +969,6 @@ namespace detail {
 
 inline constexpr const char* evaluate_loss_where = "evaluate_loss";
 
-[[noreturn]] inline void reject_loss_input(const std::string& what) {
-    throw invalid_argument(std::string(evaluate_loss_where) + ": " + what);
-}
-
 /// "the sigmoid loss" for shipped losses, "the loss" for a user type without a name.
 template <class Loss>
 std::string loss_label() {
@@ -1067,15 +982,16 @@ std::string loss_label() {
 template <class T>
 void check_loss_field(std::span<const T> values, std::size_t batch_size, const char* name, bool positive) {
     if (values.size() != batch_size)
-        reject_loss_input(std::string(name) + " has length " + std::to_string(values.size()) +
-                     ", expected the batch size " + std::to_string(batch_size) + " (the length of policy_chosen)");
+        fail(evaluate_loss_where, std::string(name) + " has length " + std::to_string(values.size()) +
+                                      ", expected the batch size " + std::to_string(batch_size) +
+                                      " (the length of policy_chosen)");
     for (std::size_t i = 0; i < values.size(); ++i) {
         if (!std::isfinite(values[i]))
-            reject_loss_input(std::string(name) + "[" + std::to_string(i) + "] is " + number_text(double(values[i])) +
-                         ", expected a finite value");
+            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " +
+                                          number_text(double(values[i])) + ", expected a finite value");
         if (positive && !(values[i] > T(0)))
-            reject_loss_input(std::string(name) + "[" + std::to_string(i) + "] is " + number_text(double(values[i])) +
-                         ", expected a length > 0");
+            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " +
+                                          number_text(double(values[i])) + ", expected a length > 0");
     }
 }
 
@@ -1086,17 +1002,19 @@ template <class T, class Loss>
 void check_loss_inputs(const Loss& loss, const pair_batch<T>& batch) {
     if constexpr (requires { loss.validate(); }) loss.validate();
     const std::size_t n = batch.size();
-    if (n == 0) reject_loss_input("the batch is empty (policy_chosen has length 0), expected at least one pair");
+    if (n == 0)
+        fail(evaluate_loss_where,
+             "the batch is empty (policy_chosen has length 0), expected at least one pair");
     check_loss_field(batch.policy_chosen, n, "policy_chosen", false);
     check_loss_field(batch.policy_rejected, n, "policy_rejected", false);
 
     const bool needs_reference = static_cast<bool>(loss.needs_reference());
     if (needs_reference && batch.reference_chosen.empty())
-        reject_loss_input("reference_chosen is empty, but " + loss_label<Loss>() +
-                     " needs the reference log-probs r_w and r_l");
+        fail(evaluate_loss_where, "reference_chosen is empty, but " + loss_label<Loss>() +
+                                      " needs the reference log-probs r_w and r_l");
     if (needs_reference && batch.reference_rejected.empty())
-        reject_loss_input("reference_rejected is empty, but " + loss_label<Loss>() +
-                     " needs the reference log-probs r_w and r_l");
+        fail(evaluate_loss_where, "reference_rejected is empty, but " + loss_label<Loss>() +
+                                      " needs the reference log-probs r_w and r_l");
     if (needs_reference || batch.has_reference()) {
         check_loss_field(batch.reference_chosen, n, "reference_chosen", false);
         check_loss_field(batch.reference_rejected, n, "reference_rejected", false);
@@ -1104,11 +1022,11 @@ void check_loss_inputs(const Loss& loss, const pair_batch<T>& batch) {
 
     const bool needs_lengths = static_cast<bool>(loss.needs_lengths());
     if (needs_lengths && batch.chosen_length.empty())
-        reject_loss_input("chosen_length is empty, but " + loss_label<Loss>() +
-                     " is length-normalised and needs the lengths n_w and n_l");
+        fail(evaluate_loss_where, "chosen_length is empty, but " + loss_label<Loss>() +
+                                      " is length-normalised and needs the lengths n_w and n_l");
     if (needs_lengths && batch.rejected_length.empty())
-        reject_loss_input("rejected_length is empty, but " + loss_label<Loss>() +
-                     " is length-normalised and needs the lengths n_w and n_l");
+        fail(evaluate_loss_where, "rejected_length is empty, but " + loss_label<Loss>() +
+                                      " is length-normalised and needs the lengths n_w and n_l");
     if (needs_lengths || batch.has_lengths()) {
         check_loss_field(batch.chosen_length, n, "chosen_length", true);
         check_loss_field(batch.rejected_length, n, "rejected_length", true);
@@ -1209,7 +1127,7 @@ template <class T>
 
 // context/
 // ---- begin sams/context/concept.hpp ----
-// The context_extractor concept (SPEC §4): what turns the host's hidden states into the B×D
+// The context_extractor concept (docs/contexts.md): what turns the host's hidden states into the B×D
 // arm contexts a scheduler scores, and the one generic entry point that checks it.
 
 #include <concepts>
@@ -1218,7 +1136,7 @@ template <class T>
 
 // ---- begin sams/context/hidden_states.hpp ----
 // Non-owning strided views over the host's hidden states [layers × pairs × tokens × dim] and
-// token masks [pairs × tokens], the inputs of every context extractor (SPEC §4).
+// token masks [pairs × tokens], the inputs of every context extractor (docs/contexts.md).
 
 #include <cmath>
 #include <concepts>
@@ -1369,21 +1287,9 @@ struct chosen_rejected {
 
 namespace detail {
 
-/// require() whose message is built only on failure (a string literal or a callable that
-/// returns the message): the extractors check every call and must not allocate in steady state.
-template <class Message>
-void ctx_require(bool condition, const char* where, Message&& message) {
-    if (condition) [[likely]]
-        return;
-    if constexpr (std::is_invocable_v<Message>)
-        throw invalid_argument(std::string(where) + ": " + std::string(message()));
-    else
-        throw invalid_argument(std::string(where) + ": " + std::string(message));
-}
-
 template <class View>
 chosen_rejected<View> split_rows(const View& both, pair_order order, const char* where) {
-    detail::ctx_require(both.pairs % 2 == 0, where, [&] {
+    detail::require(both.pairs % 2 == 0, where, [&] {
         return "the combined view has " + std::to_string(both.pairs) +
                " rows, expected an even number 2B (chosen and rejected)";
     });
@@ -1420,35 +1326,35 @@ inline const char* side_name(bool chosen) noexcept { return chosen ? "chosen" : 
 /// Shape and stride checks shared by the extractors; `name` is e.g. "chosen hidden states".
 template <class T>
 void check_hidden_states(const hidden_states_view<T>& h, const char* where, const char* name) {
-    detail::ctx_require(h.layers > 0 && h.pairs > 0 && h.tokens > 0 && h.dim > 0, where, [&] {
+    detail::require(h.layers > 0 && h.pairs > 0 && h.tokens > 0 && h.dim > 0, where, [&] {
         return std::string(name) + " must have layers, pairs, tokens and dim > 0, got " +
                std::to_string(h.layers) + "x" + std::to_string(h.pairs) + "x" + std::to_string(h.tokens) +
                "x" + std::to_string(h.dim);
     });
     if (h.layer_data.empty()) {
-        detail::ctx_require(h.data != nullptr, where,
-                            [&] { return std::string(name) + " has a null data pointer"; });
-        detail::ctx_require(h.layers == 1 || h.layer_stride != 0, where, [&] {
+        detail::require(h.data != nullptr, where,
+                        [&] { return std::string(name) + " has a null data pointer"; });
+        detail::require(h.layers == 1 || h.layer_stride != 0, where, [&] {
             return std::string(name) + ": layer_stride is 0 with " + std::to_string(h.layers) +
                    " layers (strides unset? use layer_major() or set the strides)";
         });
     } else {
-        detail::ctx_require(h.layer_data.size() == h.layers, where, [&] {
+        detail::require(h.layer_data.size() == h.layers, where, [&] {
             return std::string(name) + ": layer_data has " + std::to_string(h.layer_data.size()) +
                    " pointers, expected " + std::to_string(h.layers) + " (one per layer)";
         });
         for (std::size_t l = 0; l < h.layers; ++l)
-            detail::ctx_require(h.layer_data[l] != nullptr, where, [&] {
+            detail::require(h.layer_data[l] != nullptr, where, [&] {
                 return std::string(name) + ": layer_data[" + std::to_string(l) + "] is a null pointer";
             });
     }
     // A zero stride on a longer axis reads one entry repeatedly: almost always unset strides.
-    detail::ctx_require(h.pairs == 1 || h.pair_stride != 0, where,
-                        [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
-    detail::ctx_require(h.tokens == 1 || h.token_stride != 0, where,
-                        [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
-    detail::ctx_require(h.dim == 1 || h.dim_stride != 0, where,
-                        [&] { return std::string(name) + ": dim_stride is 0 with dim > 1"; });
+    detail::require(h.pairs == 1 || h.pair_stride != 0, where,
+                    [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
+    detail::require(h.tokens == 1 || h.token_stride != 0, where,
+                    [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
+    detail::require(h.dim == 1 || h.dim_stride != 0, where,
+                    [&] { return std::string(name) + ": dim_stride is 0 with dim > 1"; });
 }
 
 /// Checks a mask against the hidden states it belongs to (B rows, `tokens` columns) and
@@ -1459,29 +1365,28 @@ void check_mask(const token_mask_view<M>& m, std::size_t pairs, std::size_t toke
                 const char* where, std::span<std::size_t> counts) {
     static_assert(std::is_arithmetic_v<M>, "sams: a token mask's element type must be arithmetic or bool");
     const char* name = chosen ? "chosen mask" : "rejected mask";
-    detail::ctx_require(m.data != nullptr, where,
-                        [&] { return std::string(name) + " has a null data pointer"; });
-    detail::ctx_require(m.pairs == pairs && m.tokens == tokens, where, [&] {
+    detail::require(m.data != nullptr, where, [&] { return std::string(name) + " has a null data pointer"; });
+    detail::require(m.pairs == pairs && m.tokens == tokens, where, [&] {
         return std::string(name) + " is " + std::to_string(m.pairs) + "x" + std::to_string(m.tokens) +
                ", expected " + std::to_string(pairs) + "x" + std::to_string(tokens) +
                " (pairs x tokens of the " + side_name(chosen) + " hidden states)";
     });
-    detail::ctx_require(m.pairs == 1 || m.pair_stride != 0, where,
-                        [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
-    detail::ctx_require(m.tokens == 1 || m.token_stride != 0, where,
-                        [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
+    detail::require(m.pairs == 1 || m.pair_stride != 0, where,
+                    [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
+    detail::require(m.tokens == 1 || m.token_stride != 0, where,
+                    [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
     for (std::size_t p = 0; p < pairs; ++p) {
         std::size_t n = 0;
         for (std::size_t t = 0; t < tokens; ++t) {
             const M v = m(p, t);
             if constexpr (std::is_floating_point_v<M>)
-                detail::ctx_require(std::isfinite(v), where, [&] {
+                detail::require(std::isfinite(v), where, [&] {
                     return std::string(name) + " has NaN or Inf at pair " + std::to_string(p) + ", token " +
                            std::to_string(t);
                 });
             n += v != M{0} ? 1 : 0;
         }
-        detail::ctx_require(n > 0, where, [&] {
+        detail::require(n > 0, where, [&] {
             return "pair " + std::to_string(p) + " has no valid token in the " + name +
                    " (a masked mean over zero tokens is undefined)";
         });
@@ -1560,7 +1465,7 @@ struct context_matrix {
 }  // namespace sams
 // ---- end sams/context/context_matrix.hpp ----
 // ---- begin sams/context/identity.hpp ----
-// The identity extractor (SPEC §4): for contexts the host computed itself. It validates a
+// The identity extractor (docs/contexts.md): for contexts the host computed itself. It validates a
 // B×D matrix (shape, NaN/Inf) and copies it, and fits the context_extractor interface so that
 // generic trainer code can swap it for the mean-pool extractor.
 
@@ -1600,10 +1505,10 @@ template <class U>
 /// ignored. output_dim(1, D) is D; any other layer count is rejected.
 struct identity_extractor {
     [[nodiscard]] std::size_t output_dim(std::size_t layers, std::size_t dim) const {
-        detail::ctx_require(layers == 1, "identity_extractor::output_dim: layers", [&] {
+        detail::require(layers == 1, "identity_extractor::output_dim: layers", [&] {
             return "must be 1 (host contexts are a single B x D matrix), got " + std::to_string(layers);
         });
-        detail::ctx_require(dim > 0, "identity_extractor::output_dim: dim", "must be > 0");
+        detail::require(dim > 0, "identity_extractor::output_dim: dim", "must be > 0");
         return dim;
     }
 
@@ -1613,20 +1518,20 @@ struct identity_extractor {
     void extract(matrix_view<U> contexts, matrix_view<T> out) const {
         static_assert(std::is_floating_point_v<T>, "sams::identity_extractor: T must be float or double");
         constexpr const char* where = "identity_extractor::extract";
-        detail::ctx_require(contexts.data != nullptr && !contexts.empty(), where,
-                            "contexts must be a non-empty matrix with a data pointer");
-        detail::ctx_require(contexts.stride() >= contexts.cols, where,
-                            "contexts.row_stride is smaller than its columns");
-        detail::ctx_require(out.data != nullptr, where, "out has a null data pointer");
-        detail::ctx_require(out.rows == contexts.rows && out.cols == contexts.cols, where, [&] {
+        detail::require(contexts.data != nullptr && !contexts.empty(), where,
+                        "contexts must be a non-empty matrix with a data pointer");
+        detail::require(contexts.stride() >= contexts.cols, where,
+                        "contexts.row_stride is smaller than its columns");
+        detail::require(out.data != nullptr, where, "out has a null data pointer");
+        detail::require(out.rows == contexts.rows && out.cols == contexts.cols, where, [&] {
             return "out is " + std::to_string(out.rows) + "x" + std::to_string(out.cols) + ", expected " +
                    std::to_string(contexts.rows) + "x" + std::to_string(contexts.cols) +
                    " (the contexts' shape)";
         });
-        detail::ctx_require(out.stride() >= out.cols, where, "out.row_stride is smaller than its columns");
+        detail::require(out.stride() >= out.cols, where, "out.row_stride is smaller than its columns");
         for (std::size_t r = 0; r < contexts.rows; ++r)
             for (std::size_t c = 0; c < contexts.cols; ++c)
-                detail::ctx_require(std::isfinite(contexts(r, c)), where, [&] {
+                detail::require(std::isfinite(contexts(r, c)), where, [&] {
                     return "contexts has NaN or Inf at pair " + std::to_string(r) + ", column " +
                            std::to_string(c);
                 });
@@ -1652,19 +1557,19 @@ struct identity_extractor {
         (void)rejected_mask;
         constexpr const char* where = "identity_extractor::extract";
         detail::check_hidden_states(chosen, where, "chosen hidden states (the host contexts)");
-        detail::ctx_require(chosen.layers == 1 && chosen.tokens == 1, where, [&] {
+        detail::require(chosen.layers == 1 && chosen.tokens == 1, where, [&] {
             return "the host contexts must come as 1 layer x B x 1 token x D, got " +
                    std::to_string(chosen.layers) + " layers and " + std::to_string(chosen.tokens) + " tokens";
         });
-        detail::ctx_require(out.data != nullptr, where, "out has a null data pointer");
-        detail::ctx_require(out.rows == chosen.pairs && out.cols == chosen.dim, where, [&] {
+        detail::require(out.data != nullptr, where, "out has a null data pointer");
+        detail::require(out.rows == chosen.pairs && out.cols == chosen.dim, where, [&] {
             return "out is " + std::to_string(out.rows) + "x" + std::to_string(out.cols) + ", expected " +
                    std::to_string(chosen.pairs) + "x" + std::to_string(chosen.dim);
         });
-        detail::ctx_require(out.stride() >= out.cols, where, "out.row_stride is smaller than its columns");
+        detail::require(out.stride() >= out.cols, where, "out.row_stride is smaller than its columns");
         for (std::size_t p = 0; p < chosen.pairs; ++p)
             for (std::size_t k = 0; k < chosen.dim; ++k)
-                detail::ctx_require(std::isfinite(chosen(0, p, 0, k)), where, [&] {
+                detail::require(std::isfinite(chosen(0, p, 0, k)), where, [&] {
                     return "contexts has NaN or Inf at pair " + std::to_string(p) + ", column " +
                            std::to_string(k);
                 });
@@ -1681,11 +1586,114 @@ static_assert(context_extractor<identity_extractor, double>,
 }  // namespace sams
 // ---- end sams/context/identity.hpp ----
 // ---- begin sams/context/mean_pool.hpp ----
-// The default context extractor (SPEC §4): masked mean over each response's valid tokens per
+// The default context extractor (docs/contexts.md): masked mean over each response's valid tokens per
 // layer, chosen and rejected combined, then reduced over layers (flattened, averaged, last
 // layer, or a fixed seeded Gaussian random projection computed with an Eigen GEMM).
 
 #include <Eigen/Core>
+
+// ---- begin sams/backend/eigen/gemm.hpp ----
+// The one dense product of the CPU code: Eigen's GEMM over tiles that keep its packed
+// operand blocks on the stack (no heap allocation at any size) and share the tiles among
+// OpenMP threads. eigen_backend, the thrust backend's host fallback and the mean-pool
+// extractor's projection all multiply through it.
+
+#include <algorithm>
+#include <cstddef>
+
+#include <Eigen/Core>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace sams::detail {
+
+// tiled_gemm: c = alpha·a·b + beta·c over output tiles of at most gemm_tile rows and columns, each
+// accumulated in steps of at most gemm_depth inner terms. Eigen packs GEMM operands into
+// blocks of at most (rows·depth) and (depth·cols) elements, taken from the stack up to
+// EIGEN_STACK_ALLOCATION_LIMIT bytes and from the heap beyond; these tiles keep both on
+// the stack, so training allocates nothing at any size, and the tiled product measured
+// as fast as Eigen's own blocking at the nets' shapes.
+// Under OpenMP the tiles are shared among the threads, each running Eigen's sequential
+// product. Eigen's own parallel GEMM would take the packed block from the heap at every
+// call and fork once per tile and depth step; this forks once per product, and exactly
+// when Eigen would have (gemm_threads), so no product reaches Eigen's parallel path.
+inline constexpr Eigen::Index gemm_tile = 256;
+template <class T>
+inline constexpr Eigen::Index gemm_depth = std::max<Eigen::Index>(8, EIGEN_STACK_ALLOCATION_LIMIT /
+                                                                         Eigen::Index{sizeof(T)} / gemm_tile);
+
+inline Eigen::Index ceil_div(Eigen::Index a, Eigen::Index b) noexcept { return (a + b - 1) / b; }
+
+// Threads for an m×n×k product: Eigen::nbThreads() where Eigen would run its parallel
+// GEMM (at least 2·50000 multiply-adds, not a GEMV) outside a parallel region, else 1.
+inline int gemm_threads([[maybe_unused]] Eigen::Index m, [[maybe_unused]] Eigen::Index n,
+                        [[maybe_unused]] Eigen::Index k) noexcept {
+#if defined(_OPENMP)
+    if (m > 1 && n > 1 && static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= 1e5 &&
+        !omp_in_parallel())
+        return std::max(1, Eigen::nbThreads());
+#endif
+    return 1;
+}
+
+template <class T, class A, class B, class C>
+void tiled_gemm(T alpha, const A& a, const B& b, T beta, C& c) {
+    using index = Eigen::Index;
+    const index m = c.rows(), n = c.cols(), k = a.cols();
+    const int threads = gemm_threads(m, n, k);
+    index tile_rows = gemm_tile, tile_cols = gemm_tile;
+    if (threads > 1) {
+        // At least two tiles a thread where the shape allows (tiles of at least 64 columns
+        // and 32 rows), of even sizes rounded up to 16.
+        const index want = 2 * index{threads};
+        index ct = ceil_div(n, gemm_tile), rt = ceil_div(m, gemm_tile);
+        if (rt * ct < want) ct = std::max(ct, std::min(std::max<index>(1, n / 64), ceil_div(want, rt)));
+        if (rt * ct < want) rt = std::max(rt, std::min(std::max<index>(1, m / 32), ceil_div(want, ct)));
+        tile_cols = std::min(gemm_tile, ceil_div(ceil_div(n, ct), 16) * 16);
+        tile_rows = std::min(gemm_tile, ceil_div(ceil_div(m, rt), 16) * 16);
+    }
+    const index col_tiles = ceil_div(n, tile_cols);
+    const index tiles = ceil_div(m, tile_rows) * col_tiles;
+    const auto run_tile = [&](index t) {
+        const index r0 = (t / col_tiles) * tile_rows, c0 = (t % col_tiles) * tile_cols;
+        const index nr = std::min(tile_rows, m - r0), nc = std::min(tile_cols, n - c0);
+        auto cb = c.block(r0, c0, nr, nc);
+        if (beta == T(0) && k == 0)
+            cb.setZero();
+        else if (beta != T(0) && beta != T(1))
+            cb *= beta;
+        for (index k0 = 0; k0 < k; k0 += gemm_depth<T>) {
+            const index nk = std::min(gemm_depth<T>, k - k0);
+            const auto ab = a.block(r0, k0, nr, nk);
+            const auto bb = b.block(k0, c0, nk, nc);
+            // alpha == 1 stays out of the expression: where a product degenerates
+            // to a GEMV, Eigen copies a scaled operand into a heap temporary.
+            if (k0 == 0 && beta == T(0)) {
+                if (alpha == T(1))
+                    cb.noalias() = ab * bb;
+                else
+                    cb.noalias() = alpha * ab * bb;
+            } else {
+                if (alpha == T(1))
+                    cb.noalias() += ab * bb;
+                else
+                    cb.noalias() += alpha * ab * bb;
+            }
+        }
+    };
+#if defined(_OPENMP)
+    if (threads > 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+        for (index t = 0; t < tiles; ++t) run_tile(t);
+        return;
+    }
+#endif
+    for (index t = 0; t < tiles; ++t) run_tile(t);
+}
+
+}  // namespace sams::detail
+// ---- end sams/backend/eigen/gemm.hpp ----
 
 #include <algorithm>
 #include <cmath>
@@ -1727,18 +1735,18 @@ struct mean_pool_options {
     /// Throws sams::invalid_argument naming the first bad field.
     void validate() const {
         for (std::size_t i = 1; i < layers.size(); ++i)
-            detail::ctx_require(layers[i - 1] < layers[i], "mean_pool_options.layers", [&] {
+            detail::require(layers[i - 1] < layers[i], "mean_pool_options.layers", [&] {
                 return "must be strictly increasing, got " + std::to_string(layers[i - 1]) + " before " +
                        std::to_string(layers[i]) + " at position " + std::to_string(i);
             });
         if (reduce == layer_reduction::random_projection)
-            detail::ctx_require(projection_dim > 0, "mean_pool_options.projection_dim",
-                                "must be > 0 for layer_reduction::random_projection");
+            detail::require(projection_dim > 0, "mean_pool_options.projection_dim",
+                            "must be > 0 for layer_reduction::random_projection");
     }
     friend bool operator==(const mean_pool_options&, const mean_pool_options&) = default;
 };
 
-/// Masked mean pooling over valid tokens, per selected layer and side (SPEC §4).
+/// Masked mean pooling over valid tokens, per selected layer and side (docs/contexts.md).
 ///
 /// Only tokens whose mask entry is nonzero are read; padding may hold anything, even NaN.
 /// A pair whose mask has no valid token on a side is rejected (sams::invalid_argument naming
@@ -1765,9 +1773,9 @@ public:
 
     /// Number of layers this extractor uses out of `layers`; throws if a selected index is out of range.
     [[nodiscard]] std::size_t selected_layers(std::size_t layers) const {
-        detail::ctx_require(layers > 0, "mean_pool_extractor: layers", "must be > 0");
+        detail::require(layers > 0, "mean_pool_extractor: layers", "must be > 0");
         if (options_.layers.empty()) return layers;
-        detail::ctx_require(options_.layers.back() < layers, "mean_pool_extractor: options.layers", [&] {
+        detail::require(options_.layers.back() < layers, "mean_pool_extractor: options.layers", [&] {
             return "selects layer " + std::to_string(options_.layers.back()) +
                    " but the hidden states have " + std::to_string(layers) + " layers";
         });
@@ -1781,7 +1789,7 @@ public:
 
     /// D, the context width for hidden states with `layers` layers of width `dim`.
     [[nodiscard]] std::size_t output_dim(std::size_t layers, std::size_t dim) const {
-        detail::ctx_require(dim > 0, "mean_pool_extractor: dim", "must be > 0");
+        detail::require(dim > 0, "mean_pool_extractor: dim", "must be > 0");
         switch (options_.reduce) {
             case layer_reduction::flatten_layers:
                 return flattened_dim(layers, dim);
@@ -1813,12 +1821,12 @@ public:
         check_inputs(chosen, rejected, chosen_mask, rejected_mask, where);
         const std::size_t pairs = chosen.pairs, dim = chosen.dim;
         const std::size_t width = output_dim(chosen.layers, dim);
-        detail::ctx_require(out.data != nullptr, where, "out has a null data pointer");
-        detail::ctx_require(out.rows == pairs && out.cols == width, where, [&] {
+        detail::require(out.data != nullptr, where, "out has a null data pointer");
+        detail::require(out.rows == pairs && out.cols == width, where, [&] {
             return "out is " + std::to_string(out.rows) + "x" + std::to_string(out.cols) + ", expected " +
                    std::to_string(pairs) + "x" + std::to_string(width) + " (pairs x output_dim)";
         });
-        detail::ctx_require(out.stride() >= out.cols, where, [&] {
+        detail::require(out.stride() >= out.cols, where, [&] {
             return "out.row_stride " + std::to_string(out.stride()) + " is smaller than its " +
                    std::to_string(out.cols) + " columns";
         });
@@ -1876,7 +1884,7 @@ private:
                       "sams: a token mask's element type must be arithmetic or bool");
         detail::check_hidden_states(chosen, where, "chosen hidden states");
         detail::check_hidden_states(rejected, where, "rejected hidden states");
-        detail::ctx_require(
+        detail::require(
             chosen.layers == rejected.layers && chosen.pairs == rejected.pairs && chosen.dim == rejected.dim,
             where, [&] {
                 return "chosen hidden states are " + std::to_string(chosen.layers) + " layers x " +
@@ -1950,7 +1958,7 @@ private:
             dst[k] = static_cast<T>(mean);
         }
         // A NaN or Inf at any valid token makes its sum non-finite, so one check per vector suffices.
-        detail::ctx_require(finite, where, [&] {
+        detail::require(finite, where, [&] {
             return std::string(detail::side_name(chosen_side)) + " hidden states of pair " +
                    std::to_string(p) +
                    " have NaN or Inf (or a sum that overflows) at a valid token of layer " +
@@ -1983,34 +1991,18 @@ private:
         if (project) project_features(pairs, flat, out);
     }
 
-    // out = features_ · projection_ with Eigen's GEMM, tiled. Eigen packs GEMM operands into
-    // blocks taken from the stack up to EIGEN_STACK_ALLOCATION_LIMIT bytes and from the heap
-    // beyond; tiles of at most `tile` rows and columns and `depth` inner terms keep every block
-    // under half that limit, so the projection allocates nothing at any size.
+    // out = features_ · projection_ through the library's tiled GEMM (backend/eigen/gemm.hpp),
+    // which keeps Eigen's packed blocks on the stack: no allocation at any size.
     void project_features(std::size_t pairs, std::size_t flat, matrix_view<T> out) const {
         using row_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
         using index = Eigen::Index;
-        constexpr index tile = 256;
-        constexpr index depth =
-            std::max<index>(8, EIGEN_STACK_ALLOCATION_LIMIT / 2 / index{sizeof(T)} / (tile + 64));
         const auto rows = static_cast<index>(pairs), n = static_cast<index>(flat);
         const auto dp = static_cast<index>(options_.projection_dim);
         const Eigen::Map<const row_major> x(features_.data(), rows, n);
         const Eigen::Map<const row_major> r(projection_.data(), n, dp);
         Eigen::Map<row_major, Eigen::Unaligned, Eigen::OuterStride<>> o(
             out.data, rows, dp, Eigen::OuterStride<>(static_cast<index>(out.stride())));
-        for (index r0 = 0; r0 < rows; r0 += tile) {
-            const index nr = std::min(tile, rows - r0);
-            for (index c0 = 0; c0 < dp; c0 += tile) {
-                const index nc = std::min(tile, dp - c0);
-                auto block = o.block(r0, c0, nr, nc);
-                block.setZero();
-                for (index k0 = 0; k0 < n; k0 += depth) {
-                    const index nk = std::min(depth, n - k0);
-                    block.noalias() += x.block(r0, k0, nr, nk) * r.block(k0, c0, nk, nc);
-                }
-            }
-        }
+        detail::tiled_gemm(T(1), x, r, T(0), o);
     }
 
     // Entry c of one layer's combined vector; `pair_layer` points at [chosen d | rejected d].
@@ -2039,7 +2031,7 @@ static_assert(context_extractor<mean_pool_extractor<double>, double>,
 
 // reward/
 // ---- begin sams/reward/progress.hpp ----
-// The batch progress metric of SPEC §5: the mean mis-ranking probability L = mean σ(-m_i),
+// The batch progress metric of docs/algorithm.md: the mean mis-ranking probability L = mean σ(-m_i),
 // which the lagged reward compares between consecutive batches.
 
 #include <cmath>
@@ -2048,33 +2040,68 @@ static_assert(context_extractor<mean_pool_extractor<double>, double>,
 
 
 namespace sams {
-namespace detail {
-
-/// σ(x) without overflow: exp() only ever sees a non-positive argument.
-inline double stable_logistic(double x) noexcept {
-    if (x >= 0.0) return 1.0 / (1.0 + std::exp(-x));
-    const double e = std::exp(x);
-    return e / (1.0 + e);
-}
-
-}  // namespace detail
-
 /// L = (1/B) Σ_i σ(-m_i), the probability that the policy mis-ranks a pair of the batch,
-/// averaged over the batch (SPEC §5). Lies in [0, 1]; smaller is better. Accumulated in
+/// averaged over the batch (docs/algorithm.md). Lies in [0, 1]; smaller is better. Accumulated in
 /// double. Throws sams::invalid_argument for an empty span or a NaN/Inf margin.
 template <class T>
 [[nodiscard]] double progress_metric(std::span<const T> margin) {
     detail::require(!margin.empty(), "sams::progress_metric", "margin must not be empty");
     detail::require(detail::all_finite(margin), "sams::progress_metric", "margin contains NaN or Inf");
     double sum = 0.0;
-    for (const T& m : margin) sum += detail::stable_logistic(-static_cast<double>(m));
+    for (const T& m : margin) sum += detail::sigmoid(-static_cast<double>(m));
     return sum / static_cast<double>(margin.size());
 }
 
 }  // namespace sams
 // ---- end sams/reward/progress.hpp ----
+// ---- begin sams/reward/reward_config.hpp ----
+// The configuration of the lagged reward (docs/algorithm.md, "reward"): how progress and
+// the sample term combine into a target. Validates itself; scheduler_config composes it.
+
+#include <cmath>
+#include <string>
+
+
+namespace sams {
+
+enum class reward_mode {
+    add,     ///< y = α σ(a Δ' + b) + (1-α) σ(s)
+    weight,  ///< y = 10 σ(Δ') s
+};
+
+/// The lagged reward.
+struct reward_config {
+    reward_mode mode = reward_mode::add;
+    double a = 50.0;
+    double b = 0.5;
+    double alpha = 0.5;
+    bool smoothing = true;  ///< Δ' = λ A + (1-λ) Δ with A the running mean of Δ
+    double smoothing_lambda = 0.5;
+    bool length_normalized_chosen = false;  ///< sample term uses a_w / n_w instead of a_w
+    bool chosen_reward_term = false;        ///< add the normalised chosen implicit reward to s
+    bool reference_compat =
+        false;  ///< reproduce the public code: σ applied twice to s, stale f2 pool targets
+
+    /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
+    void validate(const char* scope = "reward_config") const {
+        using detail::require;
+        require(mode == reward_mode::add || mode == reward_mode::weight, {scope, "mode"},
+                "must be add or weight");
+        require(std::isfinite(a), {scope, "a"}, "must be finite");
+        require(std::isfinite(b), {scope, "b"}, "must be finite");
+        require(std::isfinite(alpha) && alpha >= 0.0 && alpha <= 1.0, {scope, "alpha"},
+                [&] { return "must be in [0, 1], got " + std::to_string(alpha); });
+        require(std::isfinite(smoothing_lambda) && smoothing_lambda >= 0.0 && smoothing_lambda < 1.0,
+                {scope, "smoothing_lambda"},
+                [&] { return "must be in [0, 1), got " + std::to_string(smoothing_lambda); });
+    }
+    friend bool operator==(const reward_config&, const reward_config&) = default;
+};
+
+}  // namespace sams
+// ---- end sams/reward/reward_config.hpp ----
 // ---- begin sams/reward/reward_function.hpp ----
-// The reward customisation point (SPEC §5): what a scheduler hands a reward function about
+// The reward customisation point (docs/algorithm.md): what a scheduler hands a reward function about
 // the previous ("pending") batch, and the concept a reward function models.
 // docs/concepts.md has a minimal skeleton.
 
@@ -2126,7 +2153,7 @@ concept reward_function =
 }  // namespace sams
 // ---- end sams/reward/reward_function.hpp ----
 // ---- begin sams/reward/sams_reward.hpp ----
-// The default lagged reward of SamS (SPEC §5): a batch term from the relative change of
+// The default lagged reward of SamS (docs/algorithm.md): a batch term from the relative change of
 // the progress metric, optionally smoothed by its running mean, and a per-pair sample term
 // from min-max normalised margin and chosen log-prob.
 
@@ -2142,7 +2169,7 @@ namespace sams {
 namespace detail {
 
 /// Min-max normalisation to [0, 1] over a batch; a constant batch maps to 0.5 (the public
-/// code divides by zero there, SPEC §9.5).
+/// code divides by zero there, docs/algorithm.md).
 class min_max_normalizer {
 public:
     /// Scans value(0) … value(n-1).
@@ -2170,7 +2197,7 @@ private:
 
 }  // namespace detail
 
-/// SamS's reward (SPEC §5), configured by reward_config. For the rows of batch t-1:
+/// SamS's reward (docs/algorithm.md), configured by reward_config. For the rows of batch t-1:
 ///
 ///     Δ_t  = (L_{t-1} - L_t) / max(L_{t-1}, L_t, 1e-12)            (> 0: progress)
 ///     Δ'_t = λ A + (1-λ) Δ_t   with smoothing, else Δ_t
@@ -2198,15 +2225,7 @@ public:
 
     /// Throws sams::invalid_argument if a field of `config` is out of range.
     explicit sams_reward(const reward_config& config = {}) : config_(config) {
-        using detail::require;
-        require(std::isfinite(config.a), "sams_reward: reward_config.a", "must be finite");
-        require(std::isfinite(config.b), "sams_reward: reward_config.b", "must be finite");
-        require(std::isfinite(config.alpha) && config.alpha >= 0.0 && config.alpha <= 1.0,
-                "sams_reward: reward_config.alpha", [&] { return "must be in [0, 1], got " + std::to_string(config.alpha); });
-        require(std::isfinite(config.smoothing_lambda) && config.smoothing_lambda >= 0.0 &&
-                    config.smoothing_lambda < 1.0,
-                "sams_reward: reward_config.smoothing_lambda",
-                [&] { return "must be in [0, 1), got " + std::to_string(config.smoothing_lambda); });
+        config.validate("sams_reward: reward_config");
     }
 
     /// Δ = (previous - current) / max(previous, current, 1e-12): the relative decrease of
@@ -2239,16 +2258,16 @@ public:
         const detail::min_max_normalizer norm_chosen(b, chosen);
         const detail::min_max_normalizer norm_reward(config_.chosen_reward_term ? b : 0, reward);
 
-        const double batch_term = detail::stable_logistic(config_.a * smoothed + config_.b);
-        const double weight_term = 10.0 * detail::stable_logistic(smoothed);
+        const double batch_term = detail::sigmoid(config_.a * smoothed + config_.b);
+        const double weight_term = 10.0 * detail::sigmoid(smoothed);
         for (std::size_t j = 0; j < in.selected.size(); ++j) {
             const std::size_t i = in.selected[j];
             double s = 0.5 * norm_margin(margin(i)) + 0.5 * (1.0 - norm_chosen(chosen(i)));
             if (config_.chosen_reward_term) s += norm_reward(reward(i));
             double y = 0.0;
             if (config_.mode == reward_mode::add) {
-                double sample_term = detail::stable_logistic(s);
-                if (config_.reference_compat) sample_term = detail::stable_logistic(sample_term);
+                double sample_term = detail::sigmoid(s);
+                if (config_.reference_compat) sample_term = detail::sigmoid(sample_term);
                 y = config_.alpha * batch_term + (1.0 - config_.alpha) * sample_term;
             } else {
                 y = weight_term * s;
@@ -2325,7 +2344,7 @@ static_assert(reward_function<sams_reward, double>,
 
 // nn/
 // ---- begin sams/nn/exploit_net.hpp ----
-// f1, the exploitation net of SamS (SPEC §6): a residual MLP with one LayerNorm per block
+// f1, the exploitation net of SamS (docs/algorithm.md): a residual MLP with one LayerNorm per block
 // that predicts the reward of training on a pair, and whose block activations, block-averaged,
 // are the features φ of the exploration net. Written once against the backend concept.
 
@@ -2347,8 +2366,17 @@ static_assert(reward_function<sams_reward, double>,
 #include <span>
 #include <string>
 
+// ---- begin sams/backend/types.hpp ----
+// The value types of the backend interface: which activation a kernel applies, whether a
+// GEMM operand is transposed, and the hyper-parameters of one Adam update. The nets'
+// configuration (nn/network_config.hpp) names an activation from here.
+
+#include <cstdint>
 
 namespace sams {
+
+/// The nonlinearity of the nets' hidden layers.
+enum class activation { relu, silu };
 
 /// Whether gemm() reads an operand as stored or transposed (cuBLAS's OP_N / OP_T).
 enum class transpose : bool { no = false, yes = true };
@@ -2368,7 +2396,10 @@ struct adam_hyperparameters {
     std::uint64_t step = 1;
 };
 
-namespace detail {
+}  // namespace sams
+// ---- end sams/backend/types.hpp ----
+
+namespace sams {
 
 /// The uniform draw in [0, 1) for element `index` of a dropout mask generated from `seed`:
 /// splitmix64's finaliser over seed + (index + 1)·φ64, top 53 bits. A counter-based
@@ -2382,6 +2413,8 @@ constexpr double counter_uniform(std::uint64_t seed, std::uint64_t index) noexce
     return static_cast<double>(z >> 11) * 0x1.0p-53;
 }
 
+namespace detail {
+using sams::counter_uniform;  // the name the shipped backends use
 }  // namespace detail
 
 template <class Backend>
@@ -2480,48 +2513,47 @@ concept backend_indexing =
         be.axpby(x, cv, x, cv, v);
     };
 
-/// The compute kernels of the scheduler networks. Shapes are checked (sams::invalid_argument);
-/// NaN is neither checked nor masked. "n×h" below means rows(m) = n, cols(m) = h; a bias or
-/// LayerNorm parameter vector has size h and is broadcast over rows.
-///  - gemm(ta, tb, alpha, a, b, beta, c): c = alpha·op(a)·op(b) + beta·c, op per ta / tb.
-///    beta == 0: c is resized to the product's shape and its old contents are ignored (NaN
-///    included); otherwise c must already have that shape. c must not alias a or b.
-///  - column_sums(a, out): out[j] = Σ_i a(i, j); out resized to cols(a) (bias gradients).
-///  - add_bias(bias, z): z(i, j) += bias[j].
-///  - bias_activation(act, bias, z, a): z(i, j) += bias[j], then a = act(z); a resized.
-///    Keeping the pre-activation z is what activation_backward needs.
-///  - activation_forward(act, z, a): a = act(z), a resized.
-///  - activation_backward(act, z, grad_a, grad_z): grad_z = grad_a ∘ act'(z), resized.
-///    ReLU: act'(z) = 1 for z > 0, else 0 (PyTorch's choice at 0). SiLU: z·σ(z), derivative
-///    σ(z)·(1 + z·(1 − σ(z))).
-///  - add(a, b, out): out = a + b; multiply(a, b, out): out = a ∘ b; out resized.
-///    These elementwise kernels allow out to alias any input.
-///  - dropout_mask(mask, p, seed): fills mask in its current shape: element k = r·cols + c is
-///    0 when detail::counter_uniform(seed, k) < p and 1/(1 − p) otherwise (inverted dropout),
-///    so that multiply(a, mask, a) is PyTorch's training-mode dropout. Identical on every backend.
-///  - layer_norm_forward(x, gamma, beta, eps, y, x_hat, rstd): per row, μ = mean, σ² = biased
-///    variance, rstd = 1/√(σ² + eps), x_hat = (x − μ)·rstd, y = gamma ∘ x_hat + beta.
-///    y, x_hat (n×h) and rstd (n) are resized; outputs must not alias x or each other.
-///  - layer_norm_backward(grad_y, x_hat, rstd, gamma, grad_x, grad_gamma, grad_beta): with
-///    g = grad_y ∘ gamma, per row grad_x = rstd·(g − mean(g) − x_hat·mean(g ∘ x_hat));
-///    grad_gamma = column sums of grad_y ∘ x_hat, grad_beta = column sums of grad_y
-///    (overwritten, not accumulated). Outputs resized; they must not alias inputs.
-///  - block_mean_accumulate(src, block, offset, dst): for every row i and column j of src,
-///    dst(i, (offset + j) / block) += src(i, j) / block. Treats src as the columns
-///    [offset, offset + cols) of a wider concatenated row, so calling it once per hidden
-///    layer (offset = k·h) on a zero-filled dst computes the block mean of the
-///    concatenation, even when blocks straddle two layers. dst must have rows(src) rows
-///    and at least (offset + cols(src) + block − 1) / block columns; block > 0.
-///  - adam_update(param, grad, m, v, hyper): the update documented at adam_hyperparameters,
-///    for a matrix or a vector parameter; all four operands have the same shape.
-///  - mse_loss(pred, target, grad) -> double: pred is n×1, target has size n > 0;
-///    returns (1/n)·Σ(pred_i − target_i)² and sets grad (n×1, resized) = (2/n)(pred − target).
-template <class B>
-concept backend_kernels =
-    backend_types<B> &&
-    requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm, backend_vector_t<B>& v,
-             const backend_vector_t<B>& cv, backend_value_t<B> x, transpose t, activation act, double p,
-             std::uint64_t seed, std::size_t n, const adam_hyperparameters& hyper) {
+    /// The compute kernels of the scheduler networks. Shapes are checked (sams::invalid_argument);
+    /// NaN is neither checked nor masked. "n×h" below means rows(m) = n, cols(m) = h; a bias or
+    /// LayerNorm parameter vector has size h and is broadcast over rows.
+    ///  - gemm(ta, tb, alpha, a, b, beta, c): c = alpha·op(a)·op(b) + beta·c, op per ta / tb.
+    ///    beta == 0: c is resized to the product's shape and its old contents are ignored (NaN
+    ///    included); otherwise c must already have that shape. c must not alias a or b.
+    ///  - column_sums(a, out): out[j] = Σ_i a(i, j); out resized to cols(a) (bias gradients).
+    ///  - add_bias(bias, z): z(i, j) += bias[j].
+    ///  - bias_activation(act, bias, z, a): z(i, j) += bias[j], then a = act(z); a resized.
+    ///    Keeping the pre-activation z is what activation_backward needs.
+    ///  - activation_forward(act, z, a): a = act(z), a resized.
+    ///  - activation_backward(act, z, grad_a, grad_z): grad_z = grad_a ∘ act'(z), resized.
+    ///    ReLU: act'(z) = 1 for z > 0, else 0 (PyTorch's choice at 0). SiLU: z·σ(z), derivative
+    ///    σ(z)·(1 + z·(1 − σ(z))).
+    ///  - add(a, b, out): out = a + b; multiply(a, b, out): out = a ∘ b; out resized.
+    ///    These elementwise kernels allow out to alias any input.
+    ///  - dropout_mask(mask, p, seed): fills mask in its current shape: element k = r·cols + c is
+    ///    0 when sams::counter_uniform(seed, k) < p and 1/(1 − p) otherwise (inverted dropout),
+    ///    so that multiply(a, mask, a) is PyTorch's training-mode dropout. Identical on every backend.
+    ///  - layer_norm_forward(x, gamma, beta, eps, y, x_hat, rstd): per row, μ = mean, σ² = biased
+    ///    variance, rstd = 1/√(σ² + eps), x_hat = (x − μ)·rstd, y = gamma ∘ x_hat + beta.
+    ///    y, x_hat (n×h) and rstd (n) are resized; outputs must not alias x or each other.
+    ///  - layer_norm_backward(grad_y, x_hat, rstd, gamma, grad_x, grad_gamma, grad_beta): with
+    ///    g = grad_y ∘ gamma, per row grad_x = rstd·(g − mean(g) − x_hat·mean(g ∘ x_hat));
+    ///    grad_gamma = column sums of grad_y ∘ x_hat, grad_beta = column sums of grad_y
+    ///    (overwritten, not accumulated). Outputs resized; they must not alias inputs.
+    ///  - block_mean_accumulate(src, block, offset, dst): for every row i and column j of src,
+    ///    dst(i, (offset + j) / block) += src(i, j) / block. Treats src as the columns
+    ///    [offset, offset + cols) of a wider concatenated row, so calling it once per hidden
+    ///    layer (offset = k·h) on a zero-filled dst computes the block mean of the
+    ///    concatenation, even when blocks straddle two layers. dst must have rows(src) rows
+    ///    and at least (offset + cols(src) + block − 1) / block columns; block > 0.
+    ///  - adam_update(param, grad, m, v, hyper): the update documented at adam_hyperparameters,
+    ///    for a matrix or a vector parameter; all four operands have the same shape.
+    ///  - mse_loss(pred, target, grad) -> double: pred is n×1, target has size n > 0;
+    ///    returns (1/n)·Σ(pred_i − target_i)² and sets grad (n×1, resized) = (2/n)(pred − target).
+    template <class B>
+    concept backend_kernels = backend_types<B> &&
+        requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm, backend_vector_t<B>& v,
+                 const backend_vector_t<B>& cv, backend_value_t<B> x, transpose t, activation act, double p,
+                 std::uint64_t seed, std::size_t n, const adam_hyperparameters& hyper) {
         be.gemm(t, t, x, cm, cm, x, m);
         be.column_sums(cm, v);
         be.add_bias(cv, m);
@@ -2547,6 +2579,87 @@ concept backend = backend_storage<B> && backend_transfer<B> && backend_indexing<
 
 }  // namespace sams
 // ---- end sams/backend/concept.hpp ----
+// ---- begin sams/nn/network_config.hpp ----
+// The configuration of the exploitation net f1 and exploration net f2 (docs/algorithm.md,
+// "networks"), and of the Adam optimiser and training schedule of one lagged update. Each
+// validates itself; scheduler_config composes them.
+
+#include <cmath>
+#include <cstddef>
+#include <string>
+
+
+namespace sams {
+
+/// The exploitation net f1 and exploration net f2.
+struct network_config {
+    std::size_t hidden = 256;       ///< H, width of f1
+    std::size_t depth = 4;          ///< N ≥ 3: input layer, N-2 residual blocks, output layer
+    std::size_t block_size = 16;    ///< s: φ is the block mean of f1's hidden activations
+    std::size_t explore_depth = 4;  ///< N2 ≥ 2 for f2
+    activation act = activation::relu;
+    double dropout = 0.0;  ///< dropout probability in f1's residual blocks during training
+    double layer_norm_eps = 1e-6;
+
+    /// E = H·(N-2)/s, the dimension of φ and the width of f2.
+    [[nodiscard]] constexpr std::size_t feature_dim() const noexcept {
+        return block_size == 0 ? 0 : hidden * (depth >= 2 ? depth - 2 : 0) / block_size;
+    }
+
+    /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
+    void validate(const char* scope = "network_config") const {
+        using detail::require;
+        require(hidden > 0, {scope, "hidden"}, "must be > 0");
+        require(depth >= 3, {scope, "depth"}, [&] {
+            return "must be >= 3 (input layer, at least one residual block, output), got " +
+                   std::to_string(depth);
+        });
+        require(block_size > 0, {scope, "block_size"}, "must be > 0");
+        require((hidden * (depth - 2)) % block_size == 0, {scope, "block_size"}, [&] {
+            return "must divide hidden*(depth-2) = " + std::to_string(hidden * (depth - 2)) + ", got " +
+                   std::to_string(block_size);
+        });
+        require(explore_depth >= 2, {scope, "explore_depth"}, "must be >= 2");
+        require(act == activation::relu || act == activation::silu, {scope, "act"}, "must be relu or silu");
+        require(std::isfinite(dropout) && dropout >= 0.0 && dropout < 1.0, {scope, "dropout"},
+                "must be in [0, 1)");
+        require(std::isfinite(layer_norm_eps) && layer_norm_eps > 0.0, {scope, "layer_norm_eps"},
+                "must be finite and > 0");
+    }
+    friend bool operator==(const network_config&, const network_config&) = default;
+};
+
+/// Adam with L2 weight decay added to the gradient (as torch.optim.Adam), and the
+/// training schedule of one lagged update.
+struct optimizer_config {
+    double learning_rate = 1e-4;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 1e-5;
+    bool reset_each_update = false;  ///< true: fresh Adam state per update (public code)
+    std::size_t exploit_steps = 4;   ///< E_1 full-batch steps for f1 per update
+    std::size_t explore_steps = 4;   ///< E_2 full-batch steps for f2 per update
+    double early_stop_mse = 5e-5;    ///< stop a net's steps once its per-sample MSE is below this
+
+    /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
+    void validate(const char* scope = "optimizer_config") const {
+        using detail::require;
+        require(std::isfinite(learning_rate) && learning_rate > 0.0, {scope, "learning_rate"},
+                "must be finite and > 0");
+        require(beta1 >= 0.0 && beta1 < 1.0, {scope, "beta1"}, "must be in [0, 1)");
+        require(beta2 >= 0.0 && beta2 < 1.0, {scope, "beta2"}, "must be in [0, 1)");
+        require(std::isfinite(eps) && eps > 0.0, {scope, "eps"}, "must be finite and > 0");
+        require(std::isfinite(weight_decay) && weight_decay >= 0.0, {scope, "weight_decay"},
+                "must be finite and >= 0");
+        require(std::isfinite(early_stop_mse) && early_stop_mse >= 0.0, {scope, "early_stop_mse"},
+                "must be finite and >= 0");
+    }
+    friend bool operator==(const optimizer_config&, const optimizer_config&) = default;
+};
+
+}  // namespace sams
+// ---- end sams/nn/network_config.hpp ----
 // ---- begin sams/nn/parameters.hpp ----
 // The named parameter tensors of a scheduler network with their gradients and Adam moments:
 // one list in a fixed order that serves visiting (checkpoints, tests), initialisation,
@@ -2708,35 +2821,23 @@ private:
     std::uint64_t step_ = 0;
 };
 
-/// Checks the fields of network_config that the nets read (names as in scheduler_config).
-inline void validate_network(const network_config& net, const char* where) {
-    require(net.hidden > 0, where, "network_config.hidden must be > 0");
-    require(net.depth >= 3, where,
-            [&] { return "network_config.depth must be >= 3 (input layer, at least one residual block, output), got " +
-                std::to_string(net.depth); });
-    require(net.block_size > 0, where, "network_config.block_size must be > 0");
-    require((net.hidden * (net.depth - 2)) % net.block_size == 0, where,
-            [&] { return "network_config.block_size must divide hidden*(depth-2) = " +
-                std::to_string(net.hidden * (net.depth - 2)) + ", got " + std::to_string(net.block_size); });
-    require(net.explore_depth >= 2, where, "network_config.explore_depth must be >= 2");
-    require(net.act == activation::relu || net.act == activation::silu, where,
-            "network_config.act must be relu or silu");
-    require(std::isfinite(net.dropout) && net.dropout >= 0.0 && net.dropout < 1.0, where,
-            "network_config.dropout must be in [0, 1)");
-    require(std::isfinite(net.layer_norm_eps) && net.layer_norm_eps > 0.0, where,
-            "network_config.layer_norm_eps must be finite and > 0");
-}
-
-inline void validate_optimizer(const optimizer_config& opt, const char* where) {
-    require(std::isfinite(opt.learning_rate) && opt.learning_rate > 0.0, where,
-            "optimizer_config.learning_rate must be finite and > 0");
-    require(opt.beta1 >= 0.0 && opt.beta1 < 1.0, where, "optimizer_config.beta1 must be in [0, 1)");
-    require(opt.beta2 >= 0.0 && opt.beta2 < 1.0, where, "optimizer_config.beta2 must be in [0, 1)");
-    require(std::isfinite(opt.eps) && opt.eps > 0.0, where, "optimizer_config.eps must be finite and > 0");
-    require(std::isfinite(opt.weight_decay) && opt.weight_decay >= 0.0, where,
-            "optimizer_config.weight_decay must be finite and >= 0");
-    require(std::isfinite(opt.early_stop_mse) && opt.early_stop_mse >= 0.0, where,
-            "optimizer_config.early_stop_mse must be finite and >= 0");
+/// The training loop of both nets: up to `steps` full-batch Adam steps on the MSE between
+/// the net's output `out` and `y`. Each step runs `forward()` (train mode, writes `out`);
+/// when that MSE is below opt.early_stop_mse training stops without stepping; otherwise
+/// `backward()` (reads `grad_out`) and one Adam step. Returns the last forward's MSE.
+template <backend Backend, class Out, class Grad, class Forward, class Backward>
+double train_on_mse(Backend& be, parameter_store<Backend>& params, const optimizer_config& opt,
+                    std::size_t steps, const Out& out, const backend_vector_t<Backend>& y, Grad& grad_out,
+                    Forward&& forward, Backward&& backward) {
+    double loss = 0.0;
+    for (std::size_t s = 0; s < steps; ++s) {
+        forward();
+        loss = be.mse_loss(out, y, grad_out);
+        if (loss < opt.early_stop_mse) break;
+        backward();
+        params.adam_step(be, opt);
+    }
+    return loss;
 }
 
 /// Shape and finiteness checks shared by the nets' predict/train entry points.
@@ -2744,13 +2845,13 @@ template <backend Backend>
 void check_net_input(Backend& be, const backend_matrix_t<Backend>& x, std::size_t input_dim,
                      const backend_vector_t<Backend>* y, const char* where) {
     if (be.cols(x) != input_dim)
-        throw invalid_argument(std::string(where) + ": x has " + std::to_string(be.cols(x)) +
-                               " columns, expected the input dimension " + std::to_string(input_dim));
+        detail::fail(where, "x has " + std::to_string(be.cols(x)) +
+                                " columns, expected the input dimension " + std::to_string(input_dim));
     if (y != nullptr && be.size(*y) != be.rows(x))
-        throw invalid_argument(std::string(where) + ": targets have size " + std::to_string(be.size(*y)) +
-                               ", expected rows(x) = " + std::to_string(be.rows(x)));
-    if (!be.all_finite(x)) throw invalid_argument(std::string(where) + ": x contains NaN or Inf");
-    if (y != nullptr && !be.all_finite(*y)) throw invalid_argument(std::string(where) + ": targets contain NaN or Inf");
+        detail::fail(where, "targets have size " + std::to_string(be.size(*y)) +
+                                ", expected rows(x) = " + std::to_string(be.rows(x)));
+    if (!be.all_finite(x)) detail::fail(where, "x contains NaN or Inf");
+    if (y != nullptr && !be.all_finite(*y)) detail::fail(where, "targets contain NaN or Inf");
 }
 
 }  // namespace sams::detail
@@ -2789,8 +2890,8 @@ public:
         : be_(&be), input_dim_(input_dim), net_(net), opt_(opt) {
         constexpr const char* where = "exploit_net";
         detail::require(input_dim > 0, where, "input_dim must be > 0");
-        detail::validate_network(net, where);
-        detail::validate_optimizer(opt, where);
+        net.validate("exploit_net: network_config");
+        opt.validate("exploit_net: optimizer_config");
         const std::size_t h = net.hidden;
         input_ = add_linear("input", h, input_dim, init_rng);
         for (std::size_t k = 1; k + 2 <= net.depth; ++k) {
@@ -2845,15 +2946,9 @@ public:
     double train(const matrix& x, const vector& y, std::size_t steps, rng& dropout_rng) {
         detail::check_net_input<Backend>(*be_, x, input_dim_, &y, "exploit_net::train");
         if (steps == 0 || be_->rows(x) == 0) return 0.0;
-        double loss = 0.0;
-        for (std::size_t s = 0; s < steps; ++s) {
-            forward(x, &dropout_rng);
-            loss = be_->mse_loss(out_, y, grad_out_);
-            if (loss < opt_.early_stop_mse) break;
-            backward(x);
-            params_.adam_step(*be_, opt_);
-        }
-        return loss;
+        return detail::train_on_mse(
+            *be_, params_, opt_, steps, out_, y, grad_out_, [&] { forward(x, &dropout_rng); },
+            [&] { backward(x); });
     }
 
     /// One train-mode forward and backward pass without an optimiser step: returns the MSE
@@ -2861,7 +2956,7 @@ public:
     /// come from `dropout_rng` exactly as in train(), so a copied rng reproduces them.
     double compute_gradients(const matrix& x, const vector& y, rng& dropout_rng) {
         detail::check_net_input<Backend>(*be_, x, input_dim_, &y, "exploit_net::compute_gradients");
-        detail::check_arg(be_->rows(x) > 0, "exploit_net::compute_gradients", "x must have at least one row");
+        detail::require(be_->rows(x) > 0, "exploit_net::compute_gradients", "x must have at least one row");
         forward(x, &dropout_rng);
         const double loss = be_->mse_loss(out_, y, grad_out_);
         backward(x);
@@ -3005,7 +3100,7 @@ private:
 }  // namespace sams
 // ---- end sams/nn/exploit_net.hpp ----
 // ---- begin sams/nn/explore_net.hpp ----
-// f2, the exploration net of SamS (SPEC §6): reads f1's block-averaged activations φ and
+// f2, the exploration net of SamS (docs/algorithm.md): reads f1's block-averaged activations φ and
 // predicts f1's error; every block's skip connection adds the network input φ. Written once
 // against the backend concept.
 
@@ -3042,8 +3137,8 @@ public:
         : be_(&be), input_dim_(input_dim), net_(net), opt_(opt) {
         constexpr const char* where = "explore_net";
         detail::require(input_dim > 0, where, "input_dim must be > 0");
-        detail::validate_network(net, where);
-        detail::validate_optimizer(opt, where);
+        net.validate("explore_net: network_config");
+        opt.validate("explore_net: optimizer_config");
         const std::size_t e = input_dim;
         input_ = add_linear("input", e, e, init_rng);
         for (std::size_t k = 1; k + 2 <= net.explore_depth; ++k) {
@@ -3082,21 +3177,15 @@ public:
     double train(const matrix& phi, const vector& y2, std::size_t steps) {
         detail::check_net_input<Backend>(*be_, phi, input_dim_, &y2, "explore_net::train");
         if (steps == 0 || be_->rows(phi) == 0) return 0.0;
-        double loss = 0.0;
-        for (std::size_t s = 0; s < steps; ++s) {
-            forward(phi);
-            loss = be_->mse_loss(out_, y2, grad_out_);
-            if (loss < opt_.early_stop_mse) break;
-            backward(phi);
-            params_.adam_step(*be_, opt_);
-        }
-        return loss;
+        return detail::train_on_mse(
+            *be_, params_, opt_, steps, out_, y2, grad_out_, [&] { forward(phi); }, [&] { backward(phi); });
     }
 
     /// Forward and backward without a step; returns the MSE, gradients via visit_gradients().
     double compute_gradients(const matrix& phi, const vector& y2) {
         detail::check_net_input<Backend>(*be_, phi, input_dim_, &y2, "explore_net::compute_gradients");
-        detail::check_arg(be_->rows(phi) > 0, "explore_net::compute_gradients", "phi must have at least one row");
+        detail::require(be_->rows(phi) > 0, "explore_net::compute_gradients",
+                        "phi must have at least one row");
         forward(phi);
         const double loss = be_->mse_loss(out_, y2, grad_out_);
         backward(phi);
@@ -3217,19 +3306,20 @@ private:
 // ---- end sams/nn/explore_net.hpp ----
 
 // scheduler/
-// ---- begin sams/scheduler/baselines.hpp ----
-// Baseline selectors under the batch_scheduler interface (SPEC §7), the controls a SamS
-// run is compared against: all pairs (plain DPO), a uniform random K-subset, and the
-// largest/smallest-loss and largest/smallest-margin K.
+// ---- begin sams/scheduler/any_scheduler.hpp ----
+// A run-time choice of scheduler: any_scheduler<T> holds anything that models
+// batch_scheduler<S, T> (sams_scheduler, a baseline, a user's selector) behind one type, so a
+// host can pick the method from its command line without a dispatch of its own.
 
-#include <cstddef>
-#include <cstdint>
-#include <span>
-#include <vector>
+#include <concepts>
+#include <memory>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
 
 // ---- begin sams/scheduler/concept.hpp ----
 // The batch_scheduler concept: anything that looks at a batch and decides which pairs to
-// train on (SPEC §7–§8). sams_scheduler and every baseline selector model it, so a trainer
+// train on (docs/algorithm.md). sams_scheduler and every baseline selector model it, so a trainer
 // or benchmark can swap them. docs/concepts.md has a minimal skeleton.
 
 #include <concepts>
@@ -3248,28 +3338,222 @@ concept batch_scheduler = requires(S& s, const pair_batch<T>& batch, decision<T>
 
 }  // namespace sams
 // ---- end sams/scheduler/concept.hpp ----
+
+namespace sams {
+
+/// Type-erased batch_scheduler over scalar type T. Owns the scheduler it is given (moved in),
+/// is move-only, and costs one virtual call per step. A moved-from any_scheduler is empty:
+/// step() on it throws sams::invalid_argument. The wrapped scheduler stays reachable through
+/// target<S>() (e.g. to save a sams_scheduler's checkpoint).
+template <std::floating_point T>
+class any_scheduler {
+public:
+    using value_type = T;
+
+    template <class S>
+        requires(!std::same_as<std::remove_cvref_t<S>, any_scheduler> &&
+                 batch_scheduler<std::remove_cvref_t<S>, T>)
+    any_scheduler(S&& scheduler)  // NOLINT: implicit, so any scheduler converts where one is expected
+        : impl_(std::make_unique<model<std::remove_cvref_t<S>>>(std::forward<S>(scheduler))) {}
+
+    any_scheduler(any_scheduler&&) noexcept = default;
+    any_scheduler& operator=(any_scheduler&&) noexcept = default;
+
+    [[nodiscard]] decision<T> step(const pair_batch<T>& batch) {
+        decision<T> d;
+        step(batch, d);
+        return d;
+    }
+    void step(const pair_batch<T>& batch, decision<T>& out) { checked().step(batch, out); }
+
+    /// A batch in another floating-point type (host memory), converted into buffers this
+    /// object reuses: a double host steps a float scheduler without a copy loop.
+    template <std::floating_point U>
+        requires(!std::same_as<U, T>)
+    [[nodiscard]] decision<T> step(const pair_batch<U>& batch) {
+        decision<T> d;
+        step(batch, d);
+        return d;
+    }
+    template <std::floating_point U>
+        requires(!std::same_as<U, T>)
+    void step(const pair_batch<U>& batch, decision<T>& out) {
+        auto& s = checked();
+        s.step(converter_.convert(batch), out);
+    }
+
+    /// False once moved from.
+    [[nodiscard]] explicit operator bool() const noexcept { return impl_ != nullptr; }
+    /// The wrapped scheduler's type (typeid of S).
+    [[nodiscard]] const std::type_info& target_type() const noexcept {
+        return impl_ ? impl_->type() : typeid(void);
+    }
+    /// The wrapped scheduler if it is an S, else nullptr.
+    template <class S>
+    [[nodiscard]] S* target() noexcept {
+        auto* m = dynamic_cast<model<S>*>(impl_.get());
+        return m ? &m->scheduler : nullptr;
+    }
+    template <class S>
+    [[nodiscard]] const S* target() const noexcept {
+        const auto* m = dynamic_cast<const model<S>*>(impl_.get());
+        return m ? &m->scheduler : nullptr;
+    }
+
+private:
+    struct interface {
+        virtual ~interface() = default;
+        virtual void step(const pair_batch<T>& batch, decision<T>& out) = 0;
+        [[nodiscard]] virtual const std::type_info& type() const noexcept = 0;
+    };
+    template <class S>
+    struct model final : interface {
+        template <class A>
+        explicit model(A&& s) : scheduler(std::forward<A>(s)) {}
+        void step(const pair_batch<T>& batch, decision<T>& out) override { scheduler.step(batch, out); }
+        [[nodiscard]] const std::type_info& type() const noexcept override { return typeid(S); }
+        S scheduler;
+    };
+
+    interface& checked() {
+        detail::require(impl_ != nullptr, "sams::any_scheduler::step", "the scheduler is empty (moved from)");
+        return *impl_;
+    }
+
+    std::unique_ptr<interface> impl_;
+    batch_converter<T> converter_;
+};
+
+static_assert(batch_scheduler<any_scheduler<float>, float>,
+              "sams::any_scheduler<T> must model sams::batch_scheduler (see docs/concepts.md)");
+
+}  // namespace sams
+// ---- end sams/scheduler/any_scheduler.hpp ----
+// ---- begin sams/scheduler/baselines.hpp ----
+// Baseline selectors under the batch_scheduler interface (docs/algorithm.md), the controls a SamS
+// run is compared against: all pairs (plain DPO), a uniform random K-subset, and the
+// largest/smallest-loss and largest/smallest-margin K.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
 // ---- begin sams/scheduler/decision_fill.hpp ----
 // Shared by every scheduler: turns per-pair loss results and a chosen subset into the
-// decision handed back to the host (SPEC §8): mask, weights, weighted gradients, metrics.
+// decision handed back to the host (docs/algorithm.md): mask, weights, weighted gradients, metrics.
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 
+// ---- begin sams/scheduler/scheduler_config.hpp ----
+// Everything that configures a scheduler, with the library's CPU-friendly defaults and the
+// paper's settings (scheduler_config::paper()). Each part validates itself and names its
+// fields; scheduler_config::validate() runs them all with the "scheduler_config.<part>" scope.
+
+#include <cmath>
+#include <cstddef>
+#include <string>
+
+
+namespace sams {
+
+/// The replay pool of past (context, target) rows.
+struct pool_config {
+    std::size_t capacity_rows = 4096;  ///< hard bound on stored rows; reservoir sampling once full
+    std::size_t replay_batches = 32;   ///< P: rows equal to P pending batches are replayed per update
+
+    /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
+    void validate(const char* scope = "pool_config") const {
+        detail::require(capacity_rows > 0, {scope, "capacity_rows"}, "must be > 0");
+    }
+    friend bool operator==(const pool_config&, const pool_config&) = default;
+};
+
+enum class selection_rule {
+    top_k,           ///< the K highest scores, ties broken by lower index
+    softmax_sample,  ///< K draws without replacement, P ∝ exp(u/τ) (Gumbel-top-k)
+};
+
+enum class weight_scaling {
+    per_selected,  ///< w_i = 1/K for selected pairs (default)
+    per_batch,     ///< w_i = 1/B (public code)
+};
+
+struct selection_config {
+    double ratio = 0.5;  ///< ρ in (0, 1]; K = clamp(round(ρB), 1, B)
+    selection_rule rule = selection_rule::top_k;
+    double temperature = 1.0;      ///< τ > 0 for softmax_sample
+    double explore_weight = 0.01;  ///< w in u = f1 + w f2
+    std::size_t warmup_steps = 0;  ///< random selection for this many steps; 0: until trained once
+    weight_scaling weights = weight_scaling::per_selected;
+
+    /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
+    void validate(const char* scope = "selection_config") const {
+        using detail::require;
+        require(std::isfinite(ratio) && ratio > 0.0 && ratio <= 1.0, {scope, "ratio"},
+                [&] { return "must be in (0, 1], got " + std::to_string(ratio); });
+        require(rule == selection_rule::top_k || rule == selection_rule::softmax_sample, {scope, "rule"},
+                "must be top_k or softmax_sample");
+        require(std::isfinite(temperature) && temperature > 0.0, {scope, "temperature"}, "must be > 0");
+        require(std::isfinite(explore_weight), {scope, "explore_weight"}, "must be finite");
+        require(weights == weight_scaling::per_selected || weights == weight_scaling::per_batch,
+                {scope, "weights"}, "must be per_selected or per_batch");
+    }
+    friend bool operator==(const selection_config&, const selection_config&) = default;
+};
+
+struct scheduler_config {
+    loss_config loss{};
+    network_config net{};
+    optimizer_config opt{};
+    reward_config reward{};
+    pool_config pool{};
+    selection_config select{};
+
+    /// The paper's settings (H = 4096, N = 16, s = 16, P = 32, …). Large: about 0.4 B
+    /// parameters at D = 4096; meant for the GPU backend.
+    static scheduler_config paper() {
+        scheduler_config c;
+        c.net.hidden = 4096;
+        c.net.depth = 16;
+        c.net.block_size = 16;
+        c.net.explore_depth = 4;
+        c.opt.exploit_steps = 4;
+        c.opt.explore_steps = 4;
+        c.pool.replay_batches = 32;
+        c.pool.capacity_rows = 32 * 1024;
+        c.select.ratio = 0.5;
+        c.select.explore_weight = 0.01;
+        return c;
+    }
+
+    /// Throws sams::invalid_argument naming the first inconsistent field
+    /// ("scheduler_config.net.depth: must be >= 3 …").
+    void validate() const {
+        loss.validate("scheduler_config.loss");
+        net.validate("scheduler_config.net");
+        opt.validate("scheduler_config.opt");
+        reward.validate("scheduler_config.reward");
+        pool.validate("scheduler_config.pool");
+        select.validate("scheduler_config.select");
+    }
+
+    friend bool operator==(const scheduler_config&, const scheduler_config&) = default;
+};
+
+}  // namespace sams
+// ---- end sams/scheduler/scheduler_config.hpp ----
 
 namespace sams::detail {
 
-/// Fills `d` from `stats` (B pairs) and `selected` (strictly ascending indices < B):
-/// selected, mask, weight (1/K or 1/B on selected rows, 0 elsewhere), loss,
-/// d_policy_chosen/rejected = w_i ∂ℓ_i/∂a, and metrics batch_loss, selected_loss = Σ w ℓ,
-/// progress = mean σ(-m), reward_accuracy, mean_margin, chosen/rejected reward (means
-/// over the whole batch, recomputed in double). Leaves d.score and every other metric
-/// alone. Checks `selected` before writing anything; reuses d's buffers.
+/// Throws sams::invalid_argument unless `stats` holds B > 0 pairs in vectors of one length
+/// and `selected` is strictly ascending with indices < B.
 template <class T>
-void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected, weight_scaling scaling,
-                   decision<T>& d) {
-    constexpr const char* where = "sams::detail::fill_decision";
+void check_decision_inputs(const pair_stats<T>& stats, std::span<const std::size_t> selected,
+                           const char* where) {
     const std::size_t b = stats.loss.size();
     require(b > 0, where, "stats must hold at least one pair");
     for (const auto* v : {&stats.d_policy_chosen, &stats.d_policy_rejected, &stats.chosen_reward,
@@ -3279,10 +3563,13 @@ void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> sele
         require(selected[j] < b, where, [&] { return "selected index " + std::to_string(selected[j]) + " is out of range"; });
         require(j == 0 || selected[j - 1] < selected[j], where, "selected must be strictly ascending");
     }
+}
 
-    // Also rejects a NaN/Inf margin, before d is touched.
-    const double progress = progress_metric(std::span<const T>(stats.margin));
-
+/// fill_decision once its inputs are checked and the progress metric is known.
+template <class T>
+void fill_checked_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected,
+                           weight_scaling scaling, double progress, decision<T>& d) {
+    const std::size_t b = stats.loss.size();
     const std::size_t k = selected.size();
     const double denominator = static_cast<double>(scaling == weight_scaling::per_batch ? b : k);
     const T w = k == 0 ? T(0) : static_cast<T>(1.0 / denominator);
@@ -3321,10 +3608,44 @@ void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> sele
     m.rejected_reward = rejected / n;
 }
 
+/// As sams::fill_decision, with `progress` already computed as progress_metric(stats.margin)
+/// (the scheduler needs it before filling, and computes it once per step).
+template <class T>
+void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected, weight_scaling scaling,
+                   double progress, decision<T>& d) {
+    check_decision_inputs(stats, selected, "sams::fill_decision");
+    fill_checked_decision(stats, selected, scaling, progress, d);
+}
+
 }  // namespace sams::detail
+
+namespace sams {
+
+/// Fills `d` from `stats` (B pairs) and `selected` (strictly ascending indices < B):
+/// selected, mask, weight (1/K or 1/B on selected rows, 0 elsewhere), loss,
+/// d_policy_chosen/rejected = w_i ∂ℓ_i/∂a, and metrics batch_loss, selected_loss = Σ w ℓ,
+/// progress = mean σ(-m), reward_accuracy, mean_margin, chosen/rejected reward (means
+/// over the whole batch, recomputed in double). Leaves d.score and every other metric
+/// alone. Checks `selected` and the margins before writing anything; reuses d's buffers.
+/// This is how every shipped scheduler builds its decision; a host-side selector calls it
+/// with the statistics of sams::evaluate_loss and its own choice of rows.
+template <class T>
+void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected, weight_scaling scaling,
+                   decision<T>& d) {
+    detail::check_decision_inputs(stats, selected, "sams::fill_decision");
+    // Also rejects a NaN/Inf margin, before d is touched.
+    const double progress = progress_metric(std::span<const T>(stats.margin));
+    detail::fill_checked_decision(stats, selected, scaling, progress, d);
+}
+
+namespace detail {
+using sams::fill_decision;  // the name the library's own schedulers use
+}  // namespace detail
+
+}  // namespace sams
 // ---- end sams/scheduler/decision_fill.hpp ----
 // ---- begin sams/scheduler/selection.hpp ----
-// Selection rules over the B scores of a batch (SPEC §7): the subset size K, top-K,
+// Selection rules over the B scores of a batch (docs/algorithm.md): the subset size K, top-K,
 // Gumbel-top-K sampling, a uniform K-subset, and the spread/entropy diagnostics.
 // Every rule writes ascending indices into a caller-owned vector, which is reused.
 
@@ -3508,8 +3829,7 @@ class baseline_base {
 protected:
     baseline_base(const loss_config& loss, const selection_config& select) : loss_(loss), select_(select) {
         loss_.validate();
-        // Fails early with the field's name; K itself depends on B and is computed per step.
-        (void)selection_size(select_.ratio, 1);
+        select_.validate();
     }
 
     template <class Choose>
@@ -3528,6 +3848,10 @@ public:
     [[nodiscard]] std::uint64_t steps() const noexcept { return steps_; }
     [[nodiscard]] const loss_config& loss() const noexcept { return loss_; }
     [[nodiscard]] const selection_config& selection() const noexcept { return select_; }
+    /// K, the number of pairs a step selects from a batch of `batch_size` (≥ 1).
+    [[nodiscard]] std::size_t selection_count(std::size_t batch_size) const {
+        return selection_size(select_.ratio, batch_size);
+    }
 
 private:
     loss_config loss_;
@@ -3539,6 +3863,11 @@ private:
 
 }  // namespace detail
 
+// Every baseline is built either from a loss and a selection configuration, or, as
+// sams_scheduler is, from a whole scheduler_config (its loss and select parts are used) and
+// a seed; the selection configuration defaults everywhere. A baseline that draws nothing
+// ignores the seed.
+
 /// Plain DPO: every pair is selected. Weights are 1/B under either weight_scaling;
 /// selection_config.ratio is ignored.
 template <class T>
@@ -3546,6 +3875,8 @@ class full_batch : public detail::baseline_base<T> {
 public:
     explicit full_batch(const loss_config& loss, const selection_config& select = {})
         : detail::baseline_base<T>(loss, select) {}
+    explicit full_batch(const scheduler_config& config, std::uint64_t /*seed*/ = 0)
+        : full_batch(config.loss, config.select) {}
 
     decision<T> step(const pair_batch<T>& batch) {
         decision<T> d;
@@ -3558,6 +3889,11 @@ public:
             for (std::size_t i = 0; i < selected.size(); ++i) selected[i] = i;
         });
     }
+    /// Every pair: B.
+    [[nodiscard]] std::size_t selection_count(std::size_t batch_size) const {
+        detail::require(batch_size > 0, "sams::full_batch::selection_count", "batch_size must be >= 1");
+        return batch_size;
+    }
 };
 
 /// A uniformly random K-subset each step: the key control for SamS. Deterministic given
@@ -3565,8 +3901,11 @@ public:
 template <class T>
 class uniform_selector : public detail::baseline_base<T> {
 public:
-    uniform_selector(const loss_config& loss, const selection_config& select, std::uint64_t seed)
+    explicit uniform_selector(const loss_config& loss, const selection_config& select = {},
+                              std::uint64_t seed = 0)
         : detail::baseline_base<T>(loss, select), gen_(seed) {}
+    explicit uniform_selector(const scheduler_config& config, std::uint64_t seed = 0)
+        : uniform_selector(config.loss, config.select, seed) {}
 
     decision<T> step(const pair_batch<T>& batch) {
         decision<T> d;
@@ -3587,13 +3926,34 @@ private:
     rng gen_;
 };
 
-/// The K pairs with the largest loss (hard examples; the default) or the smallest loss
-/// (the classic small-loss heuristic against noisy labels). Ties go to the lower index.
-template <class T>
-class loss_selector : public detail::baseline_base<T> {
+/// The ranking keys of ranked_selector: which per-pair value it ranks, and which end it
+/// keeps by default.
+struct loss_key {
+    static constexpr extreme default_end = extreme::largest;  ///< hard examples
+    template <class T>
+    static std::span<const T> values(const pair_stats<T>& stats) noexcept {
+        return stats.loss;
+    }
+};
+struct margin_key {
+    static constexpr extreme default_end = extreme::smallest;  ///< the pairs the policy ranks worst
+    template <class T>
+    static std::span<const T> values(const pair_stats<T>& stats) noexcept {
+        return stats.margin;
+    }
+};
+
+/// The K pairs with the largest or smallest value of Key::values(stats) (ties go to the
+/// lower index); Key::default_end unless told otherwise.
+template <class T, class Key>
+class ranked_selector : public detail::baseline_base<T> {
 public:
-    loss_selector(const loss_config& loss, const selection_config& select, extreme which = extreme::largest)
+    explicit ranked_selector(const loss_config& loss, const selection_config& select = {},
+                             extreme which = Key::default_end)
         : detail::baseline_base<T>(loss, select), which_(which) {}
+    explicit ranked_selector(const scheduler_config& config, std::uint64_t /*seed*/ = 0,
+                             extreme which = Key::default_end)
+        : ranked_selector(config.loss, config.select, which) {}
 
     decision<T> step(const pair_batch<T>& batch) {
         decision<T> d;
@@ -3601,47 +3961,30 @@ public:
         return d;
     }
     void step(const pair_batch<T>& batch, decision<T>& out) {
-        this->run(batch, out, [this](const pair_stats<T>& stats, std::size_t k, std::vector<std::size_t>& selected) {
-            const std::span<const T> values(stats.loss);
-            if (which_ == extreme::largest)
-                select_top_k(values, k, selected);
-            else
-                select_bottom_k(values, k, selected);
-        });
+        this->run(batch, out,
+                  [this](const pair_stats<T>& stats, std::size_t k, std::vector<std::size_t>& selected) {
+                      const std::span<const T> values = Key::values(stats);
+                      if (which_ == extreme::largest)
+                          select_top_k(values, k, selected);
+                      else
+                          select_bottom_k(values, k, selected);
+                  });
     }
     [[nodiscard]] extreme which() const noexcept { return which_; }
 
 private:
     extreme which_;
 };
+
+/// The K pairs with the largest loss (hard examples; the default) or the smallest loss
+/// (the classic small-loss heuristic against noisy labels).
+template <class T>
+using loss_selector = ranked_selector<T, loss_key>;
 
 /// The K pairs with the smallest margin m = β h (the default: the pairs the policy ranks
-/// worst, like the largest loss) or the largest margin. Ties go to the lower index.
+/// worst, like the largest loss) or the largest margin.
 template <class T>
-class margin_selector : public detail::baseline_base<T> {
-public:
-    margin_selector(const loss_config& loss, const selection_config& select, extreme which = extreme::smallest)
-        : detail::baseline_base<T>(loss, select), which_(which) {}
-
-    decision<T> step(const pair_batch<T>& batch) {
-        decision<T> d;
-        step(batch, d);
-        return d;
-    }
-    void step(const pair_batch<T>& batch, decision<T>& out) {
-        this->run(batch, out, [this](const pair_stats<T>& stats, std::size_t k, std::vector<std::size_t>& selected) {
-            const std::span<const T> values(stats.margin);
-            if (which_ == extreme::largest)
-                select_top_k(values, k, selected);
-            else
-                select_bottom_k(values, k, selected);
-        });
-    }
-    [[nodiscard]] extreme which() const noexcept { return which_; }
-
-private:
-    extreme which_;
-};
+using margin_selector = ranked_selector<T, margin_key>;
 
 static_assert(batch_scheduler<full_batch<float>, float>,
               "sams::full_batch<T> must model sams::batch_scheduler (see docs/concepts.md)");
@@ -3965,8 +4308,86 @@ inline std::vector<std::uint8_t> read_file(const std::filesystem::path& path) {
 
 }  // namespace sams::detail
 // ---- end sams/scheduler/checkpoint.hpp ----
+// ---- begin sams/scheduler/pending_selection.hpp ----
+// The selection that waits one step for its reward: sams_scheduler rewards the pairs it
+// selected at step t-1 with the progress measured at step t, so it keeps what the reward
+// and the lagged update need about them (docs/algorithm.md, "lagged update").
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+
+namespace sams {
+
+/// The previous batch's selection: its per-pair statistics over the whole batch (what a
+/// reward function reads), the selected rows' contexts and φ as they were scored, and f1's
+/// score of each selected row. A plain aggregate: the scheduler owns it and its checkpoint
+/// stores every member.
+template <backend Backend>
+struct pending_selection {
+    using value_type = backend_value_t<Backend>;
+    using T = value_type;
+    using matrix = backend_matrix_t<Backend>;
+
+    bool active = false;                ///< false until the first step, true from then on
+    double progress = 0.0;              ///< L_{t-1}, the progress metric of the pending batch
+    std::vector<std::size_t> selected;  ///< selected rows of the pending batch, ascending
+    std::vector<T> margin, policy_chosen, chosen_length, chosen_reward;  ///< whole batch
+    std::vector<T> exploit_score;  ///< f1 of each selected row when it was scored
+    matrix contexts, features;     ///< the selected rows' contexts and φ (backend storage)
+
+    [[nodiscard]] std::size_t size() const noexcept { return selected.size(); }
+
+    /// Keeps the selection `chosen` of `batch`: statistics from `stats`, f1 scores from
+    /// `f1` (one per pair), contexts and φ from the scored batch's backend rows.
+    void keep(Backend& be, const pair_batch<T>& batch, const pair_stats<T>& stats,
+              std::span<const std::size_t> chosen, std::span<const T> f1, const matrix& batch_contexts,
+              const matrix& batch_features, double batch_progress) {
+        progress = batch_progress;
+        selected.assign(chosen.begin(), chosen.end());
+        margin.assign(stats.margin.begin(), stats.margin.end());
+        policy_chosen.assign(batch.policy_chosen.begin(), batch.policy_chosen.end());
+        chosen_length.assign(batch.chosen_length.begin(), batch.chosen_length.end());
+        chosen_reward.assign(stats.chosen_reward.begin(), stats.chosen_reward.end());
+        exploit_score.resize(chosen.size());
+        for (std::size_t i = 0; i < chosen.size(); ++i) exploit_score[i] = f1[chosen[i]];
+        be.gather_rows(batch_contexts, chosen, contexts);
+        be.gather_rows(batch_features, chosen, features);
+        active = true;
+    }
+
+    /// What the reward function reads to reward the pending rows at a step whose progress
+    /// is `current_progress`. The spans view this object's vectors.
+    [[nodiscard]] reward_inputs<T> inputs(double current_progress) const noexcept {
+        reward_inputs<T> in;
+        in.margin = margin;
+        in.policy_chosen = policy_chosen;
+        in.chosen_length = chosen_length;
+        in.chosen_reward = chosen_reward;
+        in.selected = selected;
+        in.previous_progress = progress;
+        in.current_progress = current_progress;
+        return in;
+    }
+};
+
+}  // namespace sams
+// ---- end sams/scheduler/pending_selection.hpp ----
+// ---- begin sams/scheduler/replay_pool.hpp ----
+// The replay pool of sams_scheduler: past (context, reward target) rows in backend storage,
+// and with reward_config.reference_compat also their φ and stored f2 targets. Which slot a
+// row goes to is reservoir_index's job; this type owns the rows, grows their storage
+// geometrically up to the capacity, and gathers replayed rows for a lagged update.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
 // ---- begin sams/scheduler/reservoir.hpp ----
-// Bookkeeping of the replay pool (SPEC §6): which slot of a fixed-capacity row store each
+// Bookkeeping of the replay pool (docs/algorithm.md): which slot of a fixed-capacity row store each
 // new row goes to (reservoir sampling, Algorithm R), and uniform draws of filled slots.
 // The rows themselves live in the caller's storage; this class never allocates per row.
 
@@ -4064,19 +4485,392 @@ private:
 
 }  // namespace sams
 // ---- end sams/scheduler/reservoir.hpp ----
+
+namespace sams {
+
+/// At most `capacity_rows` rows of width `context_dim` (contexts) plus one target each;
+/// with `with_features`, also a φ row of width `feature_dim` and an f2 target per row.
+/// The backend is passed to every call that touches storage (the scheduler owns it).
+template <backend Backend>
+class replay_pool {
+public:
+    using value_type = backend_value_t<Backend>;
+    using matrix = backend_matrix_t<Backend>;
+    using vector = backend_vector_t<Backend>;
+
+    /// Throws sams::invalid_argument if capacity_rows is 0.
+    replay_pool(std::size_t capacity_rows, std::size_t context_dim, std::size_t feature_dim,
+                bool with_features)
+        : index_(capacity_rows),
+          context_dim_(context_dim),
+          feature_dim_(feature_dim),
+          with_features_(with_features) {}
+
+    [[nodiscard]] std::size_t size() const noexcept { return index_.size(); }
+    [[nodiscard]] std::size_t capacity() const noexcept { return index_.capacity(); }
+    /// Rows ever offered (what the reservoir's acceptance probability depends on).
+    [[nodiscard]] std::uint64_t seen() const noexcept { return index_.seen(); }
+    /// Whether φ rows and f2 targets are stored (reference_compat).
+    [[nodiscard]] bool with_features() const noexcept { return with_features_; }
+
+    /// Up to m distinct stored slots, ascending, drawn uniformly (see reservoir_index::sample).
+    /// Draw before offer() of the rows being rewarded, so none is replayed against itself.
+    void sample(std::size_t m, rng& gen, std::vector<std::size_t>& slots) const {
+        index_.sample(m, gen, slots);
+    }
+
+    /// x, y = the contexts and targets stored at `slots`.
+    void gather(Backend& be, std::span<const std::size_t> slots, matrix& x, vector& y) const {
+        be.gather_rows(contexts_, slots, x);
+        be.gather(targets_, slots, y);
+    }
+    /// phi, y2 = the stored φ rows and f2 targets at `slots` (with_features() only).
+    void gather_features(Backend& be, std::span<const std::size_t> slots, matrix& phi, vector& y2) const {
+        be.gather_rows(phi_, slots, phi);
+        be.gather(explore_targets_, slots, y2);
+    }
+
+    /// The k rows (contexts x, targets y, and with_features() φ rows phi and f2 targets y2)
+    /// are offered in order; the reservoir keeps some and the storage grows to hold them.
+    /// Draws from `gen` as reservoir_index::offer does; phi and y2 are unused without features.
+    void offer(Backend& be, rng& gen, const matrix& x, const vector& y, const matrix& phi, const vector& y2) {
+        const std::size_t k = be.rows(x);
+        index_.offer(k, gen, offer_slots_);
+        grow(be, index_.size());
+        keep_rows_.clear();
+        write_slots_.clear();
+        for (std::size_t i = 0; i < k; ++i) {
+            if (offer_slots_[i] < 0) continue;
+            keep_rows_.push_back(i);
+            write_slots_.push_back(static_cast<std::size_t>(offer_slots_[i]));
+        }
+        if (keep_rows_.empty()) return;
+        be.gather_rows(x, keep_rows_, x_buf_);
+        be.scatter_rows(x_buf_, write_slots_, contexts_);
+        be.gather(y, keep_rows_, y_buf_);
+        be.scatter(y_buf_, write_slots_, targets_);
+        if (with_features_) {
+            be.gather_rows(phi, keep_rows_, phi_buf_);
+            be.scatter_rows(phi_buf_, write_slots_, phi_);
+            be.gather(y2, keep_rows_, y2_buf_);
+            be.scatter(y2_buf_, write_slots_, explore_targets_);
+        }
+    }
+
+    /// Sets the reservoir's count (a checkpoint's) and sizes storage for its rows, whose
+    /// contents the caller then writes through the storage accessors.
+    void restore(Backend& be, std::uint64_t seen) {
+        index_.set_state({static_cast<std::uint64_t>(index_.capacity()), seen});
+        if (index_.size() > 0) grow(be, index_.size());
+    }
+
+    // Storage, for persistence (the first size() rows are meaningful).
+    [[nodiscard]] const matrix& contexts() const noexcept { return contexts_; }
+    [[nodiscard]] const vector& targets() const noexcept { return targets_; }
+    [[nodiscard]] const matrix& features() const noexcept { return phi_; }
+    [[nodiscard]] const vector& explore_targets() const noexcept { return explore_targets_; }
+    [[nodiscard]] matrix& contexts() noexcept { return contexts_; }
+    [[nodiscard]] vector& targets() noexcept { return targets_; }
+    [[nodiscard]] matrix& features() noexcept { return phi_; }
+    [[nodiscard]] vector& explore_targets() noexcept { return explore_targets_; }
+
+private:
+    /// Grows storage geometrically up to the capacity, never beyond it; keeps stored rows.
+    void grow(Backend& be, std::size_t needed) {
+        if (needed <= rows_allocated_) return;
+        std::size_t rows = rows_allocated_ == 0 ? needed : rows_allocated_;
+        while (rows < needed) rows *= 2;
+        rows = std::min(rows, index_.capacity());
+        if (rows_allocated_ == 0) {
+            be.resize(contexts_, rows, context_dim_);
+            be.resize(targets_, rows);
+        } else {
+            be.resize_rows_preserve(contexts_, rows);
+            be.resize_preserve(targets_, rows);
+        }
+        if (with_features_) {
+            if (rows_allocated_ == 0) {
+                be.resize(phi_, rows, feature_dim_);
+                be.resize(explore_targets_, rows);
+            } else {
+                be.resize_rows_preserve(phi_, rows);
+                be.resize_preserve(explore_targets_, rows);
+            }
+        }
+        rows_allocated_ = rows;
+    }
+
+    reservoir_index index_;
+    std::size_t context_dim_, feature_dim_;
+    bool with_features_;
+    std::size_t rows_allocated_ = 0;
+    matrix contexts_, phi_;
+    vector targets_, explore_targets_;
+    // Scratch of offer(), reused across updates (not state).
+    matrix x_buf_, phi_buf_;
+    vector y_buf_, y2_buf_;
+    std::vector<std::ptrdiff_t> offer_slots_;
+    std::vector<std::size_t> keep_rows_, write_slots_;
+};
+
+}  // namespace sams
+// ---- end sams/scheduler/replay_pool.hpp ----
+// ---- begin sams/scheduler/sams_checkpoint.hpp ----
+// Persistence of sams_scheduler: the sections of its checkpoint (header fields, RNGs, the
+// reward's state, both nets with their Adam moments, the replay pool, the pending
+// selection) over the byte format of checkpoint.hpp. Backend storage travels through a host
+// buffer; reading checks every count and width and throws sams::checkpoint_error.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace sams::detail {
+
+/// Writes the first `rows` rows of a backend matrix (row-major), preceded by its width.
+template <backend Backend>
+void write_rows(Backend& be, byte_writer& w, const backend_matrix_t<Backend>& mat, std::size_t rows,
+                std::vector<backend_value_t<Backend>>& host) {
+    using T = backend_value_t<Backend>;
+    const std::size_t cols = rows == 0 ? 0 : be.cols(mat);
+    w.put<std::uint64_t>(cols);
+    host.resize(be.rows(mat) * cols);
+    if (rows > 0) be.download(mat, std::span<T>(host));
+    w.put_array(std::span<const T>(host.data(), rows * cols));
+}
+/// Writes the first `rows` elements of a backend vector.
+template <backend Backend>
+void write_rows(Backend& be, byte_writer& w, const backend_vector_t<Backend>& vec, std::size_t rows,
+                std::vector<backend_value_t<Backend>>& host) {
+    using T = backend_value_t<Backend>;
+    host.resize(rows == 0 ? 0 : be.size(vec));
+    if (rows > 0) be.download(vec, std::span<T>(host));
+    w.put_array(std::span<const T>(host.data(), rows));
+}
+/// Reads what write_rows wrote for a matrix of rows×cols into `mat` (left alone when rows == 0).
+template <backend Backend>
+void read_rows(Backend& be, byte_reader& r, backend_matrix_t<Backend>& mat, std::size_t rows,
+               std::size_t cols, const char* what, std::vector<backend_value_t<Backend>>& host) {
+    using T = backend_value_t<Backend>;
+    const auto stored_cols = r.get<std::uint64_t>(what);
+    if (rows > 0 && stored_cols != cols)
+        throw checkpoint_error(std::string("checkpoint: ") + what + " has width " +
+                               std::to_string(stored_cols) + ", expected " + std::to_string(cols));
+    r.get_array(host, what, rows * cols);
+    if (rows > 0) be.upload(matrix_view<const T>{host.data(), rows, cols, cols}, mat);
+}
+template <backend Backend>
+void read_rows(Backend& be, byte_reader& r, backend_vector_t<Backend>& vec, std::size_t rows,
+               const char* what, std::vector<backend_value_t<Backend>>& host) {
+    using T = backend_value_t<Backend>;
+    r.get_array(host, what, rows);
+    if (rows > 0) be.upload(std::span<const T>(host), vec);
+}
+
+/// Every tensor and counter a net exposes through visit_state, each behind its name.
+template <backend Backend, class Net>
+void write_net(Backend& be, byte_writer& w, Net& net, std::vector<backend_value_t<Backend>>& host) {
+    net.visit_state([&](const char* name, auto& tensor) {
+        using V = std::remove_cvref_t<decltype(tensor)>;
+        w.put_tag(name);
+        if constexpr (std::is_same_v<V, std::uint64_t>) {
+            w.put(tensor);
+        } else if constexpr (std::is_same_v<V, backend_matrix_t<Backend>>) {
+            w.put<std::uint64_t>(be.rows(tensor));
+            write_rows(be, w, tensor, be.rows(tensor), host);
+        } else {
+            write_rows(be, w, tensor, be.size(tensor), host);
+        }
+    });
+}
+/// Reads write_net's section into a net of the same shape (checked tensor by tensor).
+template <backend Backend, class Net>
+void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t<Backend>>& host) {
+    net.visit_state([&](const char* name, auto& tensor) {
+        using V = std::remove_cvref_t<decltype(tensor)>;
+        r.expect_tag(name);
+        if constexpr (std::is_same_v<V, std::uint64_t>) {
+            tensor = r.get<std::uint64_t>(name);
+        } else if constexpr (std::is_same_v<V, backend_matrix_t<Backend>>) {
+            const auto rows = r.get<std::uint64_t>(name);
+            if (rows != be.rows(tensor))
+                throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " +
+                                       std::to_string(rows) + " rows, expected " +
+                                       std::to_string(be.rows(tensor)));
+            read_rows(be, r, tensor, be.rows(tensor), be.cols(tensor), name, host);
+        } else {
+            read_rows(be, r, tensor, be.size(tensor), name, host);
+        }
+    });
+}
+
+/// The checkpoint of a sams_scheduler (a friend of it). Layout, in order: scalar size,
+/// configuration, context_dim, seed, step and update counts, the dropout / selection / pool
+/// RNGs, then the tagged sections "reward", "exploit", "explore", "pool", "pending".
+struct sams_checkpoint {
+    template <class Scheduler>
+    [[nodiscard]] static std::vector<std::uint8_t> serialize(const Scheduler& s) {
+        using T = typename Scheduler::value_type;
+        auto& be = *s.backend_;
+        std::vector<T> host;
+        byte_writer w;
+        w.put<std::uint32_t>(static_cast<std::uint32_t>(sizeof(T)));
+        write_config(w, s.config_);
+        w.put<std::uint64_t>(s.context_dim_);
+        w.put<std::uint64_t>(s.seed_);
+        w.put<std::uint64_t>(s.step_count_);
+        w.put<std::uint64_t>(s.update_count_);
+        write_rng(w, s.dropout_rng_);
+        write_rng(w, s.select_rng_);
+        write_rng(w, s.pool_rng_);
+        w.put_tag("reward");
+        const typename Scheduler::reward_type::state_type reward_state = s.reward_.state();
+        w.put(reward_state);
+        w.put_tag("exploit");
+        write_net(be, w, *s.exploit_, host);
+        w.put_tag("explore");
+        write_net(be, w, *s.explore_, host);
+
+        const auto& pool = s.pool_;
+        const std::size_t rows = pool.size();
+        const std::size_t feature_rows = pool.with_features() ? rows : 0;
+        w.put_tag("pool");
+        w.put<std::uint64_t>(rows);
+        w.put<std::uint64_t>(pool.seen());
+        write_rows(be, w, pool.contexts(), rows, host);
+        write_rows(be, w, pool.targets(), rows, host);
+        write_rows(be, w, pool.features(), feature_rows, host);
+        write_rows(be, w, pool.explore_targets(), feature_rows, host);
+
+        const auto& p = s.pending_;
+        w.put_tag("pending");
+        w.put<std::uint8_t>(p.active ? 1 : 0);
+        if (p.active) {
+            const std::vector<std::uint64_t> selected(p.selected.begin(), p.selected.end());
+            w.put<double>(p.progress);
+            w.put_array(std::span<const std::uint64_t>(selected));
+            w.put_array(std::span<const T>(p.margin));
+            w.put_array(std::span<const T>(p.policy_chosen));
+            w.put_array(std::span<const T>(p.chosen_length));
+            w.put_array(std::span<const T>(p.chosen_reward));
+            w.put_array(std::span<const T>(p.exploit_score));
+            write_rows(be, w, p.contexts, p.size(), host);
+            write_rows(be, w, p.features, p.size(), host);
+        }
+        return frame_checkpoint(w.bytes());
+    }
+
+    /// Rebuilds a scheduler from serialize()'s bytes; throws sams::checkpoint_error on any
+    /// inconsistency (never reads out of bounds).
+    template <class Scheduler>
+    [[nodiscard]] static Scheduler deserialize(std::span<const std::uint8_t> bytes,
+                                               typename Scheduler::backend_type be,
+                                               std::optional<typename Scheduler::reward_type> reward) {
+        using T = typename Scheduler::value_type;
+        byte_reader r(unframe_checkpoint(bytes));
+        const auto scalar_size = r.get<std::uint32_t>("value size");
+        if (scalar_size != sizeof(T))
+            throw checkpoint_error("checkpoint: written with " + std::to_string(scalar_size) +
+                                   "-byte scalars, this scheduler uses " + std::to_string(sizeof(T)));
+        const scheduler_config cfg = read_config(r);
+        const auto dim = r.get<std::uint64_t>("context_dim");
+        const auto seed = r.get<std::uint64_t>("seed");
+        if (dim == 0 || dim > (std::uint64_t{1} << 32))
+            throw checkpoint_error("checkpoint: implausible context_dim");
+        Scheduler s(cfg, static_cast<std::size_t>(dim), seed, std::move(be), std::move(reward));
+        read_state(s, r);
+        if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");
+        return s;
+    }
+
+private:
+    /// Everything serialize() wrote after the header fields, into a freshly constructed
+    /// scheduler of the stored configuration.
+    template <class Scheduler>
+    static void read_state(Scheduler& s, byte_reader& r) {
+        using T = typename Scheduler::value_type;
+        auto& be = *s.backend_;
+        const scheduler_config& config = s.config_;
+        std::vector<T> host;
+        s.step_count_ = r.get<std::uint64_t>("step count");
+        s.update_count_ = r.get<std::uint64_t>("update count");
+        read_rng(r, s.dropout_rng_, "dropout rng");
+        read_rng(r, s.select_rng_, "selection rng");
+        read_rng(r, s.pool_rng_, "pool rng");
+        r.expect_tag("reward");
+        s.reward_.set_state(r.get<typename Scheduler::reward_type::state_type>("reward state"));
+        r.expect_tag("exploit");
+        read_net(be, r, *s.exploit_, host);
+        r.expect_tag("explore");
+        read_net(be, r, *s.explore_, host);
+
+        r.expect_tag("pool");
+        const auto size = r.get<std::uint64_t>("pool size");
+        const auto seen = r.get<std::uint64_t>("pool seen");
+        const std::size_t capacity = config.pool.capacity_rows;
+        if (size > capacity || seen < size || (seen > size && size != capacity))
+            throw checkpoint_error("checkpoint: inconsistent pool size " + std::to_string(size) + " / seen " +
+                                   std::to_string(seen) + " for capacity " + std::to_string(capacity));
+        auto& pool = s.pool_;
+        const auto rows = static_cast<std::size_t>(size);
+        const std::size_t feature_rows = pool.with_features() ? rows : 0;
+        const std::size_t e = config.net.feature_dim();
+        pool.restore(be, seen);
+        read_rows(be, r, pool.contexts(), rows, s.context_dim_, "pool contexts", host);
+        read_rows(be, r, pool.targets(), rows, "pool targets", host);
+        read_rows(be, r, pool.features(), feature_rows, e, "pool features", host);
+        read_rows(be, r, pool.explore_targets(), feature_rows, "pool explore targets", host);
+
+        auto& p = s.pending_;
+        r.expect_tag("pending");
+        p.active = r.get<std::uint8_t>("pending flag") != 0;
+        if (!p.active) return;
+        p.progress = r.get<double>("pending progress");
+        std::vector<std::uint64_t> sel;
+        r.get_array(sel, "pending selection");
+        r.get_array(p.margin, "pending margins");
+        const std::size_t B = p.margin.size();
+        if (sel.empty() || sel.size() > B)
+            throw checkpoint_error("checkpoint: pending selection of " + std::to_string(sel.size()) +
+                                   " rows for a batch of " + std::to_string(B));
+        p.selected.clear();
+        for (const auto i : sel) {
+            if (i >= B) throw checkpoint_error("checkpoint: pending selection index out of range");
+            p.selected.push_back(static_cast<std::size_t>(i));
+        }
+        r.get_array(p.policy_chosen, "pending chosen log-probs", B);
+        r.get_array(p.chosen_length, "pending chosen lengths");
+        if (!p.chosen_length.empty() && p.chosen_length.size() != B)
+            throw checkpoint_error("checkpoint: pending chosen lengths do not match the batch");
+        r.get_array(p.chosen_reward, "pending chosen rewards", B);
+        r.get_array(p.exploit_score, "pending f1 scores", sel.size());
+        read_rows(be, r, p.contexts, sel.size(), s.context_dim_, "pending contexts", host);
+        read_rows(be, r, p.features, sel.size(), e, "pending features", host);
+    }
+};
+
+}  // namespace sams::detail
+// ---- end sams/scheduler/sams_checkpoint.hpp ----
 // ---- begin sams/scheduler/sams_scheduler.hpp ----
-// sams_scheduler: the SamS contextual-bandit sample scheduler (SPEC §5–§8). One step
+// sams_scheduler: the SamS contextual-bandit sample scheduler (docs/algorithm.md). One step
 // scores a batch with the exploitation net f1 and exploration net f2, selects K pairs, and
 // trains both nets one step late on the reward the previous selection earned.
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <type_traits>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -4101,6 +4895,7 @@ public:
     using backend_type = Backend;
     using value_type = typename Backend::value_type;
     using T = value_type;
+    using reward_type = Reward;
 
     /// @param config       validated here (throws sams::invalid_argument)
     /// @param context_dim  D, the width of the contexts every batch must carry
@@ -4117,7 +4912,8 @@ public:
           select_rng_(seed, select_stream),
           pool_rng_(seed, pool_stream),
           reward_(reward ? std::move(*reward) : make_reward(config_)),
-          pool_index_(config_.pool.capacity_rows) {
+          pool_(config_.pool.capacity_rows, context_dim_, config_.net.feature_dim(),
+                config_.reward.reference_compat) {
         rng init(seed, init_stream);
         exploit_ = std::make_unique<exploit_net<Backend>>(*backend_, context_dim_, config_.net, config_.opt, init);
         explore_ = std::make_unique<explore_net<Backend>>(*backend_, config_.net.feature_dim(), config_.net,
@@ -4136,36 +4932,50 @@ public:
 
     /// As step(batch), writing into `out` so that steady-state steps reuse its buffers.
     void step(const pair_batch<T>& batch, decision<T>& out) {
-        validate_batch(batch);  // nothing below may throw sams::error: state changes from here on
-        const std::size_t B = batch.size();
-        const double progress = progress_metric(std::span<const T>(stats_.margin));
+        const prepared_batch p = prepare(batch);  // the last check: state changes from here on
 
         step_metrics m{};
         m.step = static_cast<std::size_t>(step_count_);
-        if (has_pending_) learn_from_pending(progress, m);
+        if (pending_.active) learn_from_pending(p.progress, m);
 
-        score(batch);
-        choose(B);
+        score(p.size);
+        choose(p.size);
 
-        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.select.weights, out);
-        out.score.assign(host_scores_.begin(), host_scores_.end());
-        m.batch_loss = out.metrics.batch_loss;
-        m.selected_loss = out.metrics.selected_loss;
-        m.progress = progress;
-        m.reward_accuracy = out.metrics.reward_accuracy;
-        m.mean_margin = out.metrics.mean_margin;
-        m.chosen_reward = out.metrics.chosen_reward;
-        m.rejected_reward = out.metrics.rejected_reward;
-        m.score_spread = score_spread(std::span<const T>(host_scores_));
-        m.selection_entropy =
-            softmax_entropy(std::span<const T>(host_scores_), config_.select.temperature);
-        m.pool_size = pool_index_.size();
-        m.pool_capacity = pool_index_.capacity();
-        m.warmup = last_warmup_;
+        // fill_decision sets the loss, progress and reward metrics and leaves the rest of m.
         out.metrics = m;
+        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.select.weights,
+                              p.progress, out);
+        out.score.assign(host_scores_.begin(), host_scores_.end());
+        step_metrics& om = out.metrics;
+        om.score_spread = score_spread(std::span<const T>(host_scores_));
+        om.selection_entropy = softmax_entropy(std::span<const T>(host_scores_), config_.select.temperature);
+        om.pool_size = pool_.size();
+        om.pool_capacity = pool_.capacity();
+        om.warmup = last_warmup_;
 
-        keep_pending(batch, progress);
+        pending_.keep(*backend_, batch, stats_, selected_, host_f1_, batch_x_, batch_phi_, p.progress);
         ++step_count_;
+    }
+
+    /// As step(batch), for a batch in another floating-point type in host memory (e.g. a
+    /// double host stepping a float scheduler): converted into buffers this scheduler reuses,
+    /// so steady-state steps still allocate nothing. Results equal stepping the batch after
+    /// static_cast<T> of every value.
+    template <std::floating_point U>
+        requires(!std::same_as<U, T>)
+    [[nodiscard]] decision<T> step(const pair_batch<U>& batch) {
+        decision<T> d;
+        step(batch, d);
+        return d;
+    }
+    template <std::floating_point U>
+        requires(!std::same_as<U, T>)
+    void step(const pair_batch<U>& batch, decision<T>& out) { step(converter_.convert(batch), out); }
+
+    /// K, the number of pairs a step selects from a batch of `batch_size` (≥ 1):
+    /// clamp(round(select.ratio · batch_size), 1, batch_size).
+    [[nodiscard]] std::size_t selection_count(std::size_t batch_size) const {
+        return selection_size(config_.select.ratio, batch_size);
     }
 
     [[nodiscard]] const scheduler_config& config() const noexcept { return config_; }
@@ -4174,69 +4984,21 @@ public:
     [[nodiscard]] std::uint64_t steps() const noexcept { return step_count_; }
     /// Lagged updates of f1/f2 so far (one per step after the first).
     [[nodiscard]] std::uint64_t updates() const noexcept { return update_count_; }
-    [[nodiscard]] std::size_t pool_size() const noexcept { return pool_index_.size(); }
+    [[nodiscard]] std::size_t pool_size() const noexcept { return pool_.size(); }
     [[nodiscard]] Backend& backend() noexcept { return *backend_; }
     [[nodiscard]] const exploit_net<Backend>& exploitation_net() const noexcept { return *exploit_; }
     [[nodiscard]] const explore_net<Backend>& exploration_net() const noexcept { return *explore_; }
 
-    /// The complete state as checkpoint bytes (see save()).
+    /// The complete state as checkpoint bytes (see save(); the layout is in sams_checkpoint.hpp).
     [[nodiscard]] std::vector<std::uint8_t> serialize() const {
-        detail::byte_writer w;
-        w.put<std::uint32_t>(static_cast<std::uint32_t>(sizeof(T)));
-        detail::write_config(w, config_);
-        w.put<std::uint64_t>(context_dim_);
-        w.put<std::uint64_t>(seed_);
-        w.put<std::uint64_t>(step_count_);
-        w.put<std::uint64_t>(update_count_);
-        detail::write_rng(w, dropout_rng_);
-        detail::write_rng(w, select_rng_);
-        detail::write_rng(w, pool_rng_);
-        w.put_tag("reward");
-        write_reward_state(w);
-        w.put_tag("exploit");
-        write_net(w, *exploit_);
-        w.put_tag("explore");
-        write_net(w, *explore_);
-        w.put_tag("pool");
-        w.put<std::uint64_t>(pool_index_.size());
-        w.put<std::uint64_t>(pool_index_.seen());
-        write_rows(w, pool_contexts_, pool_index_.size());
-        write_rows(w, pool_targets_, pool_index_.size());
-        write_rows(w, pool_phi_, compat() ? pool_index_.size() : 0);
-        write_rows(w, pool_explore_targets_, compat() ? pool_index_.size() : 0);
-        w.put_tag("pending");
-        w.put<std::uint8_t>(has_pending_ ? 1 : 0);
-        if (has_pending_) {
-            w.put<double>(pending_progress_);
-            w.put_array(std::span<const std::uint64_t>(to_u64(pending_selected_)));
-            w.put_array(std::span<const T>(pending_margin_));
-            w.put_array(std::span<const T>(pending_policy_chosen_));
-            w.put_array(std::span<const T>(pending_chosen_length_));
-            w.put_array(std::span<const T>(pending_chosen_reward_));
-            w.put_array(std::span<const T>(pending_exploit_score_));
-            write_rows(w, pending_contexts_, pending_selected_.size());
-            write_rows(w, pending_phi_, pending_selected_.size());
-        }
-        return detail::frame_checkpoint(w.bytes());
+        return detail::sams_checkpoint::serialize(*this);
     }
 
     /// Rebuilds a scheduler from serialize()'s bytes; throws sams::checkpoint_error on any
     /// inconsistency (never reads out of bounds).
     [[nodiscard]] static sams_scheduler deserialize(std::span<const std::uint8_t> bytes, Backend be = Backend{},
                                                     std::optional<Reward> reward = std::nullopt) {
-        detail::byte_reader r(detail::unframe_checkpoint(bytes));
-        const auto scalar_size = r.get<std::uint32_t>("value size");
-        if (scalar_size != sizeof(T))
-            throw checkpoint_error("checkpoint: written with " + std::to_string(scalar_size) +
-                                   "-byte scalars, this scheduler uses " + std::to_string(sizeof(T)));
-        const scheduler_config cfg = detail::read_config(r);
-        const auto dim = r.get<std::uint64_t>("context_dim");
-        const auto seed = r.get<std::uint64_t>("seed");
-        if (dim == 0 || dim > (std::uint64_t{1} << 32)) throw checkpoint_error("checkpoint: implausible context_dim");
-        sams_scheduler s(cfg, static_cast<std::size_t>(dim), seed, std::move(be), std::move(reward));
-        s.read_state(r);
-        if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");
-        return s;
+        return detail::sams_checkpoint::deserialize<sams_scheduler>(bytes, std::move(be), std::move(reward));
     }
 
     /// Writes the complete state (configuration, both nets with their Adam moments, the
@@ -4274,8 +5036,16 @@ public:
     static constexpr std::uint64_t init_stream = 1, dropout_stream = 2, select_stream = 3, pool_stream = 4;
 
 private:
+    friend struct detail::sams_checkpoint;
     using matrix = typename Backend::matrix;
     using vector = typename Backend::vector;
+
+    /// What prepare() leaves for the rest of the step: the batch's size and progress; its
+    /// contexts are uploaded to batch_x_ and its per-pair statistics are in stats_.
+    struct prepared_batch {
+        std::size_t size;
+        double progress;  ///< L_t = mean σ(-m) over the batch, computed once per step
+    };
 
     static const scheduler_config& checked(const scheduler_config& c, std::size_t context_dim) {
         c.validate();
@@ -4292,12 +5062,13 @@ private:
 
     [[nodiscard]] bool compat() const noexcept { return config_.reward.reference_compat; }
 
-    /// Everything the batch must satisfy, checked before any state changes. The loss
-    /// evaluation writes only the scratch stats_ buffer.
-    void validate_batch(const pair_batch<T>& batch) {
+    /// Checks everything the batch must satisfy, uploads its contexts, evaluates the loss
+    /// and the progress metric. Writes only scratch (batch_x_, stats_): a batch that fails
+    /// here changes no state, and nothing after it throws sams::error.
+    prepared_batch prepare(const pair_batch<T>& batch) {
         constexpr const char* where = "sams_scheduler::step";
         const std::size_t B = batch.size();
-        detail::check_arg(B > 0, where, "batch is empty (policy_chosen has no entries)");
+        detail::require(B > 0, where, "batch is empty (policy_chosen has no entries)");
         const auto& c = batch.contexts;
         detail::require(c.data != nullptr && c.rows == B, where, [&] {
             return "batch.contexts must have one row per pair (" + std::to_string(B) + "), got " +
@@ -4307,55 +5078,47 @@ private:
             return "batch.contexts has " + std::to_string(c.cols) +
                    " columns, the scheduler was built for context_dim " + std::to_string(context_dim_);
         });
-        detail::check_arg(c.stride() >= c.cols, where, "batch.contexts.row_stride must be >= cols");
-        detail::check_arg(batch.ids.empty() || batch.ids.size() == B, where,
-                          "batch.ids must be empty or have one entry per pair");
+        detail::require(c.stride() >= c.cols, where, "batch.contexts.row_stride must be >= cols");
+        detail::require(batch.ids.empty() || batch.ids.size() == B, where,
+                        "batch.ids must be empty or have one entry per pair");
         // Contexts may live where the backend computes (device memory for a GPU backend), so
         // they are checked there, in the scratch buffer that scoring reads next.
         backend_->upload(c, batch_x_);
-        detail::check_arg(backend_->all_finite(batch_x_), where, "batch.contexts contains NaN or Inf");
+        detail::require(backend_->all_finite(batch_x_), where, "batch.contexts contains NaN or Inf");
         if (config_.reward.length_normalized_chosen) {
-            detail::check_arg(batch.chosen_length.size() == B, where,
-                              "batch.chosen_length is required (reward_config.length_normalized_chosen) "
-                              "with one entry per pair");
+            detail::require(batch.chosen_length.size() == B, where,
+                            "batch.chosen_length is required (reward_config.length_normalized_chosen) "
+                            "with one entry per pair");
             for (const T n : batch.chosen_length)
-                detail::check_arg(n > T(0), where, "batch.chosen_length must be > 0");
+                detail::require(n > T(0), where, "batch.chosen_length must be > 0");
         }
         evaluate_loss(config_.loss, batch, stats_);
+        return {B, progress_metric(std::span<const T>(stats_.margin))};
     }
 
     /// Lagged update: reward the pairs selected last step, train f1 then f2, grow the pool.
     void learn_from_pending(double progress, step_metrics& m) {
         Backend& be = *backend_;
-        const std::size_t k = pending_selected_.size();
+        const std::size_t k = pending_.size();
 
         // 1. Targets for the pending rows from this step's progress.
         targets_.resize(k);
-        reward_inputs<T> in;
-        in.margin = pending_margin_;
-        in.policy_chosen = pending_policy_chosen_;
-        in.chosen_length = pending_chosen_length_;
-        in.chosen_reward = pending_chosen_reward_;
-        in.selected = pending_selected_;
-        in.previous_progress = pending_progress_;
-        in.current_progress = progress;
-        reward_.targets(in, std::span<T>(targets_));
+        reward_.targets(pending_.inputs(progress), std::span<T>(targets_));
         if constexpr (requires { reward_.last_delta(); }) m.progress_delta = reward_.last_delta();
 
         // 2. Replay rows drawn before the pending rows join the pool, so none is drawn twice.
-        pool_index_.sample(config_.pool.replay_batches * k, pool_rng_, replay_slots_);
+        pool_.sample(config_.pool.replay_batches * k, pool_rng_, replay_slots_);
         const std::size_t r = replay_slots_.size();
         const std::size_t n = k + r;
 
         be.resize(train_x_, n, context_dim_);
-        be.set_rows(train_x_, 0, pending_contexts_);
+        be.set_rows(train_x_, 0, pending_.contexts);
         be.upload(std::span<const T>(targets_), pending_targets_);
         be.resize(train_y_, n);
         be.set_range(train_y_, 0, pending_targets_);
         if (r > 0) {
-            be.gather_rows(pool_contexts_, replay_slots_, replay_x_);
+            pool_.gather(be, replay_slots_, replay_x_, replay_y_);
             be.set_rows(train_x_, k, replay_x_);
-            be.gather(pool_targets_, replay_slots_, replay_y_);
             be.set_range(train_y_, k, replay_y_);
         }
 
@@ -4370,14 +5133,13 @@ private:
         const std::size_t e = config_.net.feature_dim();
         be.resize(train_phi_, n, e);
         be.resize(train_y2_, n);
-        be.set_rows(train_phi_, 0, pending_phi_);
-        be.upload(std::span<const T>(pending_exploit_score_), pending_exploit_);
+        be.set_rows(train_phi_, 0, pending_.features);
+        be.upload(std::span<const T>(pending_.exploit_score), pending_exploit_);
         be.axpby(T(1), pending_targets_, T(-1), pending_exploit_, pending_y2_);
         be.set_range(train_y2_, 0, pending_y2_);
         if (r > 0) {
             if (compat()) {
-                be.gather_rows(pool_phi_, replay_slots_, replay_phi_);
-                be.gather(pool_explore_targets_, replay_slots_, replay_y2_);
+                pool_.gather_features(be, replay_slots_, replay_phi_, replay_y2_);
             } else {
                 exploit_->predict(replay_x_, replay_f1_, replay_phi_);
                 be.axpby(T(1), replay_y_, T(-1), replay_f1_, replay_y2_);
@@ -4388,27 +5150,7 @@ private:
         m.explore_mse = explore_->train(train_phi_, train_y2_, config_.opt.explore_steps);
 
         // 4. The rewarded rows join the pool (reservoir sampling once it is full).
-        pool_index_.offer(k, pool_rng_, offer_slots_);
-        grow_pool(pool_index_.size());
-        keep_rows_.clear();
-        write_slots_.clear();
-        for (std::size_t i = 0; i < k; ++i) {
-            if (offer_slots_[i] < 0) continue;
-            keep_rows_.push_back(i);
-            write_slots_.push_back(static_cast<std::size_t>(offer_slots_[i]));
-        }
-        if (!keep_rows_.empty()) {
-            be.gather_rows(pending_contexts_, keep_rows_, replay_x_);
-            be.scatter_rows(replay_x_, write_slots_, pool_contexts_);
-            be.gather(pending_targets_, keep_rows_, replay_y_);
-            be.scatter(replay_y_, write_slots_, pool_targets_);
-            if (compat()) {
-                be.gather_rows(pending_phi_, keep_rows_, replay_phi_);
-                be.scatter_rows(replay_phi_, write_slots_, pool_phi_);
-                be.gather(pending_y2_, keep_rows_, replay_y2_);
-                be.scatter(replay_y2_, write_slots_, pool_explore_targets_);
-            }
-        }
+        pool_.offer(be, pool_rng_, pending_.contexts, pending_targets_, pending_.features, pending_y2_);
 
         double sum = 0.0;
         for (const T y : targets_) sum += static_cast<double>(y);
@@ -4417,42 +5159,15 @@ private:
         ++update_count_;
     }
 
-    /// Grows pool storage geometrically up to the configured capacity, never beyond it.
-    void grow_pool(std::size_t needed) {
-        Backend& be = *backend_;
-        if (needed <= pool_rows_allocated_) return;
-        const std::size_t cap = config_.pool.capacity_rows;
-        std::size_t rows = pool_rows_allocated_ == 0 ? needed : pool_rows_allocated_;
-        while (rows < needed) rows *= 2;
-        rows = std::min(rows, cap);
-        if (pool_rows_allocated_ == 0) {
-            be.resize(pool_contexts_, rows, context_dim_);
-            be.resize(pool_targets_, rows);
-        } else {
-            be.resize_rows_preserve(pool_contexts_, rows);
-            be.resize_preserve(pool_targets_, rows);
-        }
-        if (compat()) {
-            if (pool_rows_allocated_ == 0) {
-                be.resize(pool_phi_, rows, config_.net.feature_dim());
-                be.resize(pool_explore_targets_, rows);
-            } else {
-                be.resize_rows_preserve(pool_phi_, rows);
-                be.resize_preserve(pool_explore_targets_, rows);
-            }
-        }
-        pool_rows_allocated_ = rows;
-    }
-
-    /// u = f1(c) + w·f2(φ) for every pair of the batch (uploaded by validate_batch), in eval mode.
-    void score(const pair_batch<T>& batch) {
+    /// u = f1(c) + w·f2(φ) for every pair of the prepared batch, in eval mode.
+    void score(std::size_t B) {
         Backend& be = *backend_;
         exploit_->predict(batch_x_, batch_f1_, batch_phi_);
         explore_->predict(batch_phi_, batch_f2_);
         be.axpby(T(1), batch_f1_, static_cast<T>(config_.select.explore_weight), batch_f2_, batch_u_);
-        host_scores_.resize(batch.size());
+        host_scores_.resize(B);
         be.download(batch_u_, std::span<T>(host_scores_));
-        host_f1_.resize(batch.size());
+        host_f1_.resize(B);
         be.download(batch_f1_, std::span<T>(host_f1_));
     }
 
@@ -4469,157 +5184,7 @@ private:
             select_gumbel_top_k(u, k, config_.select.temperature, select_rng_, selected_, gumbel_keys_);
     }
 
-    /// The selected pairs wait for next step's reward: their statistics, contexts, φ and f1.
-    void keep_pending(const pair_batch<T>& batch, double progress) {
-        Backend& be = *backend_;
-        const std::size_t B = batch.size();
-        pending_progress_ = progress;
-        pending_selected_ = selected_;
-        pending_margin_.assign(stats_.margin.begin(), stats_.margin.end());
-        pending_policy_chosen_.assign(batch.policy_chosen.begin(), batch.policy_chosen.end());
-        pending_chosen_length_.assign(batch.chosen_length.begin(), batch.chosen_length.end());
-        pending_chosen_reward_.assign(stats_.chosen_reward.begin(), stats_.chosen_reward.end());
-        pending_exploit_score_.resize(selected_.size());
-        for (std::size_t i = 0; i < selected_.size(); ++i) pending_exploit_score_[i] = host_f1_[selected_[i]];
-        be.gather_rows(batch_x_, selected_, pending_contexts_);
-        be.gather_rows(batch_phi_, selected_, pending_phi_);
-        has_pending_ = true;
-        (void)B;
-    }
-
-    // ---- checkpoint helpers -------------------------------------------------------------
-
-    static std::vector<std::uint64_t> to_u64(const std::vector<std::size_t>& v) {
-        return {v.begin(), v.end()};
-    }
-
-    /// Writes the first `rows` rows of a backend matrix (row-major) with its width.
-    void write_rows(detail::byte_writer& w, const matrix& mat, std::size_t rows) const {
-        const std::size_t cols = rows == 0 ? 0 : backend_->cols(mat);
-        w.put<std::uint64_t>(cols);
-        host_buffer_.resize(backend_->rows(mat) * cols);
-        if (rows > 0) backend_->download(mat, std::span<T>(host_buffer_));
-        w.put_array(std::span<const T>(host_buffer_.data(), rows * cols));
-    }
-    void write_rows(detail::byte_writer& w, const vector& vec, std::size_t rows) const {
-        host_buffer_.resize(rows == 0 ? 0 : backend_->size(vec));
-        if (rows > 0) backend_->download(vec, std::span<T>(host_buffer_));
-        w.put_array(std::span<const T>(host_buffer_.data(), rows));
-    }
-    void read_rows(detail::byte_reader& r, matrix& mat, std::size_t rows, std::size_t cols, const char* what) {
-        const auto stored_cols = r.get<std::uint64_t>(what);
-        if (rows > 0 && stored_cols != cols)
-            throw checkpoint_error(std::string("checkpoint: ") + what + " has width " + std::to_string(stored_cols) +
-                                   ", expected " + std::to_string(cols));
-        r.get_array(host_buffer_, what, rows * cols);
-        if (rows > 0) backend_->upload(matrix_view<const T>{host_buffer_.data(), rows, cols, cols}, mat);
-    }
-    void read_rows(detail::byte_reader& r, vector& vec, std::size_t rows, const char* what) {
-        r.get_array(host_buffer_, what, rows);
-        if (rows > 0) backend_->upload(std::span<const T>(host_buffer_), vec);
-    }
-
-    template <class Net>
-    void write_net(detail::byte_writer& w, Net& net) const {
-        net.visit_state([&](const char* name, auto& tensor) {
-            using V = std::remove_cvref_t<decltype(tensor)>;
-            w.put_tag(name);
-            if constexpr (std::is_same_v<V, std::uint64_t>) {
-                w.put(tensor);
-            } else if constexpr (std::is_same_v<V, matrix>) {
-                w.put<std::uint64_t>(backend_->rows(tensor));
-                write_rows(w, tensor, backend_->rows(tensor));
-            } else {
-                write_rows(w, tensor, backend_->size(tensor));
-            }
-        });
-    }
-    template <class Net>
-    void read_net(detail::byte_reader& r, Net& net) {
-        net.visit_state([&](const char* name, auto& tensor) {
-            using V = std::remove_cvref_t<decltype(tensor)>;
-            r.expect_tag(name);
-            if constexpr (std::is_same_v<V, std::uint64_t>) {
-                tensor = r.get<std::uint64_t>(name);
-            } else if constexpr (std::is_same_v<V, matrix>) {
-                const auto rows = r.get<std::uint64_t>(name);
-                if (rows != backend_->rows(tensor))
-                    throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " +
-                                           std::to_string(rows) + " rows, expected " +
-                                           std::to_string(backend_->rows(tensor)));
-                read_rows(r, tensor, backend_->rows(tensor), backend_->cols(tensor), name);
-            } else {
-                read_rows(r, tensor, backend_->size(tensor), name);
-            }
-        });
-    }
-
-    void write_reward_state(detail::byte_writer& w) const {
-        const typename Reward::state_type s = reward_.state();
-        w.put(s);
-    }
-    void read_reward_state(detail::byte_reader& r) {
-        reward_.set_state(r.get<typename Reward::state_type>("reward state"));
-    }
-
-    /// Reads everything serialize() wrote after the header fields, into a freshly
-    /// constructed scheduler of the stored configuration.
-    void read_state(detail::byte_reader& r) {
-        step_count_ = r.get<std::uint64_t>("step count");
-        update_count_ = r.get<std::uint64_t>("update count");
-        detail::read_rng(r, dropout_rng_, "dropout rng");
-        detail::read_rng(r, select_rng_, "selection rng");
-        detail::read_rng(r, pool_rng_, "pool rng");
-        r.expect_tag("reward");
-        read_reward_state(r);
-        r.expect_tag("exploit");
-        read_net(r, *exploit_);
-        r.expect_tag("explore");
-        read_net(r, *explore_);
-
-        r.expect_tag("pool");
-        const auto size = r.get<std::uint64_t>("pool size");
-        const auto seen = r.get<std::uint64_t>("pool seen");
-        if (size > config_.pool.capacity_rows || seen < size || (seen > size && size != config_.pool.capacity_rows))
-            throw checkpoint_error("checkpoint: inconsistent pool size " + std::to_string(size) + " / seen " +
-                                   std::to_string(seen) + " for capacity " +
-                                   std::to_string(config_.pool.capacity_rows));
-        const auto rows = static_cast<std::size_t>(size);
-        const std::size_t e = config_.net.feature_dim();
-        pool_index_.set_state({config_.pool.capacity_rows, seen});
-        if (rows > 0) grow_pool(rows);
-        read_rows(r, pool_contexts_, rows, context_dim_, "pool contexts");
-        read_rows(r, pool_targets_, rows, "pool targets");
-        read_rows(r, pool_phi_, compat() ? rows : 0, e, "pool features");
-        read_rows(r, pool_explore_targets_, compat() ? rows : 0, "pool explore targets");
-
-        r.expect_tag("pending");
-        has_pending_ = r.get<std::uint8_t>("pending flag") != 0;
-        if (!has_pending_) return;
-        pending_progress_ = r.get<double>("pending progress");
-        std::vector<std::uint64_t> sel;
-        r.get_array(sel, "pending selection");
-        r.get_array(pending_margin_, "pending margins");
-        const std::size_t B = pending_margin_.size();
-        if (sel.empty() || sel.size() > B)
-            throw checkpoint_error("checkpoint: pending selection of " + std::to_string(sel.size()) +
-                                   " rows for a batch of " + std::to_string(B));
-        pending_selected_.clear();
-        for (const auto i : sel) {
-            if (i >= B) throw checkpoint_error("checkpoint: pending selection index out of range");
-            pending_selected_.push_back(static_cast<std::size_t>(i));
-        }
-        r.get_array(pending_policy_chosen_, "pending chosen log-probs", B);
-        r.get_array(pending_chosen_length_, "pending chosen lengths");
-        if (!pending_chosen_length_.empty() && pending_chosen_length_.size() != B)
-            throw checkpoint_error("checkpoint: pending chosen lengths do not match the batch");
-        r.get_array(pending_chosen_reward_, "pending chosen rewards", B);
-        r.get_array(pending_exploit_score_, "pending f1 scores", sel.size());
-        read_rows(r, pending_contexts_, sel.size(), context_dim_, "pending contexts");
-        read_rows(r, pending_phi_, sel.size(), e, "pending features");
-    }
-
-    // ---- state (all of it is in the checkpoint) ------------------------------------------
+    // ---- state (all of it is in the checkpoint, see sams_checkpoint.hpp) ------------------
     scheduler_config config_;
     std::size_t context_dim_;
     std::uint64_t seed_;
@@ -4628,27 +5193,16 @@ private:
     std::unique_ptr<explore_net<Backend>> explore_;
     rng dropout_rng_, select_rng_, pool_rng_;
     Reward reward_;
-    reservoir_index pool_index_;
+    replay_pool<Backend> pool_;
+    pending_selection<Backend> pending_;
     std::uint64_t step_count_ = 0;
     std::uint64_t update_count_ = 0;
 
-    std::size_t pool_rows_allocated_ = 0;
-    matrix pool_contexts_, pool_phi_;
-    vector pool_targets_, pool_explore_targets_;
-
-    bool has_pending_ = false;
-    double pending_progress_ = 0.0;
-    std::vector<std::size_t> pending_selected_;
-    std::vector<T> pending_margin_, pending_policy_chosen_, pending_chosen_length_, pending_chosen_reward_;
-    std::vector<T> pending_exploit_score_;
-    matrix pending_contexts_, pending_phi_;
-
     // ---- scratch buffers, reused across steps (not state) --------------------------------
+    batch_converter<T> converter_;
     pair_stats<T> stats_;
     std::vector<T> targets_, host_scores_, host_f1_;
-    mutable std::vector<T> host_buffer_;
-    std::vector<std::size_t> selected_, replay_slots_, keep_rows_, write_slots_;
-    std::vector<std::ptrdiff_t> offer_slots_;
+    std::vector<std::size_t> selected_, replay_slots_;
     std::vector<double> gumbel_keys_;
     bool last_warmup_ = false;
     matrix batch_x_, batch_phi_, train_x_, train_phi_, replay_x_, replay_phi_;
@@ -4659,13 +5213,1694 @@ private:
 }  // namespace sams
 // ---- end sams/scheduler/sams_scheduler.hpp ----
 
+// guided/
+// ---- begin sams/guided/agreement_memory.hpp ----
+// Per-example memory of gradient agreement: for every example id, the running mean over its
+// visits of the cosine between its gradient sketch and the trusted direction. Bounded by a
+// capacity; when full, the least recently visited id is forgotten.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+
+namespace sams {
+
+/// One remembered example, as checkpoints store it.
+struct agreement_entry {
+    std::int64_t id = 0;
+    double sum = 0.0;             ///< Σ cosines over the visits
+    std::uint64_t visits = 0;     ///< ≥ 1
+    std::uint64_t last_step = 0;  ///< the scheduler step of the latest visit
+    [[nodiscard]] double mean() const noexcept { return sum / static_cast<double>(visits); }
+    friend bool operator==(const agreement_entry&, const agreement_entry&) = default;
+};
+
+class agreement_memory {
+public:
+    explicit agreement_memory(std::size_t capacity) : capacity_(capacity) {
+        detail::require(capacity > 0, "sams::agreement_memory: capacity", "must be >= 1");
+    }
+
+    [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+    [[nodiscard]] std::size_t size() const noexcept { return index_.size(); }
+    /// Ids forgotten so far because the memory was full.
+    [[nodiscard]] std::uint64_t evictions() const noexcept { return evictions_; }
+
+    /// Adds one visit of `id` with agreement `cosine` (finite, in [−1, 1]) at `step` and
+    /// returns the id's updated mean. A new id takes a free slot or, when the memory is full,
+    /// the slot of the least recently visited id.
+    double record(std::int64_t id, double cosine, std::uint64_t step) {
+        auto it = index_.find(id);
+        std::size_t slot;
+        if (it != index_.end()) {
+            slot = it->second;
+            unlink(slot);
+        } else {
+            if (index_.size() < capacity_) {
+                slot = slots_.size();
+                slots_.push_back({});
+                links_.push_back({});
+            } else {
+                slot = tail_;  // least recently visited
+                unlink(slot);
+                index_.erase(slots_[slot].id);
+                ++evictions_;
+            }
+            slots_[slot] = agreement_entry{id, 0.0, 0, 0};
+            index_.emplace(id, slot);
+        }
+        agreement_entry& e = slots_[slot];
+        e.sum += cosine;
+        e.visits += 1;
+        e.last_step = step;
+        push_front(slot);
+        return e.mean();
+    }
+
+    /// The remembered mean of `id`, if it is in memory.
+    [[nodiscard]] std::optional<double> mean(std::int64_t id) const {
+        const auto it = index_.find(id);
+        if (it == index_.end()) return std::nullopt;
+        return slots_[it->second].mean();
+    }
+    [[nodiscard]] bool contains(std::int64_t id) const { return index_.count(id) != 0; }
+
+    /// The entries from the most to the least recently visited (the order load() restores).
+    [[nodiscard]] std::vector<agreement_entry> entries() const {
+        std::vector<agreement_entry> out;
+        out.reserve(index_.size());
+        for (std::size_t s = head_; s != npos; s = links_[s].next) out.push_back(slots_[s]);
+        return out;
+    }
+
+    /// Replaces the contents with `entries` (most recent first), after checking all of them:
+    /// at most capacity() entries, distinct ids, visits ≥ 1, finite means in [−1, 1].
+    /// Throws sams::invalid_argument and leaves the memory unchanged otherwise.
+    void assign(std::span<const agreement_entry> entries) {
+        constexpr const char* where = "sams::agreement_memory::assign";
+        detail::require(entries.size() <= capacity_, where, [&] {
+            return "entries: " + std::to_string(entries.size()) + " exceed the capacity " + std::to_string(capacity_);
+        });
+        agreement_memory fresh(capacity_);
+        fresh.evictions_ = evictions_;
+        for (std::size_t i = entries.size(); i-- > 0;) {
+            const agreement_entry& e = entries[i];
+            detail::require(e.visits >= 1, where, "entries: every entry needs visits >= 1");
+            const double m = e.mean();
+            detail::require(std::isfinite(m) && std::abs(m) <= 1.0 + 1e-9, where,
+                            "entries: every mean must be finite and in [-1, 1]");
+            detail::require(!fresh.contains(e.id), where, [&] { return "entries: id " + std::to_string(e.id) + " repeats"; });
+            const std::size_t slot = fresh.slots_.size();
+            fresh.slots_.push_back(e);
+            fresh.links_.push_back({});
+            fresh.index_.emplace(e.id, slot);
+            fresh.push_front(slot);
+        }
+        *this = std::move(fresh);
+    }
+
+    void set_evictions(std::uint64_t n) noexcept { evictions_ = n; }
+
+private:
+    static constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
+    struct link {
+        std::size_t prev = npos, next = npos;
+    };
+
+    void unlink(std::size_t s) noexcept {
+        link& l = links_[s];
+        if (l.prev != npos) links_[l.prev].next = l.next; else head_ = l.next;
+        if (l.next != npos) links_[l.next].prev = l.prev; else tail_ = l.prev;
+        l = {};
+    }
+    void push_front(std::size_t s) noexcept {
+        links_[s] = {npos, head_};
+        if (head_ != npos) links_[head_].prev = s;
+        head_ = s;
+        if (tail_ == npos) tail_ = s;
+    }
+
+    std::size_t capacity_;
+    std::unordered_map<std::int64_t, std::size_t> index_;
+    std::vector<agreement_entry> slots_;
+    std::vector<link> links_;
+    std::size_t head_ = npos, tail_ = npos;
+    std::uint64_t evictions_ = 0;
+};
+
+}  // namespace sams
+// ---- end sams/guided/agreement_memory.hpp ----
+// ---- begin sams/guided/guided_config.hpp ----
+// Configuration of guided selection (docs/guided.md): the loss the host trains with, the
+// sketch width, the per-example memory and the rule that decides how many pairs to drop.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+
+namespace sams {
+
+/// How guided selection turns remembered agreements into the pairs it drops.
+enum class guided_drop : std::uint8_t {
+    none = 0,            ///< train on every pair (agreement is still measured and remembered)
+    fixed_fraction = 1,  ///< drop the ⌈q·B⌉ pairs of lowest remembered agreement, q = drop_fraction
+    estimated = 2,       ///< drop the ⌈η̂·B⌉ pairs of lowest remembered agreement, η̂ the flipped share
+                         ///< estimated against the trusted set (less its standard error times
+                         ///< estimate_confidence): none while nothing looks wrong
+};
+
+struct guided_config {
+    loss_config loss{};                 ///< the host's preference loss (weights and gradients use it)
+    std::size_t sketch_dim = 0;         ///< k, the width of every gradient sketch (required)
+    std::size_t memory_capacity = std::size_t{1} << 20;  ///< ids remembered; LRU eviction beyond it
+    guided_drop drop = guided_drop::estimated;
+    double drop_fraction = 0.1;         ///< q of fixed_fraction
+    double max_drop_fraction = 0.5;     ///< estimated: never drop more than this share of a batch
+    double estimate_horizon = 64.0;     ///< estimated: steps over which past batches fade from η̂
+    double estimate_confidence = 1.0;   ///< estimated: drop for η̂ − z·se(η̂), z = this
+    std::size_t refresh_interval = 1;   ///< needs_trusted_refresh() after this many steps on one direction
+    weight_scaling weights = weight_scaling::per_selected;
+
+    /// Upper bounds that keep a configuration from exhausting memory.
+    static constexpr std::size_t max_sketch_dim = std::size_t{1} << 24;
+    static constexpr std::size_t max_memory_capacity = std::size_t{1} << 32;
+
+    /// Throws sams::invalid_argument naming the first field out of range.
+    void validate() const {
+        using detail::require;
+        loss.validate();
+        require(sketch_dim > 0 && sketch_dim <= max_sketch_dim, "guided_config.sketch_dim", [&] {
+            return "must be in [1, " + std::to_string(max_sketch_dim) + "], got " + std::to_string(sketch_dim);
+        });
+        require(memory_capacity > 0 && memory_capacity <= max_memory_capacity, "guided_config.memory_capacity", [&] {
+            return "must be in [1, 2^32], got " + std::to_string(memory_capacity);
+        });
+        require(drop == guided_drop::none || drop == guided_drop::fixed_fraction || drop == guided_drop::estimated,
+                "guided_config.drop", "must be none, fixed_fraction or estimated");
+        require(std::isfinite(drop_fraction) && drop_fraction >= 0.0 && drop_fraction < 1.0,
+                "guided_config.drop_fraction", [&] { return "must be in [0, 1), got " + std::to_string(drop_fraction); });
+        require(std::isfinite(max_drop_fraction) && max_drop_fraction >= 0.0 && max_drop_fraction < 1.0,
+                "guided_config.max_drop_fraction",
+                [&] { return "must be in [0, 1), got " + std::to_string(max_drop_fraction); });
+        require(std::isfinite(estimate_horizon) && estimate_horizon >= 1.0 && estimate_horizon <= 1e9,
+                "guided_config.estimate_horizon",
+                [&] { return "must be in [1, 1e9] steps, got " + std::to_string(estimate_horizon); });
+        require(std::isfinite(estimate_confidence) && estimate_confidence >= 0.0 && estimate_confidence <= 100.0,
+                "guided_config.estimate_confidence",
+                [&] { return "must be in [0, 100], got " + std::to_string(estimate_confidence); });
+        require(refresh_interval >= 1, "guided_config.refresh_interval", "must be >= 1");
+        require(weights == weight_scaling::per_selected || weights == weight_scaling::per_batch,
+                "guided_config.weights", "must be per_selected or per_batch");
+    }
+
+    friend bool operator==(const guided_config&, const guided_config&) = default;
+};
+
+}  // namespace sams
+// ---- end sams/guided/guided_config.hpp ----
+// ---- begin sams/guided/guided_scheduler.hpp ----
+// guided_scheduler: selection guided by a small trusted set of clean pairs (docs/guided.md).
+// Each step the host hands the batch with one gradient sketch per pair, s_i = S·∇θ h_i with
+// h_i = log π(y_w,i) − log π(y_l,i); the scheduler measures each pair's agreement with the
+// trusted descent direction g (cosine of s_i and g), remembers its running mean per example
+// id across visits, and drops the pairs of lowest remembered agreement: a fixed share, or as
+// many as the flipped share it estimates against the trusted set — none while nothing looks
+// wrong. The rest are trained with weights 1/K (or 1/B).
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <numeric>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+// ---- begin sams/guided/noise_model.hpp ----
+// The label-noise estimate of guided selection. A flipped label swaps chosen and rejected, so
+// it negates the pair's gradient of h = log π(y_w) − log π(y_l) and with it the pair's
+// agreement with the trusted direction. If the training pairs' clean twins agree with the
+// trusted direction as much as the trusted pairs themselves do (mean μ, measured on the
+// trusted set leave-one-out), a batch with a share η of flipped labels has mean agreement
+// (1 − 2η)·μ. noise_estimator turns that into η̂ = ½(1 − c̄/μ) with exponentially weighted
+// sums over recent steps, and a standard error from the per-step spread.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+namespace sams {
+
+/// What the estimator reports after a step.
+struct noise_estimate {
+    double rate = 0.0;            ///< η̂, clamped to [0, ½]
+    double standard_error = 0.0;  ///< of η̂ (infinite until two steps have been seen)
+    double effective_steps = 0.0; ///< Σ weights of the steps behind the estimate
+};
+
+/// Exponentially weighted moment estimator of the flipped share. All of its state is the
+/// five sums below (checkpoints store them).
+class noise_estimator {
+public:
+    struct state_type {
+        double weight = 0.0;     ///< Σ λ^age
+        double batch = 0.0;      ///< Σ λ^age · c̄_t        (mean agreement of batch t)
+        double trusted = 0.0;    ///< Σ λ^age · μ_t        (clean agreement in force at t)
+        double gap = 0.0;        ///< Σ λ^age · (μ_t − c̄_t)
+        double gap_square = 0.0; ///< Σ λ^age · (μ_t − c̄_t)²
+        friend bool operator==(const state_type&, const state_type&) = default;
+    };
+
+    /// @param horizon steps over which past batches fade (λ = 1 − 1/horizon); ≥ 1
+    explicit noise_estimator(double horizon = 64.0) : decay_(1.0 - 1.0 / std::max(horizon, 1.0)) {}
+
+    /// Adds one batch: its mean agreement c̄ and the trusted set's clean mean agreement μ.
+    void add(double batch_mean, double clean_mean) noexcept {
+        state_type& s = state_;
+        s.weight = decay_ * s.weight + 1.0;
+        s.batch = decay_ * s.batch + batch_mean;
+        s.trusted = decay_ * s.trusted + clean_mean;
+        const double g = clean_mean - batch_mean;
+        s.gap = decay_ * s.gap + g;
+        s.gap_square = decay_ * s.gap_square + g * g;
+    }
+
+    [[nodiscard]] noise_estimate estimate() const noexcept {
+        const state_type& s = state_;
+        noise_estimate e;
+        e.effective_steps = s.weight;
+        if (!(s.weight > 0.0) || !(s.trusted > 0.0)) {
+            e.standard_error = INFINITY;
+            return e;
+        }
+        e.rate = std::clamp(0.5 * s.gap / s.trusted, 0.0, 0.5);
+        if (s.weight < 1.5) {  // one step: no spread yet
+            e.standard_error = INFINITY;
+            return e;
+        }
+        // The spread of the per-step gaps around their mean, over n_eff = Σw steps.
+        const double mean_gap = s.gap / s.weight;
+        const double var = std::max(s.gap_square / s.weight - mean_gap * mean_gap, 0.0) * s.weight / (s.weight - 1.0);
+        e.standard_error = 0.5 * std::sqrt(var / s.weight) / (s.trusted / s.weight);
+        return e;
+    }
+
+    [[nodiscard]] const state_type& state() const noexcept { return state_; }
+    void set_state(const state_type& s) noexcept { state_ = s; }
+
+private:
+    double decay_;
+    state_type state_{};
+};
+
+}  // namespace sams
+// ---- end sams/guided/noise_model.hpp ----
+
+namespace sams {
+
+template <class T>
+class guided_scheduler {
+    static_assert(std::is_floating_point_v<T>, "sams::guided_scheduler<T>: T must be float or double");
+
+public:
+    using value_type = T;
+
+    explicit guided_scheduler(const guided_config& config)
+        : config_(checked(config)), memory_(config_.memory_capacity), estimator_(config_.estimate_horizon) {}
+
+    /// Sets the trusted descent direction from its sketch, g = S·(−∇θ L_trusted): the host runs
+    /// one forward and backward pass of its loss over the trusted pairs and sketches the
+    /// negated gradient with the same S as the per-pair sketches (S is linear). The
+    /// `estimated` drop rule also needs `clean_agreement`, the trusted pairs' mean cosine with
+    /// the direction formed without them (set_trusted() computes it). Throws
+    /// sams::invalid_argument (nothing changed) unless g has sketch_dim finite entries, not all
+    /// 0, and clean_agreement, when given, is in [−1, 1].
+    void set_trusted_direction(std::span<const T> g, std::optional<double> clean_agreement = std::nullopt) {
+        constexpr const char* where = "guided_scheduler::set_trusted_direction";
+        detail::require(g.size() == config_.sketch_dim, where, [&] {
+            return "direction has " + std::to_string(g.size()) + " entries, expected sketch_dim " +
+                   std::to_string(config_.sketch_dim);
+        });
+        detail::require(detail::all_finite(g), where, "direction contains NaN or Inf");
+        double norm = 0.0;
+        for (const T v : g) norm += static_cast<double>(v) * static_cast<double>(v);
+        detail::require(norm > 0.0 && std::isfinite(norm), where, "direction must have a finite, non-zero norm");
+        if (clean_agreement)
+            detail::require(std::isfinite(*clean_agreement) && std::abs(*clean_agreement) <= 1.0, where, [&] {
+                return "clean_agreement must be a cosine in [-1, 1], got " + std::to_string(*clean_agreement);
+            });
+        direction_.assign(g.begin(), g.end());
+        direction_norm_ = std::sqrt(norm);
+        direction_age_ = 0;
+        calibrated_ = clean_agreement.has_value();
+        clean_agreement_ = clean_agreement.value_or(0.0);
+        ++refreshes_;
+    }
+
+    /// Sets the trusted direction from per-pair sketches of the trusted set: `trusted` carries
+    /// the trusted pairs' log-probs (as a training batch) and `trusted.sketches` (T × k, one
+    /// sketch of ∇θ h_j per pair); g = (1/T) Σ_j ω_j s_j with ω_j = ½(∂ℓ_j/∂a_l − ∂ℓ_j/∂a_w)
+    /// (= βσ(−m_j) for the sigmoid loss; exact for every loss of the margin alone). The clean
+    /// agreement is the mean over j of cos(s_j, g − ω_j s_j / T), leave-one-out so that no pair
+    /// agrees with itself. Needs T ≥ 2 pairs. Early in training, when the policy has not yet
+    /// learnt what the trusted pairs share, it can be ≤ 0; such a refresh informs the noise
+    /// estimate of nothing (its steps are left out of it).
+    void set_trusted(const pair_batch<T>& trusted) {
+        constexpr const char* where = "guided_scheduler::set_trusted";
+        const std::size_t n = trusted.size();
+        const std::size_t k = config_.sketch_dim;
+        detail::require(n >= 2, where, "trusted set needs at least 2 pairs (policy_chosen has fewer entries)");
+        check_sketches(trusted.sketches, n, where, "trusted.sketches");
+        evaluate_loss(config_.loss, trusted, trusted_stats_);
+        scratch_direction_.assign(k, 0.0);
+        trusted_weight_.resize(n);
+        for (std::size_t j = 0; j < n; ++j) {
+            const double w = 0.5 * (static_cast<double>(trusted_stats_.d_policy_rejected[j]) -
+                                    static_cast<double>(trusted_stats_.d_policy_chosen[j])) / static_cast<double>(n);
+            trusted_weight_[j] = w;
+            const T* s = trusted.sketches.row(j);
+            for (std::size_t c = 0; c < k; ++c) scratch_direction_[c] += w * static_cast<double>(s[c]);
+        }
+        double agreement = 0.0;
+        for (std::size_t j = 0; j < n; ++j) {
+            const T* s = trusted.sketches.row(j);
+            double dot = 0.0, ss = 0.0, gg = 0.0;
+            for (std::size_t c = 0; c < k; ++c) {
+                const double v = static_cast<double>(s[c]);
+                const double rest = scratch_direction_[c] - trusted_weight_[j] * v;
+                dot += v * rest;
+                ss += v * v;
+                gg += rest * rest;
+            }
+            agreement += ss > 0.0 && gg > 0.0 ? dot / std::sqrt(ss * gg) : 0.0;
+        }
+        agreement /= static_cast<double>(n);
+        direction_buffer_.resize(k);
+        for (std::size_t c = 0; c < k; ++c) direction_buffer_[c] = static_cast<T>(scratch_direction_[c]);
+        set_trusted_direction(std::span<const T>(direction_buffer_), std::clamp(agreement, -1.0, 1.0));
+    }
+
+    /// True before the first direction and once the current one has served refresh_interval steps.
+    [[nodiscard]] bool needs_trusted_refresh() const noexcept {
+        return direction_.empty() || direction_age_ >= config_.refresh_interval;
+    }
+
+    [[nodiscard]] decision<T> step(const pair_batch<T>& batch) {
+        decision<T> d;
+        step(batch, d);
+        return d;
+    }
+
+    /// Scores `batch` (ids and sketches required) and returns the pairs to train on. Throws
+    /// sams::invalid_argument and changes nothing if the batch is malformed or no trusted
+    /// direction was set.
+    void step(const pair_batch<T>& batch, decision<T>& out) {
+        validate(batch);  // nothing below throws sams::error
+        const std::size_t b = batch.size();
+        agreement_.resize(b);
+        remembered_.resize(b);
+        double sum_agreement = 0.0;
+        for (std::size_t i = 0; i < b; ++i) {
+            agreement_[i] = cosine(batch.sketches.row(i));
+            sum_agreement += agreement_[i];
+            remembered_[i] = memory_.record(batch.ids[i], agreement_[i], step_count_);
+        }
+        const double batch_agreement = sum_agreement / static_cast<double>(b);
+        // A refresh whose trusted pairs do not agree with each other cannot calibrate.
+        if (calibrated_ && clean_agreement_ > 0.0) estimator_.add(batch_agreement, clean_agreement_);
+        choose(b);
+        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.weights, out);
+        out.score.resize(b);
+        for (std::size_t i = 0; i < b; ++i) out.score[i] = static_cast<T>(remembered_[i]);
+        out.metrics.step = static_cast<std::size_t>(step_count_);
+        out.metrics.estimated_noise = estimator_.estimate().rate;
+        out.metrics.mean_agreement = batch_agreement;
+        out.metrics.dropped = b - selected_.size();
+        ++step_count_;
+        ++direction_age_;
+    }
+
+    [[nodiscard]] const guided_config& config() const noexcept { return config_; }
+    [[nodiscard]] std::uint64_t steps() const noexcept { return step_count_; }
+    [[nodiscard]] std::size_t sketch_dim() const noexcept { return config_.sketch_dim; }
+    [[nodiscard]] const agreement_memory& memory() const noexcept { return memory_; }
+    /// The flipped share estimated so far against the trusted set (rate 0 without calibration).
+    [[nodiscard]] noise_estimate noise() const noexcept { return estimator_.estimate(); }
+    /// The trusted pairs' leave-one-out agreement with the current direction (0 if not given).
+    [[nodiscard]] double clean_agreement() const noexcept { return clean_agreement_; }
+    /// The trusted direction in use (empty before the first).
+    [[nodiscard]] std::span<const T> trusted_direction() const noexcept { return direction_; }
+    /// Steps taken with the current direction.
+    [[nodiscard]] std::uint64_t trusted_age() const noexcept { return direction_age_; }
+    /// This step's cosines and remembered means, per pair of the last batch.
+    [[nodiscard]] std::span<const double> last_agreement() const noexcept { return agreement_; }
+    [[nodiscard]] std::span<const double> last_remembered() const noexcept { return remembered_; }
+
+    /// The complete state as checkpoint bytes: resuming reproduces an uninterrupted run.
+    [[nodiscard]] std::vector<std::uint8_t> serialize() const {
+        detail::byte_writer w;
+        w.put_tag("guided");
+        w.put<std::uint32_t>(static_cast<std::uint32_t>(sizeof(T)));
+        write_config(w, config_);
+        w.put<std::uint64_t>(step_count_);
+        w.put<std::uint64_t>(refreshes_);
+        w.put<std::uint64_t>(direction_age_);
+        w.put_array(std::span<const T>(direction_));
+        w.put<std::uint8_t>(calibrated_ ? 1 : 0);
+        w.put(clean_agreement_);
+        w.put(estimator_.state());
+        w.put<std::uint64_t>(memory_.evictions());
+        const auto entries = memory_.entries();
+        w.put_array(std::span<const agreement_entry>(entries));
+        return detail::frame_checkpoint(w.bytes());
+    }
+
+    /// Rebuilds a scheduler from serialize()'s bytes; throws sams::checkpoint_error on anything
+    /// inconsistent, with every size bounded by the bytes present and the configured caps.
+    [[nodiscard]] static guided_scheduler deserialize(std::span<const std::uint8_t> bytes) {
+        detail::byte_reader r(detail::unframe_checkpoint(bytes));
+        r.expect_tag("guided");
+        const auto scalar = r.get<std::uint32_t>("value size");
+        if (scalar != sizeof(T))
+            throw checkpoint_error("checkpoint: written with " + std::to_string(scalar) + "-byte scalars, this scheduler uses " +
+                                   std::to_string(sizeof(T)));
+        const guided_config cfg = read_config(r);
+        guided_scheduler s(cfg);
+        s.step_count_ = r.get<std::uint64_t>("step count");
+        s.refreshes_ = r.get<std::uint64_t>("refresh count");
+        s.direction_age_ = r.get<std::uint64_t>("direction age");
+        r.get_array(s.direction_, "trusted direction");
+        if (!s.direction_.empty()) {
+            if (s.direction_.size() != cfg.sketch_dim)
+                throw checkpoint_error("checkpoint: trusted direction has " + std::to_string(s.direction_.size()) +
+                                       " entries, expected sketch_dim " + std::to_string(cfg.sketch_dim));
+            double norm = 0.0;
+            for (const T v : s.direction_) norm += static_cast<double>(v) * static_cast<double>(v);
+            if (!std::isfinite(norm) || norm <= 0.0)
+                throw checkpoint_error("checkpoint: trusted direction is not finite and non-zero");
+            s.direction_norm_ = std::sqrt(norm);
+        }
+        const auto calibrated = r.get<std::uint8_t>("calibration flag");
+        s.clean_agreement_ = r.get<double>("clean agreement");
+        if (calibrated > 1 || !(std::abs(s.clean_agreement_) <= 1.0) ||
+            (calibrated == 1 && s.direction_.empty()) || (calibrated == 0 && s.clean_agreement_ != 0.0))
+            throw checkpoint_error("checkpoint: calibration flag or clean agreement out of range");
+        s.calibrated_ = calibrated == 1;
+        const auto est = r.get<noise_estimator::state_type>("noise estimate");
+        for (const double v : {est.weight, est.batch, est.trusted, est.gap, est.gap_square})
+            if (!std::isfinite(v)) throw checkpoint_error("checkpoint: noise estimate is not finite");
+        if (est.weight < 0.0 || est.gap_square < 0.0 || est.weight > config_weight_cap(cfg))
+            throw checkpoint_error("checkpoint: noise estimate out of range");
+        s.estimator_.set_state(est);
+        const auto evictions = r.get<std::uint64_t>("evictions");
+        std::vector<agreement_entry> entries;
+        r.get_array(entries, "agreement memory");
+        try {
+            s.memory_.assign(entries);
+        } catch (const invalid_argument& e) {
+            throw checkpoint_error(std::string("checkpoint: agreement memory is invalid (") + e.what() + ")");
+        }
+        s.memory_.set_evictions(evictions);
+        if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");
+        return s;
+    }
+
+    /// Writes serialize() to `path` atomically.
+    void save(const std::filesystem::path& path) const { detail::write_file_atomically(path, serialize()); }
+    [[nodiscard]] static guided_scheduler load(const std::filesystem::path& path) {
+        return deserialize(detail::read_file(path));
+    }
+
+private:
+    static const guided_config& checked(const guided_config& c) {
+        c.validate();
+        return c;
+    }
+
+    void check_sketches(const matrix_view<const T>& s, std::size_t rows, const char* where, const char* name) const {
+        detail::require(s.data != nullptr && s.rows == rows && s.cols == config_.sketch_dim, where, [&] {
+            return std::string(name) + " must be " + std::to_string(rows) + " x " + std::to_string(config_.sketch_dim) +
+                   " (one sketch of width sketch_dim per pair), got " + std::to_string(s.rows) + " x " +
+                   std::to_string(s.cols) + (s.data == nullptr ? " with a null data pointer" : "");
+        });
+        detail::require(s.stride() >= s.cols, where, [&] { return std::string(name) + ".row_stride must be >= cols"; });
+        detail::require(detail::all_finite(s), where, [&] { return std::string(name) + " contains NaN or Inf"; });
+    }
+
+    /// Everything a batch must satisfy, checked before any state changes.
+    void validate(const pair_batch<T>& batch) {
+        constexpr const char* where = "guided_scheduler::step";
+        const std::size_t b = batch.size();
+        detail::require(b > 0, where, "batch is empty (policy_chosen has no entries)");
+        detail::require(!direction_.empty(), where,
+                        "no trusted direction: call set_trusted_direction() or set_trusted() first");
+        detail::require(config_.drop != guided_drop::estimated || calibrated_, where,
+                        "drop rule `estimated` needs the trusted set's clean agreement: call set_trusted() with "
+                        "per-pair trusted sketches, or set_trusted_direction(g, clean_agreement)");
+        detail::require(batch.ids.size() == b, where, [&] {
+            return "batch.ids is required (one example id per pair, " + std::to_string(b) + "), got " +
+                   std::to_string(batch.ids.size());
+        });
+        id_scratch_.assign(batch.ids.begin(), batch.ids.end());
+        std::sort(id_scratch_.begin(), id_scratch_.end());
+        const auto dup = std::adjacent_find(id_scratch_.begin(), id_scratch_.end());
+        detail::require(dup == id_scratch_.end(), where,
+                        [&] { return "batch.ids holds id " + std::to_string(*dup) + " twice"; });
+        check_sketches(batch.sketches, b, where, "batch.sketches");
+        evaluate_loss(config_.loss, batch, stats_);
+    }
+
+    [[nodiscard]] double cosine(const T* s) const noexcept {
+        double dot = 0.0, norm = 0.0;
+        for (std::size_t c = 0; c < config_.sketch_dim; ++c) {
+            const auto v = static_cast<double>(s[c]);
+            dot += v * static_cast<double>(direction_[c]);
+            norm += v * v;
+        }
+        if (!(norm > 0.0) || !std::isfinite(norm)) return 0.0;
+        return std::clamp(dot / (std::sqrt(norm) * direction_norm_), -1.0, 1.0);
+    }
+
+    /// selected_ = the kept pairs, ascending: all but the `drop` of lowest remembered
+    /// agreement (ties: the lower index is dropped first).
+    void choose(std::size_t b) {
+        double share = 0.0;
+        if (config_.drop == guided_drop::fixed_fraction) {
+            share = config_.drop_fraction;
+        } else if (config_.drop == guided_drop::estimated) {
+            const noise_estimate e = estimator_.estimate();
+            if (std::isfinite(e.standard_error))
+                share = std::min(std::max(e.rate - config_.estimate_confidence * e.standard_error, 0.0),
+                                 config_.max_drop_fraction);
+        }
+        std::size_t drop = static_cast<std::size_t>(std::ceil(share * static_cast<double>(b) - 1e-9));
+        drop = std::min(drop, b - 1);  // always train on at least one pair
+        order_.resize(b);
+        std::iota(order_.begin(), order_.end(), std::size_t{0});
+        std::stable_sort(order_.begin(), order_.end(),
+                         [&](std::size_t x, std::size_t y) { return remembered_[x] < remembered_[y]; });
+        keep_.assign(b, 1);
+        for (std::size_t j = 0; j < drop; ++j) keep_[order_[j]] = 0;
+        selected_.clear();
+        for (std::size_t i = 0; i < b; ++i)
+            if (keep_[i] != 0) selected_.push_back(i);
+    }
+
+    /// The largest Σ λ^age a consistent estimator can hold: the geometric series' limit.
+    static double config_weight_cap(const guided_config& c) noexcept { return c.estimate_horizon + 1.0; }
+
+    // The configuration in checkpoints: one list for writing and reading.
+    template <class C, class F>
+    static void visit_fields(C& c, F&& f) {
+        f("loss.kind", c.loss.kind);
+        f("loss.beta", c.loss.beta);
+        f("loss.label_smoothing", c.loss.label_smoothing);
+        f("loss.simpo_gamma", c.loss.simpo_gamma);
+        f("loss.length_normalize", c.loss.length_normalize);
+        f("sketch_dim", c.sketch_dim);
+        f("memory_capacity", c.memory_capacity);
+        f("drop", c.drop);
+        f("drop_fraction", c.drop_fraction);
+        f("max_drop_fraction", c.max_drop_fraction);
+        f("estimate_horizon", c.estimate_horizon);
+        f("estimate_confidence", c.estimate_confidence);
+        f("refresh_interval", c.refresh_interval);
+        f("weights", c.weights);
+    }
+    static void write_config(detail::byte_writer& w, const guided_config& c) {
+        visit_fields(c, [&](const char*, const auto& field) {
+            using F = std::remove_cvref_t<decltype(field)>;
+            if constexpr (std::is_enum_v<F>) w.put<std::int32_t>(static_cast<std::int32_t>(field));
+            else if constexpr (std::is_same_v<F, bool>) w.put<std::uint8_t>(field ? 1 : 0);
+            else if constexpr (std::is_same_v<F, std::size_t>) w.put<std::uint64_t>(field);
+            else w.put<double>(field);
+        });
+    }
+    static guided_config read_config(detail::byte_reader& r) {
+        guided_config c;
+        visit_fields(c, [&](const char* name, auto& field) {
+            using F = std::remove_cvref_t<decltype(field)>;
+            if constexpr (std::is_enum_v<F>) {
+                // Every enum is range-checked by validate() below; an int32 that does not fit
+                // the enum's underlying type is refused here.
+                const auto v = r.get<std::int32_t>(name);
+                if (v < 0 || v > 255) throw checkpoint_error(std::string("checkpoint: ") + name + " holds an unknown value");
+                field = static_cast<F>(v);
+            } else if constexpr (std::is_same_v<F, bool>) {
+                field = r.get<std::uint8_t>(name) != 0;
+            } else if constexpr (std::is_same_v<F, std::size_t>) {
+                field = static_cast<std::size_t>(r.get<std::uint64_t>(name));
+            } else {
+                field = r.get<double>(name);
+            }
+        });
+        try {
+            c.validate();
+        } catch (const invalid_argument& e) {
+            throw checkpoint_error(std::string("checkpoint: stored configuration is invalid (") + e.what() + ")");
+        }
+        return c;
+    }
+
+    // ---- state (all of it is in the checkpoint) ------------------------------------------
+    guided_config config_;
+    agreement_memory memory_;
+    std::vector<T> direction_;
+    double direction_norm_ = 0.0;
+    std::uint64_t direction_age_ = 0;
+    std::uint64_t refreshes_ = 0;
+    std::uint64_t step_count_ = 0;
+    bool calibrated_ = false;  // the direction came with the trusted set's clean agreement
+    double clean_agreement_ = 0.0;
+    noise_estimator estimator_;
+
+    // ---- scratch (not state) ------------------------------------------------------------
+    pair_stats<T> stats_, trusted_stats_;
+    std::vector<double> agreement_, remembered_, scratch_direction_, trusted_weight_;
+    std::vector<T> direction_buffer_;
+    std::vector<std::int64_t> id_scratch_;
+    std::vector<std::size_t> order_, selected_;
+    std::vector<std::uint8_t> keep_;
+};
+
+}  // namespace sams
+// ---- end sams/guided/guided_scheduler.hpp ----
+// ---- begin sams/guided/sketch.hpp ----
+// Gradient sketches for guided selection: a seeded CountSketch that maps a gradient of any
+// length P to k numbers, linearly, without storing a k×P matrix. Hosts may use any linear
+// sketch of their own (a Gaussian projection, the last layer's gradient, a LoRA block's);
+// this one is cheap (one add per parameter) and reproducible in any language, because the
+// bucket and sign of parameter j are a documented hash of (seed, j).
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+
+namespace sams {
+
+/// CountSketch S: R^P → R^k with S_{b(j), j} = σ(j) ∈ {−1, +1} and zeros elsewhere, where
+/// h = splitmix64(seed ⊕ splitmix64(offset + j)), b(j) = (h >> 1) mod k and σ(j) = +1 when h
+/// is even. E[⟨Sx, Sy⟩] = ⟨x, y⟩, and S is linear: the sketch of a sum of gradients (one
+/// backward pass over a whole trusted set) is the sum of their sketches.
+class count_sketch {
+public:
+    /// @param width k ≥ 1, the sketch width
+    /// @param seed  selects the hash; every gradient of one run must use the same seed
+    count_sketch(std::size_t width, std::uint64_t seed) : width_(width), seed_(seed) {
+        detail::require(width > 0, "sams::count_sketch: width", "must be >= 1");
+    }
+
+    [[nodiscard]] std::size_t width() const noexcept { return width_; }
+    [[nodiscard]] std::uint64_t seed() const noexcept { return seed_; }
+
+    /// The bucket and sign of global parameter index j.
+    [[nodiscard]] std::size_t bucket(std::uint64_t j) const noexcept {
+        return static_cast<std::size_t>((hash(j) >> 1) % width_);
+    }
+    [[nodiscard]] int sign(std::uint64_t j) const noexcept { return (hash(j) & 1U) == 0 ? 1 : -1; }
+
+    /// out += S · x, where x holds the parameters with global indices offset .. offset+|x|−1
+    /// (so a host can sketch a model tensor by tensor). `out` must have width() entries.
+    template <class In, class Out>
+    void accumulate(std::span<const In> x, std::span<Out> out, std::uint64_t offset = 0) const {
+        detail::require(out.size() == width_, "sams::count_sketch::accumulate: out", [&] {
+            return "must have the sketch width " + std::to_string(width_) + ", got " + std::to_string(out.size());
+        });
+        for (std::size_t j = 0; j < x.size(); ++j) {
+            const std::uint64_t h = hash(offset + j);
+            const auto v = static_cast<Out>(x[j]);
+            out[static_cast<std::size_t>((h >> 1) % width_)] += (h & 1U) == 0 ? v : -v;
+        }
+    }
+
+    /// out = S · x.
+    template <class In, class Out>
+    void apply(std::span<const In> x, std::span<Out> out) const {
+        detail::require(out.size() == width_, "sams::count_sketch::apply: out", [&] {
+            return "must have the sketch width " + std::to_string(width_) + ", got " + std::to_string(out.size());
+        });
+        for (auto& v : out) v = Out(0);
+        accumulate(x, out, 0);
+    }
+
+    /// The hash behind bucket() and sign().
+    [[nodiscard]] std::uint64_t hash(std::uint64_t j) const noexcept { return splitmix64(seed_ ^ splitmix64(j)); }
+
+    /// splitmix64's finaliser (Steele, Lea & Flood 2014): the mixing step of the hash.
+    [[nodiscard]] static constexpr std::uint64_t splitmix64(std::uint64_t x) noexcept {
+        x += 0x9e3779b97f4a7c15ULL;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+        return x ^ (x >> 31);
+    }
+
+private:
+    std::size_t width_;
+    std::uint64_t seed_;
+};
+
+}  // namespace sams
+// ---- end sams/guided/sketch.hpp ----
+
+// distributed/ (the MPI adapter, sams/distributed/mpi.hpp, needs <mpi.h>: include it explicitly)
+// ---- begin sams/distributed/communicator.hpp ----
+// The communicator concept: the few collectives that data-parallel scheduling needs
+// (docs/distributed.md), and the single-process communicator that is the default. The
+// library brings no transport of its own: adapters wrap the host's (MPI in
+// sams/distributed/mpi.hpp, torch.distributed in examples/libtorch/sams_c10d.hpp).
+
+#include <algorithm>
+#include <concepts>
+#include <cstddef>
+#include <cstring>
+#include <span>
+#include <string>
+
+
+namespace sams {
+
+/// Element-wise reductions for communicator::all_reduce.
+enum class reduce_op { sum, min, max };
+
+/// What sams::distributed_scheduler needs from a process group of size() ranks. Every call
+/// is collective: all ranks call it, in the same order, with the same counts and root.
+///
+///  - `all_gather(send, recv, counts)`: rank r contributes counts[r] bytes (send.size() ==
+///    counts[rank()]); every rank receives the concatenation in rank order in recv
+///    (recv.size() == Σ counts). Counts may differ between ranks, and may be 0.
+///  - `gather(send, recv, counts, root)`: the same, but only `root` receives (recv is
+///    ignored elsewhere and may be empty).
+///  - `broadcast(buffer, root)`: root's bytes replace every other rank's (same size everywhere).
+///  - `all_reduce(values, op)`: element-wise over ranks, in place, identical on every rank.
+///
+/// Adapters throw sams::error (or a subclass) when their transport fails.
+template <class C>
+concept communicator = requires(C& c, std::span<const std::byte> send, std::span<std::byte> recv,
+                                std::span<const std::size_t> counts, std::span<double> values, int root) {
+    { c.rank() } -> std::convertible_to<int>;
+    { c.size() } -> std::convertible_to<int>;
+    c.all_gather(send, recv, counts);
+    c.gather(send, recv, counts, root);
+    c.broadcast(recv, root);
+    c.all_reduce(values, reduce_op::sum);
+};
+
+namespace detail {
+
+/// The argument checks every adapter shares: counts has one entry per rank, send matches
+/// this rank's count and recv their sum (where it is used).
+inline void check_gather_args(std::size_t send_size, std::size_t recv_size,
+                              std::span<const std::size_t> counts, int rank, int size, bool receives,
+                              const char* where) {
+    require(counts.size() == static_cast<std::size_t>(size), where, [&] {
+        return "counts has " + std::to_string(counts.size()) + " entries, expected one per rank (" +
+               std::to_string(size) + ")";
+    });
+    require(send_size == counts[static_cast<std::size_t>(rank)], where, [&] {
+        return "send has " + std::to_string(send_size) + " bytes, counts[" + std::to_string(rank) + "] is " +
+               std::to_string(counts[static_cast<std::size_t>(rank)]);
+    });
+    if (!receives) return;
+    std::size_t total = 0;
+    for (const std::size_t n : counts) total += n;
+    require(recv_size == total, where, [&] {
+        return "recv has " + std::to_string(recv_size) + " bytes, expected the sum of counts (" +
+               std::to_string(total) + ")";
+    });
+}
+
+inline void check_root(int root, int size, const char* where) {
+    require(root >= 0 && root < size, where, [&] {
+        return "root " + std::to_string(root) + " is not a rank of this group of " + std::to_string(size);
+    });
+}
+
+}  // namespace detail
+
+/// One process, one rank: every collective is a copy (or nothing). The default, so a
+/// single-GPU trainer pays nothing for the distributed code path.
+class single_process_communicator {
+public:
+    [[nodiscard]] int rank() const noexcept { return 0; }
+    [[nodiscard]] int size() const noexcept { return 1; }
+
+    void all_gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                    std::span<const std::size_t> counts) {
+        detail::check_gather_args(send.size(), recv.size(), counts, 0, 1, true,
+                                  "single_process_communicator::all_gather");
+        if (!send.empty()) std::memcpy(recv.data(), send.data(), send.size());
+    }
+    void gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                std::span<const std::size_t> counts, int root) {
+        detail::check_root(root, 1, "single_process_communicator::gather");
+        all_gather(send, recv, counts);
+    }
+    void broadcast(std::span<std::byte>, int root) {
+        detail::check_root(root, 1, "single_process_communicator::broadcast");
+    }
+    void all_reduce(std::span<double>, reduce_op) {}
+};
+
+static_assert(communicator<single_process_communicator>,
+              "sams::single_process_communicator must model sams::communicator");
+
+}  // namespace sams
+// ---- end sams/distributed/communicator.hpp ----
+// ---- begin sams/distributed/distributed_scheduler.hpp ----
+// distributed_scheduler: one scheduling decision over a data-parallel batch. Each of R ranks
+// holds B_r pairs; the wrapper gathers every rank's per-pair inputs, runs one scheduler over
+// the concatenated global batch (rank 0's pairs first), and hands each rank the part of the
+// decision for its own pairs. docs/distributed.md has the protocol, its cost and the launch
+// commands.
+
+#include <array>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace sams {
+
+/// Where the scheduler runs.
+enum class distributed_mode {
+    /// Every rank receives the whole global batch (all-gather) and steps its own replica of
+    /// the scheduler; replicas stay identical because the scheduler is deterministic. No
+    /// decision is sent. The default (docs/distributed.md: faster at R = 2 here, and no
+    /// rank waits for another's scheduler step).
+    replicated,
+    /// The root gathers the global batch, steps the only live scheduler and broadcasts the
+    /// decision. Other ranks hold a scheduler that never steps (state for checkpoints only).
+    root_broadcast,
+};
+
+struct distributed_options {
+    distributed_mode mode = distributed_mode::replicated;
+    /// The rank that writes checkpoints and, under root_broadcast, runs the scheduler.
+    int root = 0;
+    /// 0: any per-rank batch sizes (each ≥ 1). Otherwise the global batch size G: it must
+    /// split evenly, every rank holding G / R pairs each step; checked at construction.
+    std::size_t global_batch = 0;
+};
+
+/// Wraps any sams::batch_scheduler<T> (sams_scheduler, the baselines, a user's). Construct
+/// it on every rank with the same scheduler configuration and seed and the same options;
+/// the constructor is collective and checks that the ranks agree.
+///
+/// step(local) is collective. It validates the local batch, agrees with every other rank
+/// on validity and shapes before any collective that depends on them, so a bad batch on
+/// one rank makes every rank throw the same sams::invalid_argument (naming that rank) and
+/// no rank is left blocked. The returned decision covers the local pairs only: indices are
+/// local, weights and gradients are those of the global decision (w_i = 1/K with K chosen
+/// over the global batch), so Σ over ranks of the local Σ w_i ℓ_i is the global loss.
+template <class T, class Scheduler, communicator Comm>
+    requires batch_scheduler<Scheduler, T>
+class distributed_scheduler {
+public:
+    distributed_scheduler(Comm comm, Scheduler scheduler, distributed_options options = {})
+        : comm_(std::move(comm)), scheduler_(std::move(scheduler)), options_(options) {
+        constexpr const char* where = "distributed_scheduler";
+        rank_ = comm_.rank();
+        size_ = comm_.size();
+        detail::require(size_ >= 1 && rank_ >= 0 && rank_ < size_, where, [&] {
+            return "the communicator reports rank " + std::to_string(rank_) + " of " + std::to_string(size_);
+        });
+        // Agree on the options first: every check below is then the same on every rank.
+        const std::array<std::uint64_t, 4> mine{
+            static_cast<std::uint64_t>(options_.mode),
+            static_cast<std::uint64_t>(static_cast<std::int64_t>(options_.root)), options_.global_batch,
+            sizeof(T)};
+        std::vector<std::array<std::uint64_t, 4>> all(static_cast<std::size_t>(size_));
+        const std::vector<std::size_t> counts(static_cast<std::size_t>(size_), sizeof(mine));
+        comm_.all_gather(std::as_bytes(std::span(mine)), std::as_writable_bytes(std::span(all)), counts);
+        for (int r = 0; r < size_; ++r)
+            detail::require(all[static_cast<std::size_t>(r)] == all[0], where, [&] {
+                return "rank " + std::to_string(r) +
+                       " was constructed with different options (mode, root, global_batch or scalar type) "
+                       "than "
+                       "rank 0";
+            });
+        detail::require(options_.root >= 0 && options_.root < size_, where, [&] {
+            return "options.root is " + std::to_string(options_.root) + ", not a rank of this group of " +
+                   std::to_string(size_);
+        });
+        const std::size_t g = options_.global_batch, r = static_cast<std::size_t>(size_);
+        if (g != 0)
+            detail::require(g % r == 0, where, [&] {
+                return "options.global_batch " + std::to_string(g) + " does not split evenly over " +
+                       std::to_string(r) + " ranks (" + std::to_string(g % r) +
+                       " pairs left over); use a multiple of the rank count";
+            });
+        if (g != 0)
+            detail::require(g >= r, where, [&] {
+                return "options.global_batch " + std::to_string(g) + " is smaller than the rank count " +
+                       std::to_string(r) + ": every rank needs at least one pair";
+            });
+        headers_.resize(r);
+        header_counts_.assign(r, sizeof(header));
+        counts_.resize(r);
+        offsets_.resize(r + 1);
+    }
+
+    [[nodiscard]] decision<T> step(const pair_batch<T>& local) {
+        decision<T> d;
+        step(local, d);
+        return d;
+    }
+
+    /// As step(local), writing into `out` (its buffers are reused).
+    void step(const pair_batch<T>& local, decision<T>& out) {
+        const bool root_mode = options_.mode == distributed_mode::root_broadcast;
+        exchange(local, "distributed_scheduler::step", root_mode, true);
+        // One decision over the global batch.
+        if (!root_mode) {
+            scheduler_.step(unpack(), global_);  // deterministic: throws the same error on every rank
+        } else {
+            run_on_root();
+        }
+        ++steps_;
+        slice(out);
+    }
+
+    /// Guided selection (sams::guided_scheduler): every rank passes its share of the trusted
+    /// pairs, with their sketches; the scheduler sets its direction from all of them, on every
+    /// rank, exactly as one scheduler would from the concatenated trusted set. Collective;
+    /// errors as in step().
+    void set_trusted(const pair_batch<T>& local_trusted) requires
+        requires(Scheduler& s, const pair_batch<T>& b) {
+        s.set_trusted(b);
+    }
+    {
+        const std::vector<std::size_t> kept = offsets_;  // offset() keeps describing the last step
+        try {
+            exchange(local_trusted, "distributed_scheduler::set_trusted", false, false);
+            scheduler_.set_trusted(unpack());
+        } catch (...) {
+            offsets_ = kept;
+            throw;
+        }
+        offsets_ = kept;
+    }
+
+    /// Whether the guided scheduler wants a new trusted direction before the next step, the
+    /// same answer on every rank: under root_broadcast only the root's scheduler steps, so
+    /// its answer is broadcast (collective there; local under replicated).
+    [[nodiscard]] bool needs_trusted_refresh() requires requires(const Scheduler& s) {
+        { s.needs_trusted_refresh() } -> std::convertible_to<bool>;
+    }
+    {
+        std::uint8_t answer = scheduler_.needs_trusted_refresh() ? 1 : 0;
+        if (options_.mode == distributed_mode::root_broadcast)
+            comm_.broadcast(std::as_writable_bytes(std::span(&answer, 1)), options_.root);
+        return answer != 0;
+    }
+
+    /// Guided selection from a direction the ranks computed in parts: each passes the sketch
+    /// of its own trusted pairs' gradient; the parts are summed (all-reduce, in double) and
+    /// the sum set on every rank (S is linear, so the sum is the sketch of the whole
+    /// gradient). `clean_agreement` is taken from the root. Collective; a part of the wrong
+    /// size on any rank makes every rank throw the same sams::invalid_argument.
+    void set_trusted_direction(std::span<const T> local_part,
+                               std::optional<double> clean_agreement = std::nullopt) requires
+        requires(Scheduler& s, std::span<const T> g) {
+        s.set_trusted_direction(g, clean_agreement);
+    }
+    {
+        constexpr const char* where = "distributed_scheduler::set_trusted_direction";
+        const auto n = static_cast<double>(local_part.size());
+        std::array<double, 2> sizes{n, -n};  // max and -min of the sizes in one all-reduce
+        comm_.all_reduce(std::span(sizes), reduce_op::max);
+        detail::require(sizes[0] == -sizes[1], where, "the ranks passed direction parts of different sizes");
+        sum_.assign(local_part.begin(), local_part.end());
+        comm_.all_reduce(std::span(sum_), reduce_op::sum);
+        std::array<double, 2> agreement{clean_agreement ? 1.0 : 0.0, clean_agreement.value_or(0.0)};
+        comm_.broadcast(std::as_writable_bytes(std::span(agreement)), options_.root);
+        direction_.resize(sum_.size());
+        for (std::size_t i = 0; i < sum_.size(); ++i) direction_[i] = static_cast<T>(sum_[i]);
+        scheduler_.set_trusted_direction(
+            std::span<const T>(direction_),
+            agreement[0] != 0.0 ? std::optional<double>(agreement[1]) : std::nullopt);
+    }
+
+    /// The decision over the whole global batch of the last step (on every rank).
+    [[nodiscard]] const decision<T>& global_decision() const noexcept { return global_; }
+    /// Global index of this rank's first pair in the last step's batch.
+    [[nodiscard]] std::size_t offset() const noexcept { return offsets_[static_cast<std::size_t>(rank_)]; }
+    /// Pairs in the last step's global batch.
+    [[nodiscard]] std::size_t global_size() const noexcept { return offsets_.back(); }
+    [[nodiscard]] std::uint64_t steps() const noexcept { return steps_; }
+    [[nodiscard]] int rank() const noexcept { return rank_; }
+    [[nodiscard]] int size() const noexcept { return size_; }
+    [[nodiscard]] const distributed_options& options() const noexcept { return options_; }
+    [[nodiscard]] Scheduler& scheduler() noexcept { return scheduler_; }
+    [[nodiscard]] const Scheduler& scheduler() const noexcept { return scheduler_; }
+    [[nodiscard]] Comm& communicator() noexcept { return comm_; }
+    /// Bytes this rank sent and received in the collectives of the last step (headers,
+    /// rows, and under root_broadcast the decision), for logs and docs/distributed.md.
+    [[nodiscard]] std::size_t last_payload_bytes() const noexcept { return payload_bytes_; }
+
+    /// Collective. The root writes the checkpoint (Scheduler::save); a failure there makes
+    /// every rank throw the same sams::checkpoint_error.
+    void save(const std::filesystem::path& path) const requires requires(const Scheduler& s) { s.save(path); }
+    {
+        std::string message;
+        if (rank_ == options_.root) {
+            try {
+                scheduler_.save(path);
+            } catch (const std::exception& e) {
+                message = e.what();
+            }
+        }
+        share_outcome<checkpoint_error>(message, "distributed_scheduler::save");
+    }
+
+    /// Collective. The root reads the checkpoint and broadcasts its bytes; every rank
+    /// rebuilds its scheduler from them (no shared file system needed). The checkpoint must
+    /// match the scheduler's configuration (where the scheduler has one); on any failure every
+    /// rank throws the same sams::checkpoint_error and keeps its state.
+    void restore(const std::filesystem::path& path) requires requires(std::span<const std::uint8_t> b) {
+        Scheduler::deserialize(b);
+    }
+    {
+        constexpr const char* where = "distributed_scheduler::restore";
+        std::vector<std::uint8_t> bytes;
+        std::string message;
+        if (rank_ == options_.root) {
+            try {
+                bytes = detail::read_file(path);
+            } catch (const std::exception& e) {
+                message = e.what();
+            }
+        }
+        share_outcome<checkpoint_error>(message, where);
+        std::uint64_t n = bytes.size();
+        comm_.broadcast(std::as_writable_bytes(std::span(&n, 1)), options_.root);
+        bytes.resize(static_cast<std::size_t>(n));
+        comm_.broadcast(std::as_writable_bytes(std::span(bytes)), options_.root);
+        // Same bytes on every rank: deserialisation succeeds or fails the same way everywhere.
+        Scheduler loaded = Scheduler::deserialize(std::span<const std::uint8_t>(bytes));
+        if constexpr (requires { detail::first_config_difference(scheduler_.config(), loaded.config()); }) {
+            const std::string diff = detail::first_config_difference(scheduler_.config(), loaded.config());
+            if (!diff.empty())
+                throw checkpoint_error(std::string(where) +
+                                       ": checkpoint written with a different configuration (field " + diff +
+                                       " differs)");
+        }
+        if constexpr (requires { scheduler_.context_dim(); })
+            if (loaded.context_dim() != scheduler_.context_dim())
+                throw checkpoint_error(std::string(where) + ": checkpoint has context_dim " +
+                                       std::to_string(loaded.context_dim()) + ", this scheduler " +
+                                       std::to_string(scheduler_.context_dim()));
+        scheduler_ = std::move(loaded);
+        if constexpr (requires { scheduler_.steps(); })
+            steps_ = static_cast<std::uint64_t>(scheduler_.steps());
+    }
+
+    /// Collective: whether every rank's scheduler state serialises to the same bytes (the
+    /// replicas of the replicated mode have not diverged). A debugging aid: it serialises.
+    [[nodiscard]] bool replicas_identical() requires requires(const Scheduler& s) { s.serialize(); }
+    {
+        const auto bytes = scheduler_.serialize();
+        const std::uint64_t h = detail::fnv1a64(std::span<const std::uint8_t>(bytes));
+        // Two exact halves: a double holds any 32-bit integer.
+        std::array<double, 4> v{double(h >> 32), double(h & 0xffffffffu), -double(h >> 32),
+                                -double(h & 0xffffffffu)};
+        comm_.all_reduce(std::span(v), reduce_op::max);
+        return v[0] == -v[2] && v[1] == -v[3];
+    }
+
+private:
+    /// What every rank tells every other before the rows move. Fixed size.
+    struct header {
+        std::uint64_t status = 0;  ///< 0: the local batch passed its checks
+        std::uint64_t pairs = 0;
+        std::uint64_t context_cols = 0;
+        std::uint64_t sketch_cols = 0;
+        std::uint64_t fields = 0;  ///< bit set of the optional fields present
+        std::uint64_t step = 0;
+        std::uint64_t message_bytes = 0;
+        std::uint64_t call = 0;  ///< which collective call this is (0 step, 1 set_trusted)
+    };
+    static constexpr std::uint64_t has_reference = 1, has_lengths = 2, has_ids = 4, has_contexts = 8,
+                                   has_sketches = 16;
+
+    /// Steps 1-3 of the protocol: local checks, the header all-gather (agreement on status
+    /// and shapes before anything that could block), then the rows to every rank or the root.
+    void exchange(const pair_batch<T>& local, const char* where, bool to_root, bool enforce_split) {
+        header h{};
+        std::string message;
+        try {
+            check_local(local, h);
+        } catch (const error& e) {
+            message = e.what();
+            h.status = 1;
+        }
+        h.message_bytes = message.size();
+        h.step = steps_;
+        h.call = enforce_split ? 0 : 1;
+
+        comm_.all_gather(std::as_bytes(std::span(&h, 1)), std::as_writable_bytes(std::span(headers_)),
+                         header_counts_);
+        for (int r = 0; r < size_; ++r) {
+            const header& o = headers_[static_cast<std::size_t>(r)];
+            if (o.status == 0) continue;
+            std::string text(o.message_bytes, '\0');
+            if (r == rank_) text = message;
+            comm_.broadcast(std::as_writable_bytes(std::span(text.data(), text.size())), r);
+            throw invalid_argument(std::string(where) + ": rank " + std::to_string(r) + ": " + text);
+        }
+        check_agreement(where, enforce_split);
+
+        pack(local);
+        const std::size_t total = offsets_.back() * row_bytes_;
+        for (std::size_t r = 0; r < counts_.size(); ++r) counts_[r] = headers_[r].pairs * row_bytes_;
+        recv_.resize(!to_root || rank_ == options_.root ? total : 0);
+        if (to_root)
+            comm_.gather(std::span<const std::byte>(send_), std::span<std::byte>(recv_), counts_,
+                         options_.root);
+        else
+            comm_.all_gather(std::span<const std::byte>(send_), std::span<std::byte>(recv_), counts_);
+        payload_bytes_ += send_.size() + recv_.size();
+    }
+
+    template <class M>
+    static bool finite_rows(const matrix_view<const M>& m) {
+        return detail::all_finite(m);
+    }
+
+    /// Checks that need only the local batch. Contexts and sketches must be host memory.
+    static void check_local(const pair_batch<T>& b, header& h) {
+        constexpr const char* where = "local batch";
+        const std::size_t n = b.size();
+        detail::require(n > 0, where, "the local batch is empty (policy_chosen has no entries)");
+        detail::check_span(b.policy_chosen, n, true, where, "batch.policy_chosen");
+        detail::check_span(b.policy_rejected, n, true, where, "batch.policy_rejected");
+        if (b.has_reference()) {
+            detail::check_span(b.reference_chosen, n, true, where, "batch.reference_chosen");
+            detail::check_span(b.reference_rejected, n, true, where, "batch.reference_rejected");
+        }
+        if (b.has_lengths()) {
+            detail::check_span(b.chosen_length, n, true, where, "batch.chosen_length");
+            detail::check_span(b.rejected_length, n, true, where, "batch.rejected_length");
+        }
+        detail::require(b.ids.empty() || b.ids.size() == n, where,
+                        "batch.ids must be empty or have one entry per pair");
+        check_matrix(b.contexts, n, where, "batch.contexts");
+        check_matrix(b.sketches, n, where, "batch.sketches");
+        h.pairs = n;
+        h.context_cols = b.contexts.empty() ? 0 : b.contexts.cols;
+        h.sketch_cols = b.sketches.empty() ? 0 : b.sketches.cols;
+        h.fields = (b.has_reference() ? has_reference : 0) | (b.has_lengths() ? has_lengths : 0) |
+                   (b.ids.empty() ? 0 : has_ids) | (h.context_cols ? has_contexts : 0) |
+                   (h.sketch_cols ? has_sketches : 0);
+    }
+    static void check_matrix(const matrix_view<const T>& m, std::size_t n, const char* where,
+                             const char* name) {
+        if (m.empty()) return;
+        detail::require(m.data != nullptr && m.rows == n, where, [&] {
+            return std::string(name) + " must have one row per pair (" + std::to_string(n) + "), got " +
+                   std::to_string(m.rows) + (m.data == nullptr ? " with a null data pointer" : "");
+        });
+        detail::require(m.stride() >= m.cols, where,
+                        [&] { return std::string(name) + ".row_stride must be >= cols"; });
+        detail::require(finite_rows(m), where, [&] { return std::string(name) + " contains NaN or Inf"; });
+    }
+
+    /// Shapes every rank must share, and the split; the same verdict on every rank.
+    void check_agreement(const char* where, bool enforce_split) {
+        const header& h0 = headers_[0];
+        offsets_[0] = 0;
+        for (std::size_t r = 0; r < headers_.size(); ++r) {
+            const header& o = headers_[r];
+            const std::string who = "rank " + std::to_string(r);
+            if (o.call != h0.call)
+                throw invalid_argument(std::string(where) + ": " + who + " called " +
+                                       (o.call == 0 ? "step" : "set_trusted") + " while rank 0 called " +
+                                       (h0.call == 0 ? "step" : "set_trusted"));
+            if (o.step != h0.step)
+                throw invalid_argument(std::string(where) + ": " + who + " is at step " +
+                                       std::to_string(o.step) + ", rank 0 at step " +
+                                       std::to_string(h0.step) + " (a rank skipped or repeated a step)");
+            if (o.fields != h0.fields)
+                throw invalid_argument(std::string(where) + ": " + who +
+                                       " passes a different set of optional "
+                                       "fields (reference, lengths, ids, contexts, sketches) than rank 0");
+            if (o.context_cols != h0.context_cols || o.sketch_cols != h0.sketch_cols)
+                throw invalid_argument(
+                    std::string(where) + ": " + who + " has " + std::to_string(o.context_cols) +
+                    " context and " + std::to_string(o.sketch_cols) + " sketch columns, rank 0 has " +
+                    std::to_string(h0.context_cols) + " and " + std::to_string(h0.sketch_cols));
+            if (enforce_split && options_.global_batch != 0 &&
+                o.pairs * headers_.size() != options_.global_batch)
+                throw invalid_argument(std::string(where) + ": " + who + " holds " + std::to_string(o.pairs) +
+                                       " pairs; options.global_batch " +
+                                       std::to_string(options_.global_batch) + " over " +
+                                       std::to_string(headers_.size()) + " ranks needs " +
+                                       std::to_string(options_.global_batch / headers_.size()) + " on each");
+            offsets_[r + 1] = offsets_[r] + static_cast<std::size_t>(o.pairs);
+        }
+        fields_ = h0.fields;
+        dim_ = static_cast<std::size_t>(h0.context_cols);
+        sketch_dim_ = static_cast<std::size_t>(h0.sketch_cols);
+        scalars_ =
+            2 + ((fields_ & has_reference) ? 2 : 0) + ((fields_ & has_lengths) ? 2 : 0) + dim_ + sketch_dim_;
+        row_bytes_ = scalars_ * sizeof(T) + ((fields_ & has_ids) ? sizeof(std::int64_t) : 0);
+        payload_bytes_ = headers_.size() * sizeof(header);
+    }
+
+    void pack(const pair_batch<T>& b) {
+        const std::size_t n = b.size();
+        send_.resize(n * row_bytes_);
+        std::byte* p = send_.data();
+        auto put = [&p](const void* src, std::size_t bytes) {
+            std::memcpy(p, src, bytes);
+            p += bytes;
+        };
+        for (std::size_t i = 0; i < n; ++i) {
+            put(&b.policy_chosen[i], sizeof(T));
+            put(&b.policy_rejected[i], sizeof(T));
+            if (fields_ & has_reference) {
+                put(&b.reference_chosen[i], sizeof(T));
+                put(&b.reference_rejected[i], sizeof(T));
+            }
+            if (fields_ & has_lengths) {
+                put(&b.chosen_length[i], sizeof(T));
+                put(&b.rejected_length[i], sizeof(T));
+            }
+            if (dim_) put(b.contexts.row(i), dim_ * sizeof(T));
+            if (sketch_dim_) put(b.sketches.row(i), sketch_dim_ * sizeof(T));
+            if (fields_ & has_ids) put(&b.ids[i], sizeof(std::int64_t));
+        }
+    }
+
+    /// The global batch from the gathered rows (views over this object's buffers).
+    pair_batch<T> unpack() {
+        const std::size_t g = offsets_.back();
+        const bool ref = fields_ & has_reference, len = fields_ & has_lengths, ids = fields_ & has_ids;
+        a_w_.resize(g);
+        a_l_.resize(g);
+        r_w_.resize(ref ? g : 0);
+        r_l_.resize(ref ? g : 0);
+        n_w_.resize(len ? g : 0);
+        n_l_.resize(len ? g : 0);
+        ids_.resize(ids ? g : 0);
+        contexts_.resize(g * dim_);
+        sketches_.resize(g * sketch_dim_);
+        const std::byte* p = recv_.data();
+        auto get = [&p](void* dst, std::size_t bytes) {
+            std::memcpy(dst, p, bytes);
+            p += bytes;
+        };
+        for (std::size_t i = 0; i < g; ++i) {
+            get(&a_w_[i], sizeof(T));
+            get(&a_l_[i], sizeof(T));
+            if (ref) {
+                get(&r_w_[i], sizeof(T));
+                get(&r_l_[i], sizeof(T));
+            }
+            if (len) {
+                get(&n_w_[i], sizeof(T));
+                get(&n_l_[i], sizeof(T));
+            }
+            if (dim_) get(contexts_.data() + i * dim_, dim_ * sizeof(T));
+            if (sketch_dim_) get(sketches_.data() + i * sketch_dim_, sketch_dim_ * sizeof(T));
+            if (ids) get(&ids_[i], sizeof(std::int64_t));
+        }
+        pair_batch<T> out;
+        out.policy_chosen = a_w_;
+        out.policy_rejected = a_l_;
+        out.reference_chosen = r_w_;
+        out.reference_rejected = r_l_;
+        out.chosen_length = n_w_;
+        out.rejected_length = n_l_;
+        out.ids = ids_;
+        if (dim_) out.contexts = {contexts_.data(), g, dim_, dim_};
+        if (sketch_dim_) out.sketches = {sketches_.data(), g, sketch_dim_, sketch_dim_};
+        return out;
+    }
+
+    /// Broadcasts the root's outcome: every rank throws E(message) if the root failed.
+    template <class E>
+    void share_outcome(const std::string& message, const char* where) const {
+        std::uint64_t n = message.size();
+        comm_.broadcast(std::as_writable_bytes(std::span(&n, 1)), options_.root);
+        if (n == 0) return;
+        std::string text = message;
+        text.resize(static_cast<std::size_t>(n));
+        comm_.broadcast(std::as_writable_bytes(std::span(text.data(), text.size())), options_.root);
+        throw E(std::string(where) + ": rank " + std::to_string(options_.root) + ": " + text);
+    }
+
+    /// root_broadcast: the root steps, then sends its outcome and the decision.
+    void run_on_root() {
+        const std::size_t g = offsets_.back();
+        const bool root = rank_ == options_.root;
+        std::string message;
+        std::uint64_t kind = 0;  // 0 invalid_argument, 1 checkpoint_error, 2 backend_error, 3 other
+        if (root) {
+            try {
+                scheduler_.step(unpack(), global_);
+            } catch (const invalid_argument& e) {
+                message = e.what();
+            } catch (const checkpoint_error& e) {
+                message = e.what();
+                kind = 1;
+            } catch (const backend_error& e) {
+                message = e.what();
+                kind = 2;
+            } catch (const std::exception& e) {
+                message = e.what();
+                kind = 3;
+            }
+        }
+        std::array<std::uint64_t, 3> status{message.size(), kind, root ? global_.score.size() : 0};
+        comm_.broadcast(std::as_writable_bytes(std::span(status)), options_.root);
+        if (status[0] != 0) {
+            std::string text = message;
+            text.resize(static_cast<std::size_t>(status[0]));
+            comm_.broadcast(std::as_writable_bytes(std::span(text.data(), text.size())), options_.root);
+            if (status[1] == 0) throw invalid_argument(text);
+            if (status[1] == 1) throw checkpoint_error(text);
+            if (status[1] == 2) throw backend_error(text);
+            throw error(text);
+        }
+        // Per pair: weight, loss, two gradients, (score); then the mask; then the metrics.
+        const std::size_t scores = static_cast<std::size_t>(status[2]);
+        const std::size_t bytes = (4 * g + scores) * sizeof(T) + g + sizeof(step_metrics);
+        decision_bytes_.resize(bytes);
+        static_assert(std::is_trivially_copyable_v<step_metrics>);
+        if (root) {
+            std::byte* p = decision_bytes_.data();
+            auto write = [&p](const auto& v) {
+                if (!v.empty()) std::memcpy(p, v.data(), v.size() * sizeof(v[0]));
+                p += v.size() * sizeof(v[0]);
+            };
+            write(global_.weight);
+            write(global_.loss);
+            write(global_.d_policy_chosen);
+            write(global_.d_policy_rejected);
+            write(global_.score);
+            write(global_.mask);
+            std::memcpy(p, &global_.metrics, sizeof(step_metrics));
+        }
+        comm_.broadcast(std::span<std::byte>(decision_bytes_), options_.root);
+        payload_bytes_ += decision_bytes_.size();
+        if (root) return;
+        const std::byte* p = decision_bytes_.data();
+        auto read_array = [&](auto& v, std::size_t n) {
+            using V = typename std::remove_reference_t<decltype(v)>::value_type;
+            v.resize(n);
+            if (n) std::memcpy(v.data(), p, n * sizeof(V));
+            p += n * sizeof(V);
+        };
+        read_array(global_.weight, g);
+        read_array(global_.loss, g);
+        read_array(global_.d_policy_chosen, g);
+        read_array(global_.d_policy_rejected, g);
+        read_array(global_.score, scores);
+        read_array(global_.mask, g);
+        std::memcpy(&global_.metrics, p, sizeof(step_metrics));
+        global_.selected.clear();
+        for (std::size_t i = 0; i < g; ++i)
+            if (global_.mask[i]) global_.selected.push_back(i);
+    }
+
+    /// This rank's part of the global decision.
+    void slice(decision<T>& out) const {
+        const std::size_t lo = offset(), n = offsets_[static_cast<std::size_t>(rank_) + 1] - lo;
+        auto part = [&](const auto& from, auto& to) {
+            if (from.empty()) {
+                to.clear();
+                return;
+            }
+            to.assign(from.begin() + static_cast<std::ptrdiff_t>(lo),
+                      from.begin() + static_cast<std::ptrdiff_t>(lo + n));
+        };
+        out.selected.clear();
+        for (const std::size_t i : global_.selected)
+            if (i >= lo && i < lo + n) out.selected.push_back(i - lo);
+        part(global_.mask, out.mask);
+        part(global_.weight, out.weight);
+        part(global_.loss, out.loss);
+        part(global_.d_policy_chosen, out.d_policy_chosen);
+        part(global_.d_policy_rejected, out.d_policy_rejected);
+        part(global_.score, out.score);
+        out.metrics = global_.metrics;
+    }
+
+    mutable Comm comm_;
+    Scheduler scheduler_;
+    distributed_options options_;
+    int rank_ = 0, size_ = 1;
+    std::uint64_t steps_ = 0;
+
+    std::vector<header> headers_;
+    std::vector<std::size_t> header_counts_, counts_, offsets_;
+    std::uint64_t fields_ = 0;
+    std::size_t dim_ = 0, sketch_dim_ = 0, scalars_ = 0, row_bytes_ = 0, payload_bytes_ = 0;
+    std::vector<std::byte> send_, recv_, decision_bytes_;
+    std::vector<T> a_w_, a_l_, r_w_, r_l_, n_w_, n_l_, contexts_, sketches_;
+    std::vector<std::int64_t> ids_;
+    std::vector<double> sum_;
+    std::vector<T> direction_;
+    decision<T> global_;
+};
+
+}  // namespace sams
+// ---- end sams/distributed/distributed_scheduler.hpp ----
+// ---- begin sams/distributed/thread_group.hpp ----
+// An in-process group of R ranks, one thread each: a communicator for tests, for
+// simulating a data-parallel run on one machine, and for hosts that shard a batch over
+// threads. A rank that waits longer than the timeout in a collective (a peer never
+// arrived) throws instead of hanging.
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+
+namespace sams {
+
+/// The shared state of R thread ranks; `communicator(r)` hands out rank r's endpoint.
+class thread_group {
+public:
+    /// @param size     R ≥ 1
+    /// @param timeout  how long a rank waits for its peers in one collective before it throws
+    explicit thread_group(int size, std::chrono::milliseconds timeout = std::chrono::seconds(60))
+        : size_(size), timeout_(timeout), slots_(size > 0 ? static_cast<std::size_t>(size) : 0) {
+        detail::require(size >= 1, "thread_group: size", "must be >= 1");
+    }
+    thread_group(const thread_group&) = delete;
+    thread_group& operator=(const thread_group&) = delete;
+
+    [[nodiscard]] int size() const noexcept { return size_; }
+
+    /// Rank r's endpoint; it refers to this group, which must outlive it.
+    class endpoint {
+    public:
+        [[nodiscard]] int rank() const noexcept { return rank_; }
+        [[nodiscard]] int size() const noexcept { return group_->size_; }
+
+        void all_gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                        std::span<const std::size_t> counts) {
+            detail::check_gather_args(send.size(), recv.size(), counts, rank_, size(), true,
+                                      "thread_group::all_gather");
+            exchange(send, recv, counts, -1);
+        }
+        void gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                    std::span<const std::size_t> counts, int root) {
+            detail::check_root(root, size(), "thread_group::gather");
+            detail::check_gather_args(send.size(), recv.size(), counts, rank_, size(), rank_ == root,
+                                      "thread_group::gather");
+            exchange(send, recv, counts, root);
+        }
+        void broadcast(std::span<std::byte> buffer, int root) {
+            detail::check_root(root, size(), "thread_group::broadcast");
+            group_->slot(rank_) = {buffer.data(), buffer.size()};
+            group_->wait(rank_);
+            const auto& from = group_->slot(root);
+            detail::require(from.size == buffer.size(), "thread_group::broadcast", [&] {
+                return "rank " + std::to_string(rank_) + " has " + std::to_string(buffer.size()) +
+                       " bytes, the root " + std::to_string(from.size);
+            });
+            if (rank_ != root && !buffer.empty()) std::memcpy(buffer.data(), from.data, buffer.size());
+            group_->wait(rank_);
+        }
+        void all_reduce(std::span<double> values, reduce_op op) {
+            group_->slot(rank_) = {values.data(), values.size() * sizeof(double)};
+            group_->wait(rank_);
+            // Every rank reduces in rank order, so all of them get the same bits.
+            std::vector<double> result(values.size());
+            for (int r = 0; r < size(); ++r) {
+                const auto& s = group_->slot(r);
+                detail::require(s.size == values.size() * sizeof(double), "thread_group::all_reduce",
+                                "ranks passed different numbers of values");
+                for (std::size_t i = 0; i < values.size(); ++i) {
+                    double v;
+                    std::memcpy(&v, static_cast<const std::byte*>(s.data) + i * sizeof(double),
+                                sizeof(double));
+                    if (r == 0)
+                        result[i] = v;
+                    else if (op == reduce_op::sum)
+                        result[i] += v;
+                    else if (op == reduce_op::min)
+                        result[i] = v < result[i] ? v : result[i];
+                    else
+                        result[i] = v > result[i] ? v : result[i];
+                }
+            }
+            group_->wait(rank_);  // nobody reads `values` any more
+            std::copy(result.begin(), result.end(), values.begin());
+        }
+
+    private:
+        friend class thread_group;
+        endpoint(thread_group& g, int r) : group_(&g), rank_(r) {}
+
+        void exchange(std::span<const std::byte> send, std::span<std::byte> recv,
+                      std::span<const std::size_t> counts, int root) {
+            group_->slot(rank_) = {send.data(), send.size()};
+            group_->wait(rank_);
+            if (root < 0 || root == rank_) {
+                std::size_t at = 0;
+                for (int r = 0; r < size(); ++r) {
+                    const auto& s = group_->slot(r);
+                    const std::size_t n = counts[static_cast<std::size_t>(r)];
+                    detail::require(s.size == n, "thread_group::gather",
+                                    "a rank's send size differs from counts");
+                    if (n > 0) std::memcpy(recv.data() + at, s.data, n);
+                    at += n;
+                }
+            }
+            group_->wait(rank_);
+        }
+
+        thread_group* group_;
+        int rank_;
+    };
+
+    [[nodiscard]] endpoint communicator(int rank) {
+        detail::require(rank >= 0 && rank < size_, "thread_group::communicator", "rank out of range");
+        return endpoint(*this, rank);
+    }
+
+private:
+    struct posted {
+        const void* data = nullptr;
+        std::size_t size = 0;
+    };
+    posted& slot(int r) { return slots_[static_cast<std::size_t>(r)]; }
+
+    /// A reusable barrier with a timeout.
+    void wait(int rank) {
+        std::unique_lock lock(mutex_);
+        const std::size_t generation = generation_;
+        if (++arrived_ == size_) {
+            arrived_ = 0;
+            ++generation_;
+            cv_.notify_all();
+            return;
+        }
+        if (!cv_.wait_for(lock, timeout_, [&] { return generation_ != generation; }))
+            throw error("thread_group: rank " + std::to_string(rank) +
+                        " timed out waiting for its peers in a collective");
+    }
+
+    int size_;
+    std::chrono::milliseconds timeout_;
+    std::vector<posted> slots_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    int arrived_ = 0;
+    std::size_t generation_ = 0;
+};
+
+static_assert(communicator<thread_group::endpoint>,
+              "sams::thread_group::endpoint must model sams::communicator");
+
+}  // namespace sams
+// ---- end sams/distributed/thread_group.hpp ----
+
 // backend/ (the concept), then backend/eigen/ (the default CPU backend)
+// ---- begin sams/backend/preconditions.hpp ----
+// Preconditions every backend checks the same way, with the same messages: index ranges of
+// the row and element movers, and the shapes of a GEMM. The backends pass plain sizes, so
+// these checks run on the host whatever the storage.
+
+#include <cstddef>
+#include <span>
+#include <string>
+
+
+namespace sams::detail {
+
+/// Throws sams::invalid_argument unless every index is < bound (rows or elements).
+inline void check_indices(std::span<const std::size_t> idx, std::size_t bound, const char* where) {
+    for (const std::size_t i : idx)
+        if (i >= bound)
+            fail(where, "index " + std::to_string(i) + " is out of range (" + std::to_string(bound) +
+                            " rows or elements)");
+}
+
+/// m×n×k of c = op(a)·op(b).
+struct gemm_shape {
+    std::size_t m, n, k;
+};
+
+/// The checks of backend::gemm(ta, tb, alpha, a, b, beta, c), in this order: c must not
+/// alias a or b; op(a) and op(b) must agree on the inner dimension; with beta != 0, c must
+/// already be m×n. Returns the product's shape.
+inline gemm_shape check_gemm(transpose ta, transpose tb, std::size_t a_rows, std::size_t a_cols,
+                             std::size_t b_rows, std::size_t b_cols, bool c_aliases, bool beta_is_zero,
+                             std::size_t c_rows, std::size_t c_cols, const char* where) {
+    require(!c_aliases, where, "c must not alias a or b");
+    const bool at = ta == transpose::yes;
+    const bool bt = tb == transpose::yes;
+    const gemm_shape s{at ? a_cols : a_rows, bt ? b_rows : b_cols, at ? a_rows : a_cols};
+    require(s.k == (bt ? b_cols : b_rows), where, "inner dimensions of op(a) and op(b) differ");
+    require(beta_is_zero || (c_rows == s.m && c_cols == s.n), where,
+            "c must have shape rows(op(a)) x cols(op(b)) when beta != 0");
+    return s;
+}
+
+}  // namespace sams::detail
+// ---- end sams/backend/preconditions.hpp ----
 // ---- begin sams/backend/eigen/eigen_backend.hpp ----
 // sams::eigen_backend<T>: the CPU model of the backend concept (backend/concept.hpp), on
 // Eigen maps over eigen_matrix / eigen_vector. Products go through Eigen's GEMM without
 // temporaries; elementwise kernels are Eigen array expressions, row by row where a row
 // reduction is involved. Built with -fopenmp, products and the Adam update run on
-// Eigen::nbThreads() OpenMP threads (products: tiles shared among threads, see gemm_apply).
+// Eigen::nbThreads() OpenMP threads (products: tiles shared among threads, see backend/eigen/gemm.hpp).
 
 #include <algorithm>
 #include <cmath>
@@ -4699,7 +6934,7 @@ inline Eigen::Index eigen_index(std::size_t n) noexcept { return static_cast<Eig
 
 inline std::size_t checked_element_count(std::size_t rows, std::size_t cols, const char* where) {
     if (cols != 0 && rows > std::numeric_limits<std::size_t>::max() / cols)
-        throw invalid_argument(std::string(where) + ": rows x cols overflows std::size_t");
+        detail::fail(where, "rows x cols overflows std::size_t");
     return rows * cols;
 }
 
@@ -4864,8 +7099,9 @@ public:
     // ---- host transfers -------------------------------------------------------------------
 
     void upload(matrix_view<const T> src, matrix& dst) {
-        detail::check_arg(src.rows == 0 || src.data != nullptr, "eigen_backend::upload", "src.data is null");
-        detail::check_arg(src.stride() >= src.cols, "eigen_backend::upload", "src.row_stride must be >= src.cols");
+        detail::require(src.rows == 0 || src.data != nullptr, "eigen_backend::upload", "src.data is null");
+        detail::require(src.stride() >= src.cols, "eigen_backend::upload",
+                        "src.row_stride must be >= src.cols");
         dst.resize(src.rows, src.cols);
         using stride_map = Eigen::Map<const typename matrix::plain_type, Eigen::Unaligned, Eigen::OuterStride<>>;
         dst.map() = stride_map(src.data, detail::eigen_index(src.rows), detail::eigen_index(src.cols),
@@ -4876,13 +7112,13 @@ public:
         std::copy(src.begin(), src.end(), dst.data());
     }
     void download(const matrix& src, std::span<T> dst) {
-        detail::check_arg(dst.size() == src.size(), "eigen_backend::download",
-                          "dst.size() must equal rows * cols of the source matrix");
+        detail::require(dst.size() == src.size(), "eigen_backend::download",
+                        "dst.size() must equal rows * cols of the source matrix");
         std::copy(src.data(), src.data() + src.size(), dst.begin());
     }
     void download(const vector& src, std::span<T> dst) {
-        detail::check_arg(dst.size() == src.size(), "eigen_backend::download",
-                          "dst.size() must equal the size of the source vector");
+        detail::require(dst.size() == src.size(), "eigen_backend::download",
+                        "dst.size() must equal the size of the source vector");
         std::copy(src.data(), src.data() + src.size(), dst.begin());
     }
 
@@ -4895,52 +7131,54 @@ public:
     // ---- row and element movement -----------------------------------------------------------
 
     void gather_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
-        detail::check_arg(&src != &dst, "eigen_backend::gather_rows", "src and dst must be different matrices");
-        check_indices(idx, src.rows(), "eigen_backend::gather_rows");
+        detail::require(&src != &dst, "eigen_backend::gather_rows", "src and dst must be different matrices");
+        detail::check_indices(idx, src.rows(), "eigen_backend::gather_rows");
         dst.resize(idx.size(), src.cols());
         const std::size_t c = src.cols();
         for (std::size_t i = 0; i < idx.size(); ++i)
             std::copy(src.data() + idx[i] * c, src.data() + (idx[i] + 1) * c, dst.data() + i * c);
     }
     void gather(const vector& src, std::span<const std::size_t> idx, vector& dst) {
-        detail::check_arg(&src != &dst, "eigen_backend::gather", "src and dst must be different vectors");
-        check_indices(idx, src.size(), "eigen_backend::gather");
+        detail::require(&src != &dst, "eigen_backend::gather", "src and dst must be different vectors");
+        detail::check_indices(idx, src.size(), "eigen_backend::gather");
         dst.resize(idx.size());
         for (std::size_t i = 0; i < idx.size(); ++i) dst[i] = src[idx[i]];
     }
     void set_rows(matrix& dst, std::size_t first_row, const matrix& src) {
-        detail::check_arg(&src != &dst, "eigen_backend::set_rows", "src and dst must be different matrices");
-        detail::check_arg(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::set_rows",
-                          "src must have as many columns as dst");
-        detail::check_arg(first_row <= dst.rows() && src.rows() <= dst.rows() - first_row,
-                          "eigen_backend::set_rows", "first_row + rows(src) must be <= rows(dst)");
+        detail::require(&src != &dst, "eigen_backend::set_rows", "src and dst must be different matrices");
+        detail::require(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::set_rows",
+                        "src must have as many columns as dst");
+        detail::require(first_row <= dst.rows() && src.rows() <= dst.rows() - first_row,
+                        "eigen_backend::set_rows", "first_row + rows(src) must be <= rows(dst)");
         std::copy(src.data(), src.data() + src.size(), dst.data() + first_row * dst.cols());
     }
     void set_range(vector& dst, std::size_t first, const vector& src) {
-        detail::check_arg(&src != &dst, "eigen_backend::set_range", "src and dst must be different vectors");
-        detail::check_arg(first <= dst.size() && src.size() <= dst.size() - first, "eigen_backend::set_range",
-                          "first + size(src) must be <= size(dst)");
+        detail::require(&src != &dst, "eigen_backend::set_range", "src and dst must be different vectors");
+        detail::require(first <= dst.size() && src.size() <= dst.size() - first, "eigen_backend::set_range",
+                        "first + size(src) must be <= size(dst)");
         std::copy(src.data(), src.data() + src.size(), dst.data() + first);
     }
     void scatter_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
-        detail::check_arg(&src != &dst, "eigen_backend::scatter_rows", "src and dst must be different matrices");
-        detail::check_arg(idx.size() == src.rows(), "eigen_backend::scatter_rows",
-                          "idx.size() must equal rows(src)");
-        detail::check_arg(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::scatter_rows",
-                          "src must have as many columns as dst");
-        check_indices(idx, dst.rows(), "eigen_backend::scatter_rows");
+        detail::require(&src != &dst, "eigen_backend::scatter_rows",
+                        "src and dst must be different matrices");
+        detail::require(idx.size() == src.rows(), "eigen_backend::scatter_rows",
+                        "idx.size() must equal rows(src)");
+        detail::require(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::scatter_rows",
+                        "src must have as many columns as dst");
+        detail::check_indices(idx, dst.rows(), "eigen_backend::scatter_rows");
         const std::size_t c = src.cols();
         for (std::size_t i = 0; i < idx.size(); ++i)
             std::copy(src.data() + i * c, src.data() + (i + 1) * c, dst.data() + idx[i] * c);
     }
     void scatter(const vector& src, std::span<const std::size_t> idx, vector& dst) {
-        detail::check_arg(&src != &dst, "eigen_backend::scatter", "src and dst must be different vectors");
-        detail::check_arg(idx.size() == src.size(), "eigen_backend::scatter", "idx.size() must equal size(src)");
-        check_indices(idx, dst.size(), "eigen_backend::scatter");
+        detail::require(&src != &dst, "eigen_backend::scatter", "src and dst must be different vectors");
+        detail::require(idx.size() == src.size(), "eigen_backend::scatter",
+                        "idx.size() must equal size(src)");
+        detail::check_indices(idx, dst.size(), "eigen_backend::scatter");
         for (std::size_t i = 0; i < idx.size(); ++i) dst[idx[i]] = src[i];
     }
     void axpby(T a, const vector& x, T b, const vector& y, vector& out) {
-        detail::check_arg(x.size() == y.size(), "eigen_backend::axpby", "x and y must have the same size");
+        detail::require(x.size() == y.size(), "eigen_backend::axpby", "x and y must have the same size");
         out.resize(x.size());
         out.map() = a * x.map() + b * y.map();
     }
@@ -4948,30 +7186,23 @@ public:
     // ---- compute kernels --------------------------------------------------------------------
 
     void gemm(transpose ta, transpose tb, T alpha, const matrix& a, const matrix& b, T beta, matrix& c) {
-        detail::check_arg(&c != &a && &c != &b, "eigen_backend::gemm", "c must not alias a or b");
+        const auto [m, n, k] =
+            detail::check_gemm(ta, tb, a.rows(), a.cols(), b.rows(), b.cols(), &c == &a || &c == &b,
+                               beta == T(0), c.rows(), c.cols(), "eigen_backend::gemm");
         const bool at = ta == transpose::yes;
         const bool bt = tb == transpose::yes;
-        const std::size_t m = at ? a.cols() : a.rows();
-        const std::size_t k = at ? a.rows() : a.cols();
-        const std::size_t kb = bt ? b.cols() : b.rows();
-        const std::size_t n = bt ? b.rows() : b.cols();
-        detail::check_arg(k == kb, "eigen_backend::gemm", "inner dimensions of op(a) and op(b) differ");
-        if (beta == T(0))
-            c.resize(m, n);
-        else
-            detail::check_arg(c.rows() == m && c.cols() == n, "eigen_backend::gemm",
-                              "c must have shape rows(op(a)) x cols(op(b)) when beta != 0");
+        if (beta == T(0)) c.resize(m, n);
         auto cm = c.map();
         const auto am = a.map();
         const auto bm = b.map();
         if (!at && !bt)
-            gemm_apply(alpha, am, bm, beta, cm);
+            detail::tiled_gemm(alpha, am, bm, beta, cm);
         else if (!at && bt)
-            gemm_apply(alpha, am, bm.transpose(), beta, cm);
+            detail::tiled_gemm(alpha, am, bm.transpose(), beta, cm);
         else if (at && !bt)
-            gemm_apply(alpha, am.transpose(), bm, beta, cm);
+            detail::tiled_gemm(alpha, am.transpose(), bm, beta, cm);
         else
-            gemm_apply(alpha, am.transpose(), bm.transpose(), beta, cm);
+            detail::tiled_gemm(alpha, am.transpose(), bm.transpose(), beta, cm);
     }
 
     void column_sums(const matrix& a, vector& out) {
@@ -4984,7 +7215,7 @@ public:
     }
 
     void add_bias(const vector& bias, matrix& z) {
-        detail::check_arg(bias.size() == z.cols(), "eigen_backend::add_bias", "size(bias) must equal cols(z)");
+        detail::require(bias.size() == z.cols(), "eigen_backend::add_bias", "size(bias) must equal cols(z)");
         auto zm = z.map();
         zm.rowwise() += bias.map().transpose();
     }
@@ -5005,8 +7236,8 @@ public:
     }
 
     void activation_backward(activation act, const matrix& z, const matrix& grad_a, matrix& grad_z) {
-        detail::check_arg(z.rows() == grad_a.rows() && z.cols() == grad_a.cols(),
-                          "eigen_backend::activation_backward", "z and grad_a must have the same shape");
+        detail::require(z.rows() == grad_a.rows() && z.cols() == grad_a.cols(),
+                        "eigen_backend::activation_backward", "z and grad_a must have the same shape");
         if (&grad_z != &z && &grad_z != &grad_a) grad_z.resize(z.rows(), z.cols());
         const auto zz = flat(z);
         const auto ga = flat(grad_a);
@@ -5021,22 +7252,22 @@ public:
     }
 
     void add(const matrix& a, const matrix& b, matrix& out) {
-        detail::check_arg(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::add",
-                          "a and b must have the same shape");
+        detail::require(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::add",
+                        "a and b must have the same shape");
         if (&out != &a && &out != &b) out.resize(a.rows(), a.cols());
         flat(out) = flat(a) + flat(b);
     }
 
     void multiply(const matrix& a, const matrix& b, matrix& out) {
-        detail::check_arg(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::multiply",
-                          "a and b must have the same shape");
+        detail::require(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::multiply",
+                        "a and b must have the same shape");
         if (&out != &a && &out != &b) out.resize(a.rows(), a.cols());
         flat(out) = flat(a) * flat(b);
     }
 
     void dropout_mask(matrix& mask, double p, std::uint64_t seed) {
-        detail::check_arg(std::isfinite(p) && p >= 0.0 && p < 1.0, "eigen_backend::dropout_mask",
-                          "p must be in [0, 1)");
+        detail::require(std::isfinite(p) && p >= 0.0 && p < 1.0, "eigen_backend::dropout_mask",
+                        "p must be in [0, 1)");
         const T keep = static_cast<T>(1.0 / (1.0 - p));
         T* d = mask.data();
         const std::size_t n = mask.size();
@@ -5046,10 +7277,11 @@ public:
     void layer_norm_forward(const matrix& x, const vector& gamma, const vector& beta, T eps, matrix& y,
                             matrix& x_hat, vector& rstd) {
         const char* where = "eigen_backend::layer_norm_forward";
-        detail::check_arg(gamma.size() == x.cols() && beta.size() == x.cols(), where,
-                          "size(gamma) and size(beta) must equal cols(x)");
-        detail::check_arg(x.cols() > 0, where, "x must have at least one column");
-        detail::check_arg(&y != &x && &x_hat != &x && &y != &x_hat, where, "outputs must not alias x or each other");
+        detail::require(gamma.size() == x.cols() && beta.size() == x.cols(), where,
+                        "size(gamma) and size(beta) must equal cols(x)");
+        detail::require(x.cols() > 0, where, "x must have at least one column");
+        detail::require(&y != &x && &x_hat != &x && &y != &x_hat, where,
+                        "outputs must not alias x or each other");
         y.resize(x.rows(), x.cols());
         x_hat.resize(x.rows(), x.cols());
         rstd.resize(x.rows());
@@ -5071,14 +7303,14 @@ public:
     void layer_norm_backward(const matrix& grad_y, const matrix& x_hat, const vector& rstd, const vector& gamma,
                              matrix& grad_x, vector& grad_gamma, vector& grad_beta) {
         const char* where = "eigen_backend::layer_norm_backward";
-        detail::check_arg(grad_y.rows() == x_hat.rows() && grad_y.cols() == x_hat.cols(), where,
-                          "grad_y and x_hat must have the same shape");
-        detail::check_arg(rstd.size() == x_hat.rows(), where, "size(rstd) must equal rows(x_hat)");
-        detail::check_arg(gamma.size() == x_hat.cols(), where, "size(gamma) must equal cols(x_hat)");
-        detail::check_arg(&grad_x != &grad_y && &grad_x != &x_hat && &grad_gamma != &grad_beta &&
-                              &grad_gamma != &gamma && &grad_beta != &gamma && &grad_gamma != &rstd &&
-                              &grad_beta != &rstd,
-                          where, "outputs must not alias inputs or each other");
+        detail::require(grad_y.rows() == x_hat.rows() && grad_y.cols() == x_hat.cols(), where,
+                        "grad_y and x_hat must have the same shape");
+        detail::require(rstd.size() == x_hat.rows(), where, "size(rstd) must equal rows(x_hat)");
+        detail::require(gamma.size() == x_hat.cols(), where, "size(gamma) must equal cols(x_hat)");
+        detail::require(&grad_x != &grad_y && &grad_x != &x_hat && &grad_gamma != &grad_beta &&
+                            &grad_gamma != &gamma && &grad_beta != &gamma && &grad_gamma != &rstd &&
+                            &grad_beta != &rstd,
+                        where, "outputs must not alias inputs or each other");
         grad_x.resize(grad_y.rows(), grad_y.cols());
         grad_gamma.resize(grad_y.cols());
         grad_beta.resize(grad_y.cols());
@@ -5101,11 +7333,11 @@ public:
 
     void block_mean_accumulate(const matrix& src, std::size_t block, std::size_t offset, matrix& dst) {
         const char* where = "eigen_backend::block_mean_accumulate";
-        detail::check_arg(block > 0, where, "block must be > 0");
-        detail::check_arg(&src != &dst, where, "src and dst must be different matrices");
-        detail::check_arg(dst.rows() == src.rows(), where, "dst must have as many rows as src");
-        detail::check_arg(src.cols() == 0 || (offset + src.cols() + block - 1) / block <= dst.cols(), where,
-                          "dst has fewer than (offset + cols(src)) / block columns");
+        detail::require(block > 0, where, "block must be > 0");
+        detail::require(&src != &dst, where, "src and dst must be different matrices");
+        detail::require(dst.rows() == src.rows(), where, "dst must have as many rows as src");
+        detail::require(src.cols() == 0 || (offset + src.cols() + block - 1) / block <= dst.cols(), where,
+                        "dst has fewer than (offset + cols(src)) / block columns");
         const T inv = T(1) / static_cast<T>(block);
         const std::size_t c = src.cols();
         if (offset % block == 0 && c % block == 0) {
@@ -5126,23 +7358,24 @@ public:
     }
 
     void adam_update(matrix& param, const matrix& grad, matrix& m, matrix& v, const adam_hyperparameters& h) {
-        detail::check_arg(grad.rows() == param.rows() && grad.cols() == param.cols() && m.rows() == param.rows() &&
-                              m.cols() == param.cols() && v.rows() == param.rows() && v.cols() == param.cols(),
-                          "eigen_backend::adam_update", "param, grad, m and v must have the same shape");
+        detail::require(grad.rows() == param.rows() && grad.cols() == param.cols() &&
+                            m.rows() == param.rows() && m.cols() == param.cols() &&
+                            v.rows() == param.rows() && v.cols() == param.cols(),
+                        "eigen_backend::adam_update", "param, grad, m and v must have the same shape");
         adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size(), h);
     }
     void adam_update(vector& param, const vector& grad, vector& m, vector& v, const adam_hyperparameters& h) {
-        detail::check_arg(grad.size() == param.size() && m.size() == param.size() && v.size() == param.size(),
-                          "eigen_backend::adam_update", "param, grad, m and v must have the same size");
+        detail::require(grad.size() == param.size() && m.size() == param.size() && v.size() == param.size(),
+                        "eigen_backend::adam_update", "param, grad, m and v must have the same size");
         adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size(), h);
     }
 
     double mse_loss(const matrix& pred, const vector& target, matrix& grad) {
         const char* where = "eigen_backend::mse_loss";
-        detail::check_arg(pred.cols() == 1, where, "pred must have exactly one column");
-        detail::check_arg(pred.rows() == target.size(), where, "size(target) must equal rows(pred)");
-        detail::check_arg(target.size() > 0, where, "the batch must not be empty");
-        detail::check_arg(&grad != &pred, where, "grad must not alias pred");
+        detail::require(pred.cols() == 1, where, "pred must have exactly one column");
+        detail::require(pred.rows() == target.size(), where, "size(target) must equal rows(pred)");
+        detail::require(target.size() > 0, where, "the batch must not be empty");
+        detail::require(&grad != &pred, where, "grad must not alias pred");
         grad.resize(pred.rows(), 1);
         const auto diff = flat(pred) - target.map().array();
         const double loss = diff.template cast<double>().square().sum() / static_cast<double>(target.size());
@@ -5165,96 +7398,6 @@ private:
     static flat_map flat(matrix& m) noexcept { return flat_map(m.data(), detail::eigen_index(m.size())); }
     static const_flat_map flat(const matrix& m) noexcept {
         return const_flat_map(m.data(), detail::eigen_index(m.size()));
-    }
-
-    static void check_indices(std::span<const std::size_t> idx, std::size_t bound, const char* where) {
-        for (const std::size_t i : idx)
-            if (i >= bound)
-                throw invalid_argument(std::string(where) + ": index " + std::to_string(i) + " is out of range (" +
-                                       std::to_string(bound) + " rows or elements)");
-    }
-
-    // c = alpha·a·b + beta·c over output tiles of at most gemm_tile rows and columns, each
-    // accumulated in steps of at most gemm_depth inner terms. Eigen packs GEMM operands into
-    // blocks of at most (rows·depth) and (depth·cols) elements, taken from the stack up to
-    // EIGEN_STACK_ALLOCATION_LIMIT bytes and from the heap beyond; these tiles keep both on
-    // the stack, so training allocates nothing at any size, and the tiled product measured
-    // as fast as Eigen's own blocking at the nets' shapes.
-    // Under OpenMP the tiles are shared among the threads, each running Eigen's sequential
-    // product. Eigen's own parallel GEMM would take the packed block from the heap at every
-    // call and fork once per tile and depth step; this forks once per product, and exactly
-    // when Eigen would have (gemm_threads), so no product reaches Eigen's parallel path.
-    static constexpr Eigen::Index gemm_tile = 256;
-    static constexpr Eigen::Index gemm_depth =
-        std::max<Eigen::Index>(8, EIGEN_STACK_ALLOCATION_LIMIT / Eigen::Index{sizeof(T)} / gemm_tile);
-
-    static Eigen::Index ceil_div(Eigen::Index a, Eigen::Index b) noexcept { return (a + b - 1) / b; }
-
-    // Threads for an m×n×k product: Eigen::nbThreads() where Eigen would run its parallel
-    // GEMM (at least 2·50000 multiply-adds, not a GEMV) outside a parallel region, else 1.
-    static int gemm_threads([[maybe_unused]] Eigen::Index m, [[maybe_unused]] Eigen::Index n,
-                            [[maybe_unused]] Eigen::Index k) noexcept {
-#if defined(_OPENMP)
-        if (m > 1 && n > 1 && static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= 1e5 &&
-            !omp_in_parallel())
-            return std::max(1, Eigen::nbThreads());
-#endif
-        return 1;
-    }
-
-    template <class A, class B, class C>
-    static void gemm_apply(T alpha, const A& a, const B& b, T beta, C& c) {
-        using index = Eigen::Index;
-        const index m = c.rows(), n = c.cols(), k = a.cols();
-        const int threads = gemm_threads(m, n, k);
-        index tile_rows = gemm_tile, tile_cols = gemm_tile;
-        if (threads > 1) {
-            // At least two tiles a thread where the shape allows (tiles of at least 64 columns
-            // and 32 rows), of even sizes rounded up to 16.
-            const index want = 2 * index{threads};
-            index ct = ceil_div(n, gemm_tile), rt = ceil_div(m, gemm_tile);
-            if (rt * ct < want) ct = std::max(ct, std::min(std::max<index>(1, n / 64), ceil_div(want, rt)));
-            if (rt * ct < want) rt = std::max(rt, std::min(std::max<index>(1, m / 32), ceil_div(want, ct)));
-            tile_cols = std::min(gemm_tile, ceil_div(ceil_div(n, ct), 16) * 16);
-            tile_rows = std::min(gemm_tile, ceil_div(ceil_div(m, rt), 16) * 16);
-        }
-        const index col_tiles = ceil_div(n, tile_cols);
-        const index tiles = ceil_div(m, tile_rows) * col_tiles;
-        const auto run_tile = [&](index t) {
-            const index r0 = (t / col_tiles) * tile_rows, c0 = (t % col_tiles) * tile_cols;
-            const index nr = std::min(tile_rows, m - r0), nc = std::min(tile_cols, n - c0);
-            auto cb = c.block(r0, c0, nr, nc);
-            if (beta == T(0) && k == 0)
-                cb.setZero();
-            else if (beta != T(0) && beta != T(1))
-                cb *= beta;
-            for (index k0 = 0; k0 < k; k0 += gemm_depth) {
-                const index nk = std::min(gemm_depth, k - k0);
-                const auto ab = a.block(r0, k0, nr, nk);
-                const auto bb = b.block(k0, c0, nk, nc);
-                // alpha == 1 stays out of the expression: where a product degenerates
-                // to a GEMV, Eigen copies a scaled operand into a heap temporary.
-                if (k0 == 0 && beta == T(0)) {
-                    if (alpha == T(1))
-                        cb.noalias() = ab * bb;
-                    else
-                        cb.noalias() = alpha * ab * bb;
-                } else {
-                    if (alpha == T(1))
-                        cb.noalias() += ab * bb;
-                    else
-                        cb.noalias() += alpha * ab * bb;
-                }
-            }
-        };
-#if defined(_OPENMP)
-        if (threads > 1) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-            for (index t = 0; t < tiles; ++t) run_tile(t);
-            return;
-        }
-#endif
-        for (index t = 0; t < tiles; ++t) run_tile(t);
     }
 
     static void adam_apply(T* p, const T* g, T* m, T* v, std::size_t n, const adam_hyperparameters& h) {
