@@ -132,6 +132,7 @@ def train(method="sams", seed=1, steps=64, batch_size=32, rank=0, world_size=1, 
     digest = hashlib.sha256()
     flipped_trained = trained = 0
     grad_checked = False
+    first_selected = None
     start = time.time()
     for step in range(steps):
         idx = order[step * batch_size:(step + 1) * batch_size]
@@ -155,6 +156,8 @@ def train(method="sams", seed=1, steps=64, batch_size=32, rank=0, world_size=1, 
             inputs = gathered
         # float32 CPU tensors: the scheduler reads them in place, without the GIL.
         d = selector.step(inputs[0], inputs[1], inputs[2], inputs[3], contexts=inputs[4])
+        if first_selected is None:
+            first_selected = d.selected.tolist()
         digest.update(d.selected.tobytes())
         digest.update(d.weight.tobytes())
 
@@ -186,6 +189,7 @@ def train(method="sams", seed=1, steps=64, batch_size=32, rank=0, world_size=1, 
 
     return dict(method=method, test_accuracy=test_accuracy(policy, reference, test_set),
                 flipped_among_trained=flipped_trained / max(trained, 1), digest=digest.hexdigest(),
+                first_selected=first_selected,
                 seconds=time.time() - start, scheduler_steps=selector.steps)
 
 
@@ -222,15 +226,18 @@ def main(argv=None):
         results = sorted(queue.get() for _ in range(args.world_size))
         for rank, r in results:
             print(f"rank {rank}: {r['method']} test acc {r['test_accuracy']:.3f}  digest {r['digest'][:16]}  "
-                  f"scheduler steps {r['scheduler_steps']}")
+                  f"scheduler steps {r['scheduler_steps']}  first selection {r['first_selected']}")
         print("ranks agree: yes")
         return 0
 
     methods = ["full", "sams", "uniform"] if args.method == "all" else [args.method]
     rows = [train(m, args.seed, args.steps, args.batch_size) for m in methods]
-    print(f"\n{'method':10s} | test acc | flipped among trained | seconds")
+    print(f"\n{'method':10s} | test acc | flipped among trained | seconds | digest")
     for r in rows:
-        print(f"{r['method']:10s} | {r['test_accuracy']:8.3f} | {r['flipped_among_trained']:21.3f} | {r['seconds']:.1f}")
+        print(f"{r['method']:10s} | {r['test_accuracy']:8.3f} | {r['flipped_among_trained']:21.3f} | "
+              f"{r['seconds']:7.1f} | {r['digest'][:16]}")
+    if len(rows) == 1:
+        print(f"first selection {rows[0]['first_selected']}")
     return 0
 
 
