@@ -9,7 +9,8 @@ The C++ library (header-only, float32 here, CPU Eigen backend) behind a pybind11
     loss = (torch.from_numpy(d.weight) * per_pair_loss).sum()
 
 Classes: Scheduler, the baselines FullBatch, UniformSelector, LossSelector, MarginSelector,
-the configuration classes (SchedulerConfig and its sections), Decision, and the exceptions
+GuidedScheduler (with GuidedConfig and CountSketch), the configuration classes
+(SchedulerConfig and its sections), Decision, and the exceptions
 Error > InvalidArgument (also a ValueError), CheckpointError, BackendError (also
 RuntimeError). docs/python.md has the guide.
 """
@@ -18,10 +19,14 @@ from ._sams import (  # noqa: F401  (re-exported)
     Activation,
     BackendError,
     CheckpointError,
+    CountSketch,
     Decision,
     Error,
     Extreme,
     FullBatch,
+    GuidedConfig,
+    GuidedDrop,
+    GuidedScheduler,
     InvalidArgument,
     LossConfig,
     LossKind,
@@ -46,10 +51,14 @@ __all__ = [
     "Activation",
     "BackendError",
     "CheckpointError",
+    "CountSketch",
     "Decision",
     "Error",
     "Extreme",
     "FullBatch",
+    "GuidedConfig",
+    "GuidedDrop",
+    "GuidedScheduler",
     "InvalidArgument",
     "LossConfig",
     "LossKind",

@@ -379,6 +379,9 @@ py::dict metrics_dict(const sams::step_metrics& m) {
     d["pool_capacity"] = m.pool_capacity;
     d["trained_rows"] = m.trained_rows;
     d["warmup"] = m.warmup;
+    d["estimated_noise"] = m.estimated_noise;
+    d["mean_agreement"] = m.mean_agreement;
+    d["dropped"] = m.dropped;
     return d;
 }
 
@@ -524,6 +527,29 @@ struct py_baseline {
 // One C++ type per Python class (pybind11 binds a type once).
 template <baseline_kind K>
 struct py_baseline_of : py_baseline {};
+
+
+using guided_t = sams::guided_scheduler<T>;
+
+struct py_guided {
+    std::optional<guided_t> s;
+    std::mutex mu;
+    py::object last_inputs = py::none();
+};
+
+// Names the first guided_config field where a and b differ (empty when equal).
+std::string guided_difference(const sams::guided_config& a, const sams::guided_config& b) {
+    const auto& t = table<sams::guided_config>();
+    for (const auto& f : t.fields)
+        if (!f.get(a).equal(f.get(b))) return f.name;
+    return {};
+}
+
+py::array copy_doubles(std::span<const double> v) {
+    py::array_t<double> a(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+}
 
 const char* baseline_class_name(baseline_kind k) {
     switch (k) {
@@ -861,6 +887,204 @@ uninterrupted run bit for bit.)doc")
                 p->s.emplace(scheduler_t::deserialize(from_bytes(t[0].cast<py::bytes>())));
                 return p;
             }));
+
+    // Guided selection (include/sams/guided/): configuration, scheduler, CountSketch.
+    py::enum_<sams::guided_drop>(m, "GuidedDrop", "How guided selection decides how many pairs to drop.")
+        .value("none", sams::guided_drop::none)
+        .value("fixed_fraction", sams::guided_drop::fixed_fraction)
+        .value("estimated", sams::guided_drop::estimated);
+    {
+        table<sams::guided_config>().class_name = "GuidedConfig";
+        py::class_<sams::guided_config> c(m, "GuidedConfig", "Configuration of guided selection.");
+        add_section(c, "loss", &sams::guided_config::loss, "LossConfig: the host's preference loss");
+        add_field(c, "sketch_dim", &sams::guided_config::sketch_dim, "k, the width of every gradient sketch (required)");
+        add_field(c, "memory_capacity", &sams::guided_config::memory_capacity, "example ids remembered (LRU beyond)");
+        add_field(c, "drop", &sams::guided_config::drop, "GuidedDrop or its name");
+        add_field(c, "drop_fraction", &sams::guided_config::drop_fraction, "q of fixed_fraction, [0, 1)");
+        add_field(c, "max_drop_fraction", &sams::guided_config::max_drop_fraction, "estimated: at most this share dropped");
+        add_field(c, "estimate_horizon", &sams::guided_config::estimate_horizon, "estimated: steps over which batches fade");
+        add_field(c, "estimate_confidence", &sams::guided_config::estimate_confidence,
+                  "estimated: drop for rate - z*se, z = this");
+        add_field(c, "refresh_interval", &sams::guided_config::refresh_interval,
+                  "needs_trusted_refresh() after this many steps on one direction");
+        add_field(c, "weights", &sams::guided_config::weights, "WeightScaling or its name");
+        finish_config(c);
+        c.def("validate", [](const sams::guided_config& x) { x.validate(); },
+              "Raises sams.InvalidArgument naming the first field out of range.");
+    }
+    py::class_<py_guided>(m, "GuidedScheduler", R"doc(Selection guided by a small trusted set of clean pairs (float32).
+
+GuidedScheduler(config=None, **fields)
+
+fields are GuidedConfig's (sketch_dim is required; loss may be a dict). Each step takes the
+batch with ids (one example id per pair) and sketches (B x k, s_i = S * grad(a_w,i - a_l,i)),
+measures each pair's cosine with the trusted descent direction, remembers its running mean
+per id, and drops the pairs of lowest remembered agreement. Set the direction first with
+set_trusted() (per-pair sketches of the trusted pairs) or set_trusted_direction(g).)doc")
+        .def(py::init([](py::handle config, const py::kwargs& kw) {
+                 sams::guided_config c = as_config<sams::guided_config>(config, "GuidedScheduler(config=)");
+                 table<sams::guided_config>().apply(c, kw);
+                 auto p = std::make_unique<py_guided>();
+                 p->s.emplace(c);
+                 return p;
+             }),
+             py::arg("config") = py::none())
+        .def(
+            "set_trusted_direction",
+            [](py_guided& self, py::handle g, std::optional<double> clean_agreement) {
+                input_array in = as_float_input(g, "direction", 1);
+                const std::span<const T> v(static_cast<const T*>(in.array.data()), static_cast<std::size_t>(in.array.shape(0)));
+                unlocked(self.mu, [&] { self.s->set_trusted_direction(v, clean_agreement); });
+            },
+            py::arg("direction"), py::arg("clean_agreement") = py::none(),
+            "Sets the trusted descent direction's sketch g = S*(-grad L_trusted) (k entries); the 'estimated' drop "
+            "rule also needs clean_agreement in (0, 1].")
+        .def(
+            "set_trusted",
+            [](py_guided& self, py::handle pc, py::handle pr, py::handle rc, py::handle rr, py::handle sk, py::handle cl,
+               py::handle rl) {
+                batch_inputs in(pc, pr, rc, rr, cl, rl, py::none(), py::none(), sk);
+                unlocked(self.mu, [&] { self.s->set_trusted(in.batch); });
+            },
+            py::arg("policy_chosen"), py::arg("policy_rejected"), py::arg("reference_chosen") = py::none(),
+            py::arg("reference_rejected") = py::none(), py::kw_only(), py::arg("sketches"),
+            py::arg("chosen_length") = py::none(), py::arg("rejected_length") = py::none(),
+            "Sets the direction from the trusted pairs' log-probs and per-pair sketches (T x k, T >= 2), with the "
+            "leave-one-out clean agreement.")
+        .def(
+            "step",
+            [](py_guided& self, py::handle pc, py::handle pr, py::handle rc, py::handle rr, py::handle ctx, py::handle cl,
+               py::handle rl, py::handle ids, py::handle sk) {
+                batch_inputs in(pc, pr, rc, rr, cl, rl, ctx, ids, sk);
+                auto out = std::make_unique<py_decision>();
+                unlocked(self.mu, [&] { self.s->step(in.batch, out->d); });
+                self.last_inputs = in.report();
+                return out;
+            },
+            SAMS_STEP_ARGS, step_doc)
+        .def(
+            "needs_trusted_refresh", [](const py_guided& self) { return self.s->needs_trusted_refresh(); },
+            "True before the first direction and once the current one served refresh_interval steps.")
+        .def(
+            "state_dict",
+            [](py_guided& self) { return to_bytes(unlocked(self.mu, [&] { return self.s->serialize(); })); },
+            "The complete state (configuration, direction, agreement memory, noise estimate) as checkpoint bytes.")
+        .def(
+            "load_state_dict",
+            [](py_guided& self, const py::bytes& state) {
+                guided_t loaded = guided_t::deserialize(from_bytes(state));
+                const std::string diff = guided_difference(self.s->config(), loaded.config());
+                if (!diff.empty())
+                    throw sams::checkpoint_error("checkpoint: written with a different configuration (field " + diff +
+                                                 " differs)");
+                unlocked(self.mu, [&] { *self.s = std::move(loaded); });
+            },
+            py::arg("state"),
+            "Replaces the state with state_dict() bytes of the same configuration, or raises sams.CheckpointError "
+            "and changes nothing.")
+        .def_static(
+            "from_state_dict",
+            [](const py::bytes& state) {
+                auto p = std::make_unique<py_guided>();
+                p->s.emplace(guided_t::deserialize(from_bytes(state)));
+                return p;
+            },
+            py::arg("state"), "A new guided scheduler from state_dict() bytes.")
+        .def_property_readonly(
+            "config", [](const py_guided& self) { return self.s->config(); }, "A copy of the configuration")
+        .def_property_readonly(
+            "steps", [](const py_guided& self) { return self.s->steps(); }, "steps taken so far")
+        .def_property_readonly(
+            "sketch_dim", [](const py_guided& self) { return self.s->sketch_dim(); }, "k")
+        .def_property_readonly(
+            "noise",
+            [](const py_guided& self) {
+                const sams::noise_estimate e = self.s->noise();
+                py::dict d;
+                d["rate"] = e.rate;
+                d["standard_error"] = e.standard_error;
+                d["effective_steps"] = e.effective_steps;
+                return d;
+            },
+            "The flipped share estimated against the trusted set: rate, standard_error, effective_steps")
+        .def_property_readonly(
+            "clean_agreement", [](const py_guided& self) { return self.s->clean_agreement(); },
+            "The trusted pairs' leave-one-out agreement with the direction (0 if unknown)")
+        .def_property_readonly(
+            "trusted_direction",
+            [](const py_guided& self) {
+                const auto g = self.s->trusted_direction();
+                py::array_t<T> a(static_cast<py::ssize_t>(g.size()));
+                std::copy(g.begin(), g.end(), a.mutable_data());
+                return a;
+            },
+            "A copy of the trusted direction in use (empty before the first)")
+        .def_property_readonly(
+            "trusted_age", [](const py_guided& self) { return self.s->trusted_age(); }, "steps on the current direction")
+        .def_property_readonly(
+            "last_agreement", [](const py_guided& self) { return copy_doubles(self.s->last_agreement()); },
+            "float64 (B,): this step's cosines of the last batch")
+        .def_property_readonly(
+            "last_remembered", [](const py_guided& self) { return copy_doubles(self.s->last_remembered()); },
+            "float64 (B,): the remembered mean agreements of the last batch")
+        .def(
+            "_last_inputs", [](const py_guided& self) { return self.last_inputs; },
+            "For tests: {name: (data address C++ read, copied?)} of the last successful step's inputs.")
+        .def(py::pickle(
+            [](py_guided& self) { return py::make_tuple(to_bytes(unlocked(self.mu, [&] { return self.s->serialize(); }))); },
+            [](const py::tuple& t) {
+                if (t.size() != 1) throw sams::checkpoint_error("GuidedScheduler pickle: expected one bytes object");
+                auto p = std::make_unique<py_guided>();
+                p->s.emplace(guided_t::deserialize(from_bytes(t[0].cast<py::bytes>())));
+                return p;
+            }));
+
+    py::class_<sams::count_sketch>(m, "CountSketch", R"doc(A seeded CountSketch R^P -> R^k, linear, without a k x P matrix.
+
+CountSketch(width, seed): bucket and sign of parameter j are a documented hash of (seed, j), so
+the same sketch can be rebuilt anywhere. accumulate(x, out, offset) adds S*x for parameters
+offset .. offset+len(x)-1 into `out` (float32 or float64, in place), so a model is sketched
+tensor by tensor.)doc")
+        .def(py::init<std::size_t, std::uint64_t>(), py::arg("width"), py::arg("seed"))
+        .def_property_readonly("width", &sams::count_sketch::width)
+        .def_property_readonly("seed", &sams::count_sketch::seed)
+        .def("bucket", &sams::count_sketch::bucket, py::arg("j"))
+        .def("sign", &sams::count_sketch::sign, py::arg("j"))
+        .def(
+            "accumulate",
+            [](const sams::count_sketch& cs, py::handle x, py::array out, std::uint64_t offset) {
+                input_array in = as_float_input(x, "x", 1);
+                const std::span<const T> xs(static_cast<const T*>(in.array.data()), static_cast<std::size_t>(in.array.shape(0)));
+                if (out.ndim() != 1 || !(out.flags() & py::array::c_style) || !out.writeable())
+                    throw_invalid("sams::count_sketch::accumulate: out must be a writeable contiguous 1-D array");
+                if (out.dtype().is(py::dtype::of<float>())) {
+                    std::span<float> o(static_cast<float*>(out.mutable_data()), static_cast<std::size_t>(out.shape(0)));
+                    py::gil_scoped_release r;
+                    cs.accumulate(xs, o, offset);
+                } else if (out.dtype().is(py::dtype::of<double>())) {
+                    std::span<double> o(static_cast<double*>(out.mutable_data()), static_cast<std::size_t>(out.shape(0)));
+                    py::gil_scoped_release r;
+                    cs.accumulate(xs, o, offset);
+                } else {
+                    throw_invalid("sams::count_sketch::accumulate: out must be float32 or float64");
+                }
+            },
+            py::arg("x"), py::arg("out"), py::arg("offset") = 0,
+            "out += S * x (x is read as float32; zero-copy for contiguous float32 / CPU torch tensors).")
+        .def(
+            "apply",
+            [](const sams::count_sketch& cs, py::handle x) {
+                input_array in = as_float_input(x, "x", 1);
+                const std::span<const T> xs(static_cast<const T*>(in.array.data()), static_cast<std::size_t>(in.array.shape(0)));
+                py::array_t<T> out(static_cast<py::ssize_t>(cs.width()));
+                std::span<T> o(out.mutable_data(), cs.width());
+                {
+                    py::gil_scoped_release r;
+                    cs.apply(xs, o);
+                }
+                return out;
+            },
+            py::arg("x"), "S * x as a new float32 array of width entries.");
 
     // Baselines: one class each, the same step/state_dict/pickle surface.
     auto bind_baseline = [&]<baseline_kind kind>(const char* doc) {
