@@ -17,6 +17,9 @@ SAMS_PACKAGES=(
     libbenchmark-dev   # bench/
     libthrust-dev      # thrust backend, tested on the CPU (CPP system)
     libtorch-dev       # examples/libtorch (CPU LibTorch 1.13), built by the dev preset
+    # python/ (SAMS_BUILD_PYTHON, on in the dev preset): the module, its install and pytest suite
+    pybind11-dev python3-dev python3-numpy python3-torch python3-pytest python3-pip python3-setuptools
+    python3-venv
 )
 
 read -r -a extra_from_env <<< "${SAMS_EXTRA_PACKAGES:-}"

@@ -97,3 +97,33 @@ def test_help_reads_well():
     assert "(default 0.1)" in sams.LossConfig.beta.__doc__
     assert "Returns a Decision" in sams.Scheduler.step.__doc__
     assert sams.Scheduler.__module__ == "sams"
+
+
+def test_stubs_cover_the_public_api():
+    import ast
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sams", "__init__.pyi")
+    tree = ast.parse(open(path).read())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+
+    def members(name):
+        node = classes[name]
+        own = {b.name for b in node.body if isinstance(b, ast.FunctionDef)}
+        own |= {b.target.id for b in node.body if isinstance(b, ast.AnnAssign)}
+        own |= {t.id for b in node.body if isinstance(b, ast.Assign) for t in b.targets}
+        for base in node.bases:
+            if isinstance(base, ast.Name) and base.id in classes:
+                own |= members(base.id)
+        return own
+
+    for name in sams.__all__:
+        obj = getattr(sams, name)
+        if not isinstance(obj, type) or issubclass(obj, BaseException):
+            continue
+        assert name in classes, f"{name} missing from __init__.pyi"
+        public = {m for m in vars(obj) if not m.startswith("_")} - {"name", "value"}
+        if hasattr(obj, "__members__"):  # enums: their values
+            public = set(obj.__members__)
+        missing = public - members(name)
+        assert not missing, f"{name}: {sorted(missing)} missing from __init__.pyi"
