@@ -818,8 +818,8 @@ validated here: a bad value raises sams.InvalidArgument with the C++ message.
 Each step() scores the batch, selects K pairs and learns one step late from the progress the
 previous selection earned. state_dict() / load_state_dict() and pickling reproduce an
 uninterrupted run bit for bit.)doc")
-        .def(py::init([](std::size_t context_dim, std::uint64_t seed, py::handle config, py::handle loss,
-                         py::handle net, py::handle opt, py::handle reward, py::handle pool, py::handle select) {
+        .def(py::init([](std::size_t context_dim, std::uint64_t seed, py::object config, py::object loss,
+                         py::object net, py::object opt, py::object reward, py::object pool, py::object select) {
                  auto p = std::make_unique<py_sams_scheduler>();
                  p->s.emplace(build_config(config, loss, net, opt, reward, pool, select), context_dim, seed);
                  return p;
@@ -829,8 +829,8 @@ uninterrupted run bit for bit.)doc")
              py::arg("reward") = py::none(), py::arg("pool") = py::none(), py::arg("select") = py::none())
         .def(
             "step",
-            [](py_sams_scheduler& self, py::handle pc, py::handle pr, py::handle rc, py::handle rr, py::handle ctx,
-               py::handle cl, py::handle rl, py::handle ids, py::handle sk) {
+            [](py_sams_scheduler& self, py::object pc, py::object pr, py::object rc, py::object rr, py::object ctx,
+               py::object cl, py::object rl, py::object ids, py::object sk) {
                 batch_inputs in(pc, pr, rc, rr, cl, rl, ctx, ids, sk);
                 auto out = std::make_unique<py_decision>();
                 unlocked(self.mu, [&] { self.s->step(in.batch, out->d); });
@@ -921,7 +921,7 @@ batch with ids (one example id per pair) and sketches (B x k, s_i = S * grad(a_w
 measures each pair's cosine with the trusted descent direction, remembers its running mean
 per id, and drops the pairs of lowest remembered agreement. Set the direction first with
 set_trusted() (per-pair sketches of the trusted pairs) or set_trusted_direction(g).)doc")
-        .def(py::init([](py::handle config, const py::kwargs& kw) {
+        .def(py::init([](py::object config, const py::kwargs& kw) {
                  sams::guided_config c = as_config<sams::guided_config>(config, "GuidedScheduler(config=)");
                  table<sams::guided_config>().apply(c, kw);
                  auto p = std::make_unique<py_guided>();
@@ -931,7 +931,7 @@ set_trusted() (per-pair sketches of the trusted pairs) or set_trusted_direction(
              py::arg("config") = py::none())
         .def(
             "set_trusted_direction",
-            [](py_guided& self, py::handle g, std::optional<double> clean_agreement) {
+            [](py_guided& self, py::object g, std::optional<double> clean_agreement) {
                 input_array in = as_float_input(g, "direction", 1);
                 const std::span<const T> v(static_cast<const T*>(in.array.data()), static_cast<std::size_t>(in.array.shape(0)));
                 unlocked(self.mu, [&] { self.s->set_trusted_direction(v, clean_agreement); });
@@ -941,8 +941,8 @@ set_trusted() (per-pair sketches of the trusted pairs) or set_trusted_direction(
             "rule also needs clean_agreement in (0, 1].")
         .def(
             "set_trusted",
-            [](py_guided& self, py::handle pc, py::handle pr, py::handle rc, py::handle rr, py::handle sk, py::handle cl,
-               py::handle rl) {
+            [](py_guided& self, py::object pc, py::object pr, py::object rc, py::object rr, py::object sk, py::object cl,
+               py::object rl) {
                 batch_inputs in(pc, pr, rc, rr, cl, rl, py::none(), py::none(), sk);
                 unlocked(self.mu, [&] { self.s->set_trusted(in.batch); });
             },
@@ -953,8 +953,8 @@ set_trusted() (per-pair sketches of the trusted pairs) or set_trusted_direction(
             "leave-one-out clean agreement.")
         .def(
             "step",
-            [](py_guided& self, py::handle pc, py::handle pr, py::handle rc, py::handle rr, py::handle ctx, py::handle cl,
-               py::handle rl, py::handle ids, py::handle sk) {
+            [](py_guided& self, py::object pc, py::object pr, py::object rc, py::object rr, py::object ctx, py::object cl,
+               py::object rl, py::object ids, py::object sk) {
                 batch_inputs in(pc, pr, rc, rr, cl, rl, ctx, ids, sk);
                 auto out = std::make_unique<py_decision>();
                 unlocked(self.mu, [&] { self.s->step(in.batch, out->d); });
@@ -1052,7 +1052,7 @@ tensor by tensor.)doc")
         .def("sign", &sams::count_sketch::sign, py::arg("j"))
         .def(
             "accumulate",
-            [](const sams::count_sketch& cs, py::handle x, py::array out, std::uint64_t offset) {
+            [](const sams::count_sketch& cs, py::object x, py::array out, std::uint64_t offset) {
                 input_array in = as_float_input(x, "x", 1);
                 const std::span<const T> xs(static_cast<const T*>(in.array.data()), static_cast<std::size_t>(in.array.shape(0)));
                 if (out.ndim() != 1 || !(out.flags() & py::array::c_style) || !out.writeable())
@@ -1073,7 +1073,7 @@ tensor by tensor.)doc")
             "out += S * x (x is read as float32; zero-copy for contiguous float32 / CPU torch tensors).")
         .def(
             "apply",
-            [](const sams::count_sketch& cs, py::handle x) {
+            [](const sams::count_sketch& cs, py::object x) {
                 input_array in = as_float_input(x, "x", 1);
                 const std::span<const T> xs(static_cast<const T*>(in.array.data()), static_cast<std::size_t>(in.array.shape(0)));
                 py::array_t<T> out(static_cast<py::ssize_t>(cs.width()));
@@ -1090,7 +1090,7 @@ tensor by tensor.)doc")
     auto bind_baseline = [&]<baseline_kind kind>(const char* doc) {
         using W = py_baseline_of<kind>;
         py::class_<W> c(m, baseline_class_name(kind), doc);
-        auto make = [](py::handle loss, py::handle select, std::uint64_t seed, py::handle which) {
+        auto make = [](py::object loss, py::object select, std::uint64_t seed, py::object which) {
             auto b = std::make_unique<W>();
             b->kind = kind;
             b->loss = as_config<sams::loss_config>(loss, "loss");
@@ -1101,23 +1101,23 @@ tensor by tensor.)doc")
             return b;
         };
         if (kind == baseline_kind::uniform)
-            c.def(py::init([make](std::uint64_t seed, py::handle loss, py::handle select) {
+            c.def(py::init([make](std::uint64_t seed, py::object loss, py::object select) {
                       return make(loss, select, seed, py::none());
                   }),
                   py::arg("seed") = 0, py::kw_only(), py::arg("loss") = py::none(), py::arg("select") = py::none());
         else if (kind == baseline_kind::full_batch)
-            c.def(py::init([make](py::handle loss, py::handle select) { return make(loss, select, 0, py::none()); }),
+            c.def(py::init([make](py::object loss, py::object select) { return make(loss, select, 0, py::none()); }),
                   py::kw_only(), py::arg("loss") = py::none(), py::arg("select") = py::none());
         else
-            c.def(py::init([make](py::handle which, py::handle loss, py::handle select) {
+            c.def(py::init([make](py::object which, py::object loss, py::object select) {
                       return make(loss, select, 0, which);
                   }),
                   py::arg("which") = py::none(), py::kw_only(), py::arg("loss") = py::none(),
                   py::arg("select") = py::none());
         c.def(
              "step",
-             [](W& self, py::handle pc, py::handle pr, py::handle rc, py::handle rr, py::handle ctx,
-                py::handle cl, py::handle rl, py::handle ids, py::handle sk) {
+             [](W& self, py::object pc, py::object pr, py::object rc, py::object rr, py::object ctx,
+                py::object cl, py::object rl, py::object ids, py::object sk) {
                  batch_inputs in(pc, pr, rc, rr, cl, rl, ctx, ids, sk);
                  auto out = std::make_unique<py_decision>();
                  unlocked(self.mu, [&] { self.step(in.batch, out->d); });
