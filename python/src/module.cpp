@@ -33,7 +33,8 @@ using scheduler_t = sams::sams_scheduler<backend_t>;
 // ---- exceptions --------------------------------------------------------------------------
 
 // Set at module init; the translator raises these with the C++ message.
-py::handle g_error, g_invalid_argument, g_checkpoint_error, g_backend_error, g_runtime_error;  // leaked on purpose: no DECREF after interpreter shutdown
+py::handle g_error, g_invalid_argument, g_checkpoint_error, g_backend_error,
+    g_runtime_error;  // leaked on purpose: no DECREF after interpreter shutdown
 
 [[noreturn]] void throw_invalid(const std::string& msg) { throw sams::invalid_argument(msg); }
 
@@ -47,6 +48,7 @@ struct field_table {
         std::string name;
         std::function<py::object(const C&)> get;
         std::function<void(C&, py::handle)> set;
+        std::string doc;
     };
     const char* class_name = "";
     std::vector<field> fields;
@@ -66,8 +68,8 @@ struct field_table {
             const std::string key = py::cast<std::string>(k);
             const field* f = find(key);
             if (f == nullptr)
-                throw py::type_error(std::string(class_name) + ": unexpected keyword '" + key + "'; the fields are " +
-                                     names());
+                throw py::type_error(std::string(class_name) + ": unexpected keyword '" + key +
+                                     "'; the fields are " + names());
             f->set(c, v);
         }
     }
@@ -102,22 +104,25 @@ F convert_field(py::handle v, const char* cls, const std::string& name) {
             const py::dict members = enum_type.attr("__members__");
             const std::string s = py::cast<std::string>(v);
             if (!members.contains(s))
-                throw py::value_error(std::string(cls) + "." + name + ": unknown value '" + s + "'; expected one of " +
-                                      py_repr(py::list(members.attr("keys")())));
+                throw py::value_error(std::string(cls) + "." + name + ": unknown value '" + s +
+                                      "'; expected one of " + py_repr(py::list(members.attr("keys")())));
             return py::cast<F>(members[py::str(s)]);
         }
     }
     if constexpr (std::is_same_v<F, bool>) {
         // Only real booleans (and numpy.bool_): 0/1 or strings are more likely a mistake.
-        if (!py::isinstance<py::bool_>(v) && std::string(py::str(py::type::of(v).attr("__name__"))) != "bool_")
+        if (!py::isinstance<py::bool_>(v) &&
+            std::string(py::str(py::type::of(v).attr("__name__"))) != "bool_")
             throw py::type_error(std::string(cls) + "." + name + ": expected a bool, got " + py_repr(v));
     }
     if constexpr (std::is_same_v<F, std::size_t>) {
         if (py::isinstance<py::bool_>(v) || !py::hasattr(v, "__index__"))
-            throw py::type_error(std::string(cls) + "." + name + ": expected a non-negative integer, got " + py_repr(v));
+            throw py::type_error(std::string(cls) + "." + name + ": expected a non-negative integer, got " +
+                                 py_repr(v));
         const py::int_ i = py::reinterpret_steal<py::int_>(PyNumber_Index(v.ptr()));
         if (py::cast<long long>(i) < 0)
-            throw py::value_error(std::string(cls) + "." + name + ": must be a non-negative integer, got " + py_repr(v));
+            throw py::value_error(std::string(cls) + "." + name + ": must be a non-negative integer, got " +
+                                  py_repr(v));
     }
     try {
         return py::cast<F>(v);
@@ -132,26 +137,44 @@ void add_field(py::class_<C>& cls, const char* name, F C::*member, const char* d
     auto& t = table<C>();
     const char* cname = t.class_name;
     const std::string n = name;
-    t.fields.push_back({n, [member](const C& c) { return py::cast(c.*member); },
-                        [member, cname, n](C& c, py::handle v) { c.*member = convert_field<F>(v, cname, n); }});
     const C defaults{};
-    const std::string full_doc = std::string(doc) + " (default " + value_text(py::cast(defaults.*member)) + ")";
+    const std::string full_doc =
+        std::string(doc) + " (default " + value_text(py::cast(defaults.*member)) + ")";
+    t.fields.push_back({n, [member](const C& c) { return py::cast(c.*member); },
+                        [member, cname, n](C& c, py::handle v) { c.*member = convert_field<F>(v, cname, n); },
+                        full_doc});
     cls.def_property(
         name, [member](const C& c) { return c.*member; },
-        [member, cname, n](C& c, py::handle v) { c.*member = convert_field<F>(v, cname, n); }, full_doc.c_str());
+        [member, cname, n](C& c, py::handle v) { c.*member = convert_field<F>(v, cname, n); },
+        full_doc.c_str());
 }
 
-// Keyword constructor, repr, ==, to_dict, copy and pickling for a config class.
+// Keyword constructor, repr, ==, to_dict, copy and pickling for a config class; the class
+// docstring gains the signature and the field list with the C++ defaults.
 template <class C>
 void finish_config(py::class_<C>& cls) {
+    {
+        const auto& t = table<C>();
+        std::string sig = std::string(t.class_name) + "(*";
+        std::string fields;
+        for (const auto& f : t.fields) {
+            sig += ", " + f.name;
+            fields += "\n    " + f.name + ": " + f.doc;
+        }
+        const std::string old = py::cast<std::string>(cls.attr("__doc__"));
+        cls.attr("__doc__") =
+            sig + ")\n\n" + old +
+            "\nEvery field is a keyword argument; omitted ones keep the C++ default.\n\nFields:" + fields;
+    }
     cls.def(py::init([](const py::kwargs& kw) {
                 C c{};
                 table<C>().apply(c, kw);
                 return c;
             }),
             "Every field is a keyword argument; omitted fields keep the C++ defaults.");
-    cls.def("to_dict", [](const C& c) { return table<C>().to_dict(c); },
-            "The fields as a dict (nested configs as dicts), accepted back by the constructor.");
+    cls.def(
+        "to_dict", [](const C& c) { return table<C>().to_dict(c); },
+        "The fields as a dict (nested configs as dicts), accepted back by the constructor.");
     cls.def("__repr__", [](const C& c) {
         std::string s = std::string(table<C>().class_name) + "(";
         bool first = true;
@@ -183,8 +206,8 @@ C as_config(py::handle v, const char* what) {
         table<C>().apply(c, py::reinterpret_borrow<py::dict>(v));
         return c;
     }
-    throw py::type_error(std::string(what) + ": expected " + table<C>().class_name + ", a dict of its fields or None, got " +
-                         py_repr(v));
+    throw py::type_error(std::string(what) + ": expected " + table<C>().class_name +
+                         ", a dict of its fields or None, got " + py_repr(v));
 }
 
 // Like as_config, but a dict updates `base` instead of the defaults.
@@ -205,7 +228,8 @@ void add_section(py::class_<C>& cls, const char* name, Sub C::*member, const cha
     const std::string n = name;
     const std::string where = std::string(t.class_name) + "." + n;
     t.fields.push_back({n, [member](const C& c) { return py::object(table<Sub>().to_dict(c.*member)); },
-                        [member, where](C& c, py::handle v) { c.*member = as_config<Sub>(v, where.c_str()); }});
+                        [member, where](C& c, py::handle v) { c.*member = as_config<Sub>(v, where.c_str()); },
+                        std::string(doc) + " or a dict of its fields (default: its defaults)"});
     cls.def_property(
         name, [member](const C& c) { return c.*member; },
         [member, where](C& c, py::handle v) { c.*member = as_config<Sub>(v, where.c_str()); }, doc);
@@ -254,13 +278,15 @@ std::string shape_text(const py::array& a) {
 // strided for matrices), else one conversion to a C-contiguous float32 array.
 input_array as_float_input(py::handle x, const char* name, int ndim) {
     bool converted = false;
-    py::object obj = is_torch_tensor(x) ? unwrap_tensor(x, name, converted) : py::reinterpret_borrow<py::object>(x);
+    py::object obj =
+        is_torch_tensor(x) ? unwrap_tensor(x, name, converted) : py::reinterpret_borrow<py::object>(x);
     if (!py::isinstance<py::array>(obj)) {
         converted = true;
         try {
             obj = py::module_::import("numpy").attr("asarray")(obj);
         } catch (const py::error_already_set&) {
-            throw_invalid(std::string("sams step: ") + name + " must be a numpy array, a torch tensor or a sequence of numbers");
+            throw_invalid(std::string("sams step: ") + name +
+                          " must be a numpy array, a torch tensor or a sequence of numbers");
         }
     }
     py::array a = py::reinterpret_borrow<py::array>(obj);
@@ -269,8 +295,8 @@ input_array as_float_input(py::handle x, const char* name, int ndim) {
         throw_invalid(std::string("sams step: ") + name + " must hold real numbers, got dtype " +
                       std::string(py::str(a.dtype())));
     if (a.ndim() != ndim)
-        throw_invalid(std::string("sams step: ") + name + " must be " + std::to_string(ndim) + "-D, got shape " +
-                      shape_text(a));
+        throw_invalid(std::string("sams step: ") + name + " must be " + std::to_string(ndim) +
+                      "-D, got shape " + shape_text(a));
     const bool is_f32 = a.dtype().is(py::dtype::of<float>());
     bool zero_copy = is_f32;
     if (zero_copy) {
@@ -278,8 +304,8 @@ input_array as_float_input(py::handle x, const char* name, int ndim) {
         if (ndim == 1)
             zero_copy = a.shape(0) <= 1 || a.strides(0) == es;
         else
-            zero_copy = (a.shape(1) <= 1 || a.strides(1) == es) && a.strides(0) >= 0 && a.strides(0) % es == 0 &&
-                        (a.shape(0) <= 1 || a.strides(0) >= a.shape(1) * es);
+            zero_copy = (a.shape(1) <= 1 || a.strides(1) == es) && a.strides(0) >= 0 &&
+                        a.strides(0) % es == 0 && (a.shape(0) <= 1 || a.strides(0) >= a.shape(1) * es);
     }
     if (zero_copy) return {a, converted};
     return {py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a), true};
@@ -287,21 +313,25 @@ input_array as_float_input(py::handle x, const char* name, int ndim) {
 
 input_array as_id_input(py::handle x) {
     bool converted = false;
-    py::object obj = is_torch_tensor(x) ? unwrap_tensor(x, "ids", converted) : py::reinterpret_borrow<py::object>(x);
+    py::object obj =
+        is_torch_tensor(x) ? unwrap_tensor(x, "ids", converted) : py::reinterpret_borrow<py::object>(x);
     converted = converted || !py::isinstance<py::array>(obj);
     py::array a = py::module_::import("numpy").attr("asarray")(obj);
     const char kind = a.dtype().kind();
-    if (kind != 'i' && kind != 'u') throw_invalid("sams step: ids must hold integers, got dtype " + std::string(py::str(a.dtype())));
+    if (kind != 'i' && kind != 'u')
+        throw_invalid("sams step: ids must hold integers, got dtype " + std::string(py::str(a.dtype())));
     if (a.ndim() != 1) throw_invalid("sams step: ids must be 1-D, got shape " + shape_text(a));
-    if (a.dtype().is(py::dtype::of<std::int64_t>()) && (a.shape(0) <= 1 || a.strides(0) == 8)) return {a, converted};
+    if (a.dtype().is(py::dtype::of<std::int64_t>()) && (a.shape(0) <= 1 || a.strides(0) == 8))
+        return {a, converted};
     return {py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a), true};
 }
 
 // Everything one step reads, converted while the GIL is held; the pair_batch views it.
 struct batch_inputs {
-    static constexpr std::array<const char*, 9> names{"policy_chosen",  "policy_rejected", "reference_chosen",
-                                                      "reference_rejected", "chosen_length", "rejected_length",
-                                                      "contexts",       "ids",             "sketches"};
+    static constexpr std::array<const char*, 9> names{
+        "policy_chosen", "policy_rejected", "reference_chosen", "reference_rejected",
+        "chosen_length", "rejected_length", "contexts",         "ids",
+        "sketches"};
     std::array<std::optional<input_array>, 9> in;
     sams::pair_batch<T> batch;
 
@@ -347,7 +377,8 @@ struct batch_inputs {
         py::dict d;
         for (std::size_t i = 0; i < 9; ++i) {
             if (!in[i]) continue;
-            d[py::str(names[i])] = py::make_tuple(reinterpret_cast<std::uintptr_t>(in[i]->array.data()), in[i]->copied);
+            d[py::str(names[i])] =
+                py::make_tuple(reinterpret_cast<std::uintptr_t>(in[i]->array.data()), in[i]->copied);
         }
         return d;
     }
@@ -389,8 +420,8 @@ py::dict metrics_dict(const sams::step_metrics& m) {
 template <class V, class E>
 py::array view_of(const std::vector<E>& v, py::handle self) {
     static_assert(sizeof(V) == sizeof(E));
-    return py::array(py::dtype::of<V>(), {static_cast<py::ssize_t>(v.size())}, {static_cast<py::ssize_t>(sizeof(E))},
-                     reinterpret_cast<const V*>(v.data()), self);
+    return py::array(py::dtype::of<V>(), {static_cast<py::ssize_t>(v.size())},
+                     {static_cast<py::ssize_t>(sizeof(E))}, reinterpret_cast<const V*>(v.data()), self);
 }
 
 // ---- the schedulers ----------------------------------------------------------------------
@@ -427,7 +458,8 @@ py::bytes to_bytes(const std::vector<std::uint8_t>& v) {
 }
 std::vector<std::uint8_t> from_bytes(const py::bytes& b) {
     const std::string_view s = b;
-    return {reinterpret_cast<const std::uint8_t*>(s.data()), reinterpret_cast<const std::uint8_t*>(s.data()) + s.size()};
+    return {reinterpret_cast<const std::uint8_t*>(s.data()),
+            reinterpret_cast<const std::uint8_t*>(s.data()) + s.size()};
 }
 
 // Restores `target` from checkpoint bytes with the C++ restore()'s rules: same configuration
@@ -436,7 +468,8 @@ void restore_from_bytes(scheduler_t& target, const std::vector<std::uint8_t>& by
     scheduler_t loaded = scheduler_t::deserialize(bytes);
     const std::string diff = sams::detail::first_config_difference(target.config(), loaded.config());
     if (!diff.empty())
-        throw sams::checkpoint_error("checkpoint: written with a different configuration (field " + diff + " differs)");
+        throw sams::checkpoint_error("checkpoint: written with a different configuration (field " + diff +
+                                     " differs)");
     if (loaded.context_dim() != target.context_dim())
         throw sams::checkpoint_error("checkpoint: context_dim is " + std::to_string(loaded.context_dim()) +
                                      ", this scheduler has " + std::to_string(target.context_dim()));
@@ -462,10 +495,18 @@ struct py_baseline {
 
     void build() {
         switch (kind) {
-            case baseline_kind::full_batch: impl.emplace<sams::full_batch<T>>(loss, select); break;
-            case baseline_kind::uniform: impl.emplace<sams::uniform_selector<T>>(loss, select, seed); break;
-            case baseline_kind::loss: impl.emplace<sams::loss_selector<T>>(loss, select, which); break;
-            case baseline_kind::margin: impl.emplace<sams::margin_selector<T>>(loss, select, which); break;
+            case baseline_kind::full_batch:
+                impl.emplace<sams::full_batch<T>>(loss, select);
+                break;
+            case baseline_kind::uniform:
+                impl.emplace<sams::uniform_selector<T>>(loss, select, seed);
+                break;
+            case baseline_kind::loss:
+                impl.emplace<sams::loss_selector<T>>(loss, select, which);
+                break;
+            case baseline_kind::margin:
+                impl.emplace<sams::margin_selector<T>>(loss, select, which);
+                break;
         }
     }
     std::uint64_t steps() const {
@@ -498,7 +539,8 @@ struct py_baseline {
         w.put<std::int32_t>(static_cast<std::int32_t>(which));
         w.put<std::uint64_t>(seed);
         w.put<std::uint64_t>(steps());
-        if (const auto* u = std::get_if<sams::uniform_selector<T>>(&impl)) sams::detail::write_rng(w, u->generator());
+        if (const auto* u = std::get_if<sams::uniform_selector<T>>(&impl))
+            sams::detail::write_rng(w, u->generator());
         return sams::detail::frame_checkpoint(w.bytes());
     }
 
@@ -528,7 +570,6 @@ struct py_baseline {
 template <baseline_kind K>
 struct py_baseline_of : py_baseline {};
 
-
 using guided_t = sams::guided_scheduler<T>;
 
 struct py_guided {
@@ -553,10 +594,14 @@ py::array copy_doubles(std::span<const double> v) {
 
 const char* baseline_class_name(baseline_kind k) {
     switch (k) {
-        case baseline_kind::full_batch: return "FullBatch";
-        case baseline_kind::uniform: return "UniformSelector";
-        case baseline_kind::loss: return "LossSelector";
-        case baseline_kind::margin: return "MarginSelector";
+        case baseline_kind::full_batch:
+            return "FullBatch";
+        case baseline_kind::uniform:
+            return "UniformSelector";
+        case baseline_kind::loss:
+            return "LossSelector";
+        case baseline_kind::margin:
+            return "MarginSelector";
     }
     return "?";
 }
@@ -567,10 +612,11 @@ sams::extreme parse_extreme(py::handle v, sams::extreme fallback) {
 }
 
 // step()'s Python signature, shared by every scheduler class.
-#define SAMS_STEP_ARGS                                                                                          \
-    py::arg("policy_chosen"), py::arg("policy_rejected"), py::arg("reference_chosen") = py::none(),             \
-        py::arg("reference_rejected") = py::none(), py::kw_only(), py::arg("contexts") = py::none(),            \
-        py::arg("chosen_length") = py::none(), py::arg("rejected_length") = py::none(), py::arg("ids") = py::none(), \
+#define SAMS_STEP_ARGS                                                                                       \
+    py::arg("policy_chosen"), py::arg("policy_rejected"),                                                    \
+        py::arg("reference_chosen") = py::none(), py::arg("reference_rejected") = py::none(), py::kw_only(), \
+        py::arg("contexts") = py::none(), py::arg("chosen_length") = py::none(),                             \
+        py::arg("rejected_length") = py::none(), py::arg("ids") = py::none(),                                \
         py::arg("sketches") = py::none()
 
 constexpr const char* step_doc = R"doc(Scores one batch of B preference pairs and chooses which to train on.
@@ -597,8 +643,8 @@ score (numpy arrays) and metrics (a dict).)doc";
 
 PYBIND11_MODULE(_sams, m) {
     m.doc() = "sams: SamS adaptive sample scheduling for DPO (C++ core, float32, CPU Eigen backend)";
-    m.attr("__version__") = std::to_string(SAMS_VERSION_MAJOR) + "." + std::to_string(SAMS_VERSION_MINOR) + "." +
-                            std::to_string(SAMS_VERSION_PATCH);
+    m.attr("__version__") = std::to_string(SAMS_VERSION_MAJOR) + "." + std::to_string(SAMS_VERSION_MINOR) +
+                            "." + std::to_string(SAMS_VERSION_PATCH);
 
     // Exceptions: sams.Error, and subclasses that are also ValueError / RuntimeError.
     const py::object builtins = py::module_::import("builtins");
@@ -616,14 +662,15 @@ PYBIND11_MODULE(_sams, m) {
     g_invalid_argument = make_exc("InvalidArgument", py::make_tuple(g_error, builtins.attr("ValueError")),
                                   "An argument had the wrong shape, range or value (sams::invalid_argument). "
                                   "The call that raised changed no state.");
-    g_checkpoint_error = make_exc("CheckpointError", py::make_tuple(g_error, builtins.attr("RuntimeError")),
-                                  "A checkpoint could not be read: bad magic, version, checksum, truncation or a "
-                                  "configuration that does not match (sams::checkpoint_error).");
+    g_checkpoint_error =
+        make_exc("CheckpointError", py::make_tuple(g_error, builtins.attr("RuntimeError")),
+                 "A checkpoint could not be read: bad magic, version, checksum, truncation or a "
+                 "configuration that does not match (sams::checkpoint_error).");
     g_backend_error = make_exc("BackendError", py::make_tuple(g_error, builtins.attr("RuntimeError")),
                                "A compute backend reported a failure (sams::backend_error).");
     // A bare sams::error (no subclass) is a RuntimeError too.
     g_runtime_error = make_exc("RuntimeFailure", py::make_tuple(g_error, builtins.attr("RuntimeError")),
-                                                 "Any other sams::error.");
+                               "Any other sams::error.");
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
@@ -652,7 +699,8 @@ PYBIND11_MODULE(_sams, m) {
     py::enum_<sams::activation>(m, "Activation", "Activation of the scheduler nets.")
         .value("relu", sams::activation::relu)
         .value("silu", sams::activation::silu);
-    py::enum_<sams::reward_mode>(m, "RewardMode", "How the lagged reward combines progress and the sample term.")
+    py::enum_<sams::reward_mode>(m, "RewardMode",
+                                 "How the lagged reward combines progress and the sample term.")
         .value("add", sams::reward_mode::add)
         .value("weight", sams::reward_mode::weight);
     py::enum_<sams::selection_rule>(m, "SelectionRule", "How K pairs are chosen from the scores.")
@@ -668,41 +716,54 @@ PYBIND11_MODULE(_sams, m) {
     // Config classes. The defaults shown by help() are read from the C++ structs.
     {
         table<sams::loss_config>().class_name = "LossConfig";
-        py::class_<sams::loss_config> c(m, "LossConfig", "The preference loss: which member of the family and its parameters.");
+        py::class_<sams::loss_config> c(
+            m, "LossConfig", "The preference loss: which member of the family and its parameters.");
         add_field(c, "kind", &sams::loss_config::kind, "LossKind or its name");
         add_field(c, "beta", &sams::loss_config::beta, "beta > 0");
         add_field(c, "label_smoothing", &sams::loss_config::label_smoothing,
                   "epsilon in [0, 0.5): cDPO smoothing, or the assumed flip rate of 'robust'");
         add_field(c, "simpo_gamma", &sams::loss_config::simpo_gamma, "SimPO's target reward margin");
-        add_field(c, "length_normalize", &sams::loss_config::length_normalize, "IPO only: length-normalised h");
+        add_field(c, "length_normalize", &sams::loss_config::length_normalize,
+                  "IPO only: length-normalised h");
         finish_config(c);
-        c.def("validate", [](const sams::loss_config& x) { x.validate(); }, "Raises sams.InvalidArgument naming the first bad field.");
+        c.def(
+            "validate", [](const sams::loss_config& x) { x.validate(); },
+            "Raises sams.InvalidArgument naming the first bad field.");
     }
     {
         table<sams::network_config>().class_name = "NetworkConfig";
-        py::class_<sams::network_config> c(m, "NetworkConfig", "The exploitation net f1 and exploration net f2.");
+        py::class_<sams::network_config> c(m, "NetworkConfig",
+                                           "The exploitation net f1 and exploration net f2.");
         add_field(c, "hidden", &sams::network_config::hidden, "H, width of f1");
         add_field(c, "depth", &sams::network_config::depth, "N >= 3 layers of f1");
-        add_field(c, "block_size", &sams::network_config::block_size, "s: phi is the block mean of f1's hidden activations");
+        add_field(c, "block_size", &sams::network_config::block_size,
+                  "s: phi is the block mean of f1's hidden activations");
         add_field(c, "explore_depth", &sams::network_config::explore_depth, "N2 >= 2 layers of f2");
         add_field(c, "act", &sams::network_config::act, "Activation or its name");
-        add_field(c, "dropout", &sams::network_config::dropout, "dropout probability in f1's residual blocks, [0, 1)");
+        add_field(c, "dropout", &sams::network_config::dropout,
+                  "dropout probability in f1's residual blocks, [0, 1)");
         add_field(c, "layer_norm_eps", &sams::network_config::layer_norm_eps, "LayerNorm epsilon > 0");
         finish_config(c);
-        c.def_property_readonly("feature_dim", &sams::network_config::feature_dim, "E = H*(N-2)/s, the width of f2");
+        c.def_property_readonly("feature_dim", &sams::network_config::feature_dim,
+                                "E = H*(N-2)/s, the width of f2");
     }
     {
         table<sams::optimizer_config>().class_name = "OptimizerConfig";
-        py::class_<sams::optimizer_config> c(m, "OptimizerConfig", "Adam for the scheduler nets and the update schedule.");
+        py::class_<sams::optimizer_config> c(m, "OptimizerConfig",
+                                             "Adam for the scheduler nets and the update schedule.");
         add_field(c, "learning_rate", &sams::optimizer_config::learning_rate, "Adam step size > 0");
         add_field(c, "beta1", &sams::optimizer_config::beta1, "Adam beta1 in [0, 1)");
         add_field(c, "beta2", &sams::optimizer_config::beta2, "Adam beta2 in [0, 1)");
         add_field(c, "eps", &sams::optimizer_config::eps, "Adam epsilon > 0");
         add_field(c, "weight_decay", &sams::optimizer_config::weight_decay, "L2 weight decay >= 0");
-        add_field(c, "reset_each_update", &sams::optimizer_config::reset_each_update, "fresh Adam state per update");
-        add_field(c, "exploit_steps", &sams::optimizer_config::exploit_steps, "full-batch steps for f1 per update");
-        add_field(c, "explore_steps", &sams::optimizer_config::explore_steps, "full-batch steps for f2 per update");
-        add_field(c, "early_stop_mse", &sams::optimizer_config::early_stop_mse, "stop a net's steps below this MSE");
+        add_field(c, "reset_each_update", &sams::optimizer_config::reset_each_update,
+                  "fresh Adam state per update");
+        add_field(c, "exploit_steps", &sams::optimizer_config::exploit_steps,
+                  "full-batch steps for f1 per update");
+        add_field(c, "explore_steps", &sams::optimizer_config::explore_steps,
+                  "full-batch steps for f2 per update");
+        add_field(c, "early_stop_mse", &sams::optimizer_config::early_stop_mse,
+                  "stop a net's steps below this MSE");
         finish_config(c);
     }
     {
@@ -712,25 +773,29 @@ PYBIND11_MODULE(_sams, m) {
         add_field(c, "a", &sams::reward_config::a, "slope of the progress term");
         add_field(c, "b", &sams::reward_config::b, "offset of the progress term");
         add_field(c, "alpha", &sams::reward_config::alpha, "weight of the progress term in [0, 1]");
-        add_field(c, "smoothing", &sams::reward_config::smoothing, "smooth the progress with its running mean");
+        add_field(c, "smoothing", &sams::reward_config::smoothing,
+                  "smooth the progress with its running mean");
         add_field(c, "smoothing_lambda", &sams::reward_config::smoothing_lambda, "lambda in [0, 1)");
         add_field(c, "length_normalized_chosen", &sams::reward_config::length_normalized_chosen,
                   "sample term uses a_w / n_w (needs chosen_length)");
         add_field(c, "chosen_reward_term", &sams::reward_config::chosen_reward_term,
                   "add the normalised chosen implicit reward to the sample term");
-        add_field(c, "reference_compat", &sams::reward_config::reference_compat, "reproduce the public code's quirks");
+        add_field(c, "reference_compat", &sams::reward_config::reference_compat,
+                  "reproduce the public code's quirks");
         finish_config(c);
     }
     {
         table<sams::pool_config>().class_name = "PoolConfig";
         py::class_<sams::pool_config> c(m, "PoolConfig", "The replay pool of past (context, target) rows.");
         add_field(c, "capacity_rows", &sams::pool_config::capacity_rows, "bound on stored rows (> 0)");
-        add_field(c, "replay_batches", &sams::pool_config::replay_batches, "P: pending batches' worth of rows replayed");
+        add_field(c, "replay_batches", &sams::pool_config::replay_batches,
+                  "P: pending batches' worth of rows replayed");
         finish_config(c);
     }
     {
         table<sams::selection_config>().class_name = "SelectionConfig";
-        py::class_<sams::selection_config> c(m, "SelectionConfig", "How many pairs are selected, how, and their weights.");
+        py::class_<sams::selection_config> c(m, "SelectionConfig",
+                                             "How many pairs are selected, how, and their weights.");
         add_field(c, "ratio", &sams::selection_config::ratio, "rho in (0, 1]; K = clamp(round(rho*B), 1, B)");
         add_field(c, "rule", &sams::selection_config::rule, "SelectionRule or its name");
         add_field(c, "temperature", &sams::selection_config::temperature, "tau > 0 for softmax_sample");
@@ -742,9 +807,9 @@ PYBIND11_MODULE(_sams, m) {
     }
     {
         table<sams::scheduler_config>().class_name = "SchedulerConfig";
-        py::class_<sams::scheduler_config> c(
-            m, "SchedulerConfig",
-            "Everything that configures a Scheduler: six sections, each a config object or a dict of its fields.");
+        py::class_<sams::scheduler_config> c(m, "SchedulerConfig",
+                                             "Everything that configures a Scheduler: six sections, each a "
+                                             "config object or a dict of its fields.");
         add_section(c, "loss", &sams::scheduler_config::loss, "LossConfig");
         add_section(c, "net", &sams::scheduler_config::net, "NetworkConfig");
         add_section(c, "opt", &sams::scheduler_config::opt, "OptimizerConfig");
@@ -754,8 +819,9 @@ PYBIND11_MODULE(_sams, m) {
         finish_config(c);
         c.def_static("paper", &sams::scheduler_config::paper,
                      "The paper's settings (H = 4096, N = 16, ...): about 0.4 B parameters at D = 4096.");
-        c.def("validate", [](const sams::scheduler_config& x) { x.validate(); },
-              "Raises sams.InvalidArgument naming the first inconsistent field.");
+        c.def(
+            "validate", [](const sams::scheduler_config& x) { x.validate(); },
+            "Raises sams.InvalidArgument naming the first inconsistent field.");
     }
 
     // Decision.
@@ -763,7 +829,8 @@ PYBIND11_MODULE(_sams, m) {
                             "What a step hands back. The arrays are numpy views of the C++ result (no copy); "
                             "they stay valid while any of them, or the Decision, is alive.")
         .def_property_readonly(
-            "selected", [](py::object self) { return view_of<std::int64_t>(self.cast<py_decision&>().d.selected, self); },
+            "selected",
+            [](py::object self) { return view_of<std::int64_t>(self.cast<py_decision&>().d.selected, self); },
             "int64 (K,): indices of the pairs to train on, ascending")
         .def_property_readonly(
             "mask", [](py::object self) { return view_of<bool>(self.cast<py_decision&>().d.mask, self); },
@@ -786,26 +853,29 @@ PYBIND11_MODULE(_sams, m) {
             "score", [](py::object self) { return view_of<T>(self.cast<py_decision&>().d.score, self); },
             "float32 (B,): scheduler scores u_i (empty for the baselines)")
         .def_property_readonly(
-            "metrics", [](const py_decision& d) { return metrics_dict(d.d.metrics); }, "per-step diagnostics, a dict")
+            "metrics", [](const py_decision& d) { return metrics_dict(d.d.metrics); },
+            "per-step diagnostics, a dict")
         .def(
             "tensors",
             [](py::object self) {
                 const py::object from_numpy = py::module_::import("torch").attr("from_numpy");
                 py::dict out;
-                for (const char* k : {"selected", "mask", "weight", "loss", "d_policy_chosen", "d_policy_rejected", "score"})
+                for (const char* k :
+                     {"selected", "mask", "weight", "loss", "d_policy_chosen", "d_policy_rejected", "score"})
                     out[k] = from_numpy(self.attr(k));
                 return out;
             },
             "The arrays as torch tensors sharing the same memory (torch.from_numpy), as a dict.")
         .def("__repr__", [](const py_decision& d) {
             std::ostringstream s;
-            s << "Decision(B=" << d.d.mask.size() << ", K=" << d.d.selected.size() << ", step=" << d.d.metrics.step
-              << ", selected_loss=" << d.d.metrics.selected_loss << ")";
+            s << "Decision(B=" << d.d.mask.size() << ", K=" << d.d.selected.size()
+              << ", step=" << d.d.metrics.step << ", selected_loss=" << d.d.metrics.selected_loss << ")";
             return s.str();
         });
 
     // Scheduler.
-    py::class_<py_sams_scheduler>(m, "Scheduler", R"doc(The SamS contextual-bandit sample scheduler (float32, CPU).
+    py::class_<py_sams_scheduler>(m, "Scheduler",
+                                  R"doc(The SamS contextual-bandit sample scheduler (float32, CPU).
 
 Scheduler(context_dim, seed=0, config=None, *, loss=None, net=None, opt=None, reward=None,
           pool=None, select=None)
@@ -819,7 +889,8 @@ Each step() scores the batch, selects K pairs and learns one step late from the 
 previous selection earned. state_dict() / load_state_dict() and pickling reproduce an
 uninterrupted run bit for bit.)doc")
         .def(py::init([](std::size_t context_dim, std::uint64_t seed, py::object config, py::object loss,
-                         py::object net, py::object opt, py::object reward, py::object pool, py::object select) {
+                         py::object net, py::object opt, py::object reward, py::object pool,
+                         py::object select) {
                  auto p = std::make_unique<py_sams_scheduler>();
                  p->s.emplace(build_config(config, loss, net, opt, reward, pool, select), context_dim, seed);
                  return p;
@@ -829,8 +900,8 @@ uninterrupted run bit for bit.)doc")
              py::arg("reward") = py::none(), py::arg("pool") = py::none(), py::arg("select") = py::none())
         .def(
             "step",
-            [](py_sams_scheduler& self, py::object pc, py::object pr, py::object rc, py::object rr, py::object ctx,
-               py::object cl, py::object rl, py::object ids, py::object sk) {
+            [](py_sams_scheduler& self, py::object pc, py::object pr, py::object rc, py::object rr,
+               py::object ctx, py::object cl, py::object rl, py::object ids, py::object sk) {
                 batch_inputs in(pc, pr, rc, rr, cl, rl, ctx, ids, sk);
                 auto out = std::make_unique<py_decision>();
                 unlocked(self.mu, [&] { self.s->step(in.batch, out->d); });
@@ -844,7 +915,8 @@ uninterrupted run bit for bit.)doc")
                 std::vector<std::uint8_t> bytes = unlocked(self.mu, [&] { return self.s->serialize(); });
                 return to_bytes(bytes);
             },
-            "The complete state (configuration, nets, Adam moments, pool, pending batch, RNGs) as checkpoint bytes.")
+            "The complete state (configuration, nets, Adam moments, pool, pending batch, RNGs) as checkpoint "
+            "bytes.")
         .def(
             "load_state_dict",
             [](py_sams_scheduler& self, const py::bytes& state) {
@@ -852,7 +924,8 @@ uninterrupted run bit for bit.)doc")
                 unlocked(self.mu, [&] { restore_from_bytes(*self.s, bytes); });
             },
             py::arg("state"),
-            "Replaces the state with state_dict() bytes of a scheduler with the same configuration and context_dim; "
+            "Replaces the state with state_dict() bytes of a scheduler with the same configuration and "
+            "context_dim; "
             "otherwise raises sams.CheckpointError and changes nothing.")
         .def_static(
             "from_state_dict",
@@ -864,15 +937,18 @@ uninterrupted run bit for bit.)doc")
             },
             py::arg("state"), "A new scheduler from state_dict() bytes (any configuration).")
         .def_property_readonly(
-            "config", [](const py_sams_scheduler& self) { return self.s->config(); }, "A copy of the configuration")
+            "config", [](const py_sams_scheduler& self) { return self.s->config(); },
+            "A copy of the configuration")
         .def_property_readonly(
             "context_dim", [](const py_sams_scheduler& self) { return self.s->context_dim(); }, "D")
         .def_property_readonly(
             "steps", [](const py_sams_scheduler& self) { return self.s->steps(); }, "steps taken so far")
         .def_property_readonly(
-            "updates", [](const py_sams_scheduler& self) { return self.s->updates(); }, "lagged updates of the nets so far")
+            "updates", [](const py_sams_scheduler& self) { return self.s->updates(); },
+            "lagged updates of the nets so far")
         .def_property_readonly(
-            "pool_size", [](const py_sams_scheduler& self) { return self.s->pool_size(); }, "rows in the replay pool")
+            "pool_size", [](const py_sams_scheduler& self) { return self.s->pool_size(); },
+            "rows in the replay pool")
         .def(
             "_last_inputs", [](const py_sams_scheduler& self) { return self.last_inputs; },
             "For tests: {name: (data address C++ read, copied?)} of the last successful step's inputs.")
@@ -882,7 +958,8 @@ uninterrupted run bit for bit.)doc")
                 return py::make_tuple(to_bytes(bytes));
             },
             [](const py::tuple& t) {
-                if (t.size() != 1) throw sams::checkpoint_error("Scheduler pickle: expected one bytes object");
+                if (t.size() != 1)
+                    throw sams::checkpoint_error("Scheduler pickle: expected one bytes object");
                 auto p = std::make_unique<py_sams_scheduler>();
                 p->s.emplace(scheduler_t::deserialize(from_bytes(t[0].cast<py::bytes>())));
                 return p;
@@ -897,22 +974,28 @@ uninterrupted run bit for bit.)doc")
         table<sams::guided_config>().class_name = "GuidedConfig";
         py::class_<sams::guided_config> c(m, "GuidedConfig", "Configuration of guided selection.");
         add_section(c, "loss", &sams::guided_config::loss, "LossConfig: the host's preference loss");
-        add_field(c, "sketch_dim", &sams::guided_config::sketch_dim, "k, the width of every gradient sketch (required)");
-        add_field(c, "memory_capacity", &sams::guided_config::memory_capacity, "example ids remembered (LRU beyond)");
+        add_field(c, "sketch_dim", &sams::guided_config::sketch_dim,
+                  "k, the width of every gradient sketch (required)");
+        add_field(c, "memory_capacity", &sams::guided_config::memory_capacity,
+                  "example ids remembered (LRU beyond)");
         add_field(c, "drop", &sams::guided_config::drop, "GuidedDrop or its name");
         add_field(c, "drop_fraction", &sams::guided_config::drop_fraction, "q of fixed_fraction, [0, 1)");
-        add_field(c, "max_drop_fraction", &sams::guided_config::max_drop_fraction, "estimated: at most this share dropped");
-        add_field(c, "estimate_horizon", &sams::guided_config::estimate_horizon, "estimated: steps over which batches fade");
+        add_field(c, "max_drop_fraction", &sams::guided_config::max_drop_fraction,
+                  "estimated: at most this share dropped");
+        add_field(c, "estimate_horizon", &sams::guided_config::estimate_horizon,
+                  "estimated: steps over which batches fade");
         add_field(c, "estimate_confidence", &sams::guided_config::estimate_confidence,
                   "estimated: drop for rate - z*se, z = this");
         add_field(c, "refresh_interval", &sams::guided_config::refresh_interval,
                   "needs_trusted_refresh() after this many steps on one direction");
         add_field(c, "weights", &sams::guided_config::weights, "WeightScaling or its name");
         finish_config(c);
-        c.def("validate", [](const sams::guided_config& x) { x.validate(); },
-              "Raises sams.InvalidArgument naming the first field out of range.");
+        c.def(
+            "validate", [](const sams::guided_config& x) { x.validate(); },
+            "Raises sams.InvalidArgument naming the first field out of range.");
     }
-    py::class_<py_guided>(m, "GuidedScheduler", R"doc(Selection guided by a small trusted set of clean pairs (float32).
+    py::class_<py_guided>(m, "GuidedScheduler",
+                          R"doc(Selection guided by a small trusted set of clean pairs (float32).
 
 GuidedScheduler(config=None, **fields)
 
@@ -933,28 +1016,31 @@ set_trusted() (per-pair sketches of the trusted pairs) or set_trusted_direction(
             "set_trusted_direction",
             [](py_guided& self, py::object g, std::optional<double> clean_agreement) {
                 input_array in = as_float_input(g, "direction", 1);
-                const std::span<const T> v(static_cast<const T*>(in.array.data()), static_cast<std::size_t>(in.array.shape(0)));
+                const std::span<const T> v(static_cast<const T*>(in.array.data()),
+                                           static_cast<std::size_t>(in.array.shape(0)));
                 unlocked(self.mu, [&] { self.s->set_trusted_direction(v, clean_agreement); });
             },
             py::arg("direction"), py::arg("clean_agreement") = py::none(),
-            "Sets the trusted descent direction's sketch g = S*(-grad L_trusted) (k entries); the 'estimated' drop "
+            "Sets the trusted descent direction's sketch g = S*(-grad L_trusted) (k entries); the "
+            "'estimated' drop "
             "rule also needs clean_agreement in (0, 1].")
         .def(
             "set_trusted",
-            [](py_guided& self, py::object pc, py::object pr, py::object rc, py::object rr, py::object sk, py::object cl,
-               py::object rl) {
+            [](py_guided& self, py::object pc, py::object pr, py::object rc, py::object rr, py::object sk,
+               py::object cl, py::object rl) {
                 batch_inputs in(pc, pr, rc, rr, cl, rl, py::none(), py::none(), sk);
                 unlocked(self.mu, [&] { self.s->set_trusted(in.batch); });
             },
             py::arg("policy_chosen"), py::arg("policy_rejected"), py::arg("reference_chosen") = py::none(),
             py::arg("reference_rejected") = py::none(), py::kw_only(), py::arg("sketches"),
             py::arg("chosen_length") = py::none(), py::arg("rejected_length") = py::none(),
-            "Sets the direction from the trusted pairs' log-probs and per-pair sketches (T x k, T >= 2), with the "
+            "Sets the direction from the trusted pairs' log-probs and per-pair sketches (T x k, T >= 2), "
+            "with the "
             "leave-one-out clean agreement.")
         .def(
             "step",
-            [](py_guided& self, py::object pc, py::object pr, py::object rc, py::object rr, py::object ctx, py::object cl,
-               py::object rl, py::object ids, py::object sk) {
+            [](py_guided& self, py::object pc, py::object pr, py::object rc, py::object rr, py::object ctx,
+               py::object cl, py::object rl, py::object ids, py::object sk) {
                 batch_inputs in(pc, pr, rc, rr, cl, rl, ctx, ids, sk);
                 auto out = std::make_unique<py_decision>();
                 unlocked(self.mu, [&] { self.s->step(in.batch, out->d); });
@@ -968,19 +1054,21 @@ set_trusted() (per-pair sketches of the trusted pairs) or set_trusted_direction(
         .def(
             "state_dict",
             [](py_guided& self) { return to_bytes(unlocked(self.mu, [&] { return self.s->serialize(); })); },
-            "The complete state (configuration, direction, agreement memory, noise estimate) as checkpoint bytes.")
+            "The complete state (configuration, direction, agreement memory, noise estimate) as checkpoint "
+            "bytes.")
         .def(
             "load_state_dict",
             [](py_guided& self, const py::bytes& state) {
                 guided_t loaded = guided_t::deserialize(from_bytes(state));
                 const std::string diff = guided_difference(self.s->config(), loaded.config());
                 if (!diff.empty())
-                    throw sams::checkpoint_error("checkpoint: written with a different configuration (field " + diff +
-                                                 " differs)");
+                    throw sams::checkpoint_error(
+                        "checkpoint: written with a different configuration (field " + diff + " differs)");
                 unlocked(self.mu, [&] { *self.s = std::move(loaded); });
             },
             py::arg("state"),
-            "Replaces the state with state_dict() bytes of the same configuration, or raises sams.CheckpointError "
+            "Replaces the state with state_dict() bytes of the same configuration, or raises "
+            "sams.CheckpointError "
             "and changes nothing.")
         .def_static(
             "from_state_dict",
@@ -1020,7 +1108,8 @@ set_trusted() (per-pair sketches of the trusted pairs) or set_trusted_direction(
             },
             "A copy of the trusted direction in use (empty before the first)")
         .def_property_readonly(
-            "trusted_age", [](const py_guided& self) { return self.s->trusted_age(); }, "steps on the current direction")
+            "trusted_age", [](const py_guided& self) { return self.s->trusted_age(); },
+            "steps on the current direction")
         .def_property_readonly(
             "last_agreement", [](const py_guided& self) { return copy_doubles(self.s->last_agreement()); },
             "float64 (B,): this step's cosines of the last batch")
@@ -1031,15 +1120,19 @@ set_trusted() (per-pair sketches of the trusted pairs) or set_trusted_direction(
             "_last_inputs", [](const py_guided& self) { return self.last_inputs; },
             "For tests: {name: (data address C++ read, copied?)} of the last successful step's inputs.")
         .def(py::pickle(
-            [](py_guided& self) { return py::make_tuple(to_bytes(unlocked(self.mu, [&] { return self.s->serialize(); }))); },
+            [](py_guided& self) {
+                return py::make_tuple(to_bytes(unlocked(self.mu, [&] { return self.s->serialize(); })));
+            },
             [](const py::tuple& t) {
-                if (t.size() != 1) throw sams::checkpoint_error("GuidedScheduler pickle: expected one bytes object");
+                if (t.size() != 1)
+                    throw sams::checkpoint_error("GuidedScheduler pickle: expected one bytes object");
                 auto p = std::make_unique<py_guided>();
                 p->s.emplace(guided_t::deserialize(from_bytes(t[0].cast<py::bytes>())));
                 return p;
             }));
 
-    py::class_<sams::count_sketch>(m, "CountSketch", R"doc(A seeded CountSketch R^P -> R^k, linear, without a k x P matrix.
+    py::class_<sams::count_sketch>(m, "CountSketch",
+                                   R"doc(A seeded CountSketch R^P -> R^k, linear, without a k x P matrix.
 
 CountSketch(width, seed): bucket and sign of parameter j are a documented hash of (seed, j), so
 the same sketch can be rebuilt anywhere. accumulate(x, out, offset) adds S*x for parameters
@@ -1054,15 +1147,19 @@ tensor by tensor.)doc")
             "accumulate",
             [](const sams::count_sketch& cs, py::object x, py::array out, std::uint64_t offset) {
                 input_array in = as_float_input(x, "x", 1);
-                const std::span<const T> xs(static_cast<const T*>(in.array.data()), static_cast<std::size_t>(in.array.shape(0)));
+                const std::span<const T> xs(static_cast<const T*>(in.array.data()),
+                                            static_cast<std::size_t>(in.array.shape(0)));
                 if (out.ndim() != 1 || !(out.flags() & py::array::c_style) || !out.writeable())
-                    throw_invalid("sams::count_sketch::accumulate: out must be a writeable contiguous 1-D array");
+                    throw_invalid(
+                        "sams::count_sketch::accumulate: out must be a writeable contiguous 1-D array");
                 if (out.dtype().is(py::dtype::of<float>())) {
-                    std::span<float> o(static_cast<float*>(out.mutable_data()), static_cast<std::size_t>(out.shape(0)));
+                    std::span<float> o(static_cast<float*>(out.mutable_data()),
+                                       static_cast<std::size_t>(out.shape(0)));
                     py::gil_scoped_release r;
                     cs.accumulate(xs, o, offset);
                 } else if (out.dtype().is(py::dtype::of<double>())) {
-                    std::span<double> o(static_cast<double*>(out.mutable_data()), static_cast<std::size_t>(out.shape(0)));
+                    std::span<double> o(static_cast<double*>(out.mutable_data()),
+                                        static_cast<std::size_t>(out.shape(0)));
                     py::gil_scoped_release r;
                     cs.accumulate(xs, o, offset);
                 } else {
@@ -1075,7 +1172,8 @@ tensor by tensor.)doc")
             "apply",
             [](const sams::count_sketch& cs, py::object x) {
                 input_array in = as_float_input(x, "x", 1);
-                const std::span<const T> xs(static_cast<const T*>(in.array.data()), static_cast<std::size_t>(in.array.shape(0)));
+                const std::span<const T> xs(static_cast<const T*>(in.array.data()),
+                                            static_cast<std::size_t>(in.array.shape(0)));
                 py::array_t<T> out(static_cast<py::ssize_t>(cs.width()));
                 std::span<T> o(out.mutable_data(), cs.width());
                 {
@@ -1096,7 +1194,8 @@ tensor by tensor.)doc")
             b->loss = as_config<sams::loss_config>(loss, "loss");
             b->select = as_config<sams::selection_config>(select, "select");
             b->seed = seed;
-            b->which = parse_extreme(which, kind == baseline_kind::margin ? sams::extreme::smallest : sams::extreme::largest);
+            b->which = parse_extreme(
+                which, kind == baseline_kind::margin ? sams::extreme::smallest : sams::extreme::largest);
             b->build();
             return b;
         };
@@ -1104,9 +1203,12 @@ tensor by tensor.)doc")
             c.def(py::init([make](std::uint64_t seed, py::object loss, py::object select) {
                       return make(loss, select, seed, py::none());
                   }),
-                  py::arg("seed") = 0, py::kw_only(), py::arg("loss") = py::none(), py::arg("select") = py::none());
+                  py::arg("seed") = 0, py::kw_only(), py::arg("loss") = py::none(),
+                  py::arg("select") = py::none());
         else if (kind == baseline_kind::full_batch)
-            c.def(py::init([make](py::object loss, py::object select) { return make(loss, select, 0, py::none()); }),
+            c.def(py::init([make](py::object loss, py::object select) {
+                      return make(loss, select, 0, py::none());
+                  }),
                   py::kw_only(), py::arg("loss") = py::none(), py::arg("select") = py::none());
         else
             c.def(py::init([make](py::object which, py::object loss, py::object select) {
@@ -1141,11 +1243,13 @@ tensor by tensor.)doc")
                                                          baseline_class_name(loaded->kind) + ", not " +
                                                          baseline_class_name(self.kind));
                         sams::scheduler_config a{}, b{};
-                        a.loss = self.loss, a.select = self.select, b.loss = loaded->loss, b.select = loaded->select;
+                        a.loss = self.loss, a.select = self.select, b.loss = loaded->loss,
+                        b.select = loaded->select;
                         const std::string diff = sams::detail::first_config_difference(a, b);
                         if (!diff.empty() || loaded->which != self.which)
-                            throw sams::checkpoint_error("checkpoint: written with a different configuration (field " +
-                                                         (diff.empty() ? std::string("which") : diff) + " differs)");
+                            throw sams::checkpoint_error(
+                                "checkpoint: written with a different configuration (field " +
+                                (diff.empty() ? std::string("which") : diff) + " differs)");
                         self.seed = loaded->seed;
                         self.step_offset = loaded->step_offset;
                         self.impl = std::move(loaded->impl);
@@ -1164,26 +1268,30 @@ tensor by tensor.)doc")
             .def(
                 "_last_inputs", [](const W& self) { return self.last_inputs; },
                 "For tests: {name: (data address C++ read, copied?)} of the last successful step's inputs.")
-            .def(py::pickle([](W& self) { return py::make_tuple(to_bytes(unlocked(self.mu, [&] { return self.serialize(); }))); },
-                            [](const py::tuple& t) {
-                                if (t.size() != 1) throw sams::checkpoint_error("selector pickle: expected one bytes object");
-                                auto b = std::make_unique<W>();
-                                py_baseline::deserialize_into(*b, from_bytes(t[0].cast<py::bytes>()));
-                                if (b->kind != kind) throw sams::checkpoint_error("selector pickle: wrong class");
-                                return b;
-                            }));
+            .def(py::pickle(
+                [](W& self) {
+                    return py::make_tuple(to_bytes(unlocked(self.mu, [&] { return self.serialize(); })));
+                },
+                [](const py::tuple& t) {
+                    if (t.size() != 1)
+                        throw sams::checkpoint_error("selector pickle: expected one bytes object");
+                    auto b = std::make_unique<W>();
+                    py_baseline::deserialize_into(*b, from_bytes(t[0].cast<py::bytes>()));
+                    if (b->kind != kind) throw sams::checkpoint_error("selector pickle: wrong class");
+                    return b;
+                }));
         if (kind == baseline_kind::loss || kind == baseline_kind::margin)
             c.def_property_readonly("which", [](const W& self) { return self.which; });
     };
     bind_baseline.operator()<baseline_kind::full_batch>(
-                  "Plain DPO: every pair selected with weight 1/B.\n\nFullBatch(*, loss=None, select=None)");
+        "Plain DPO: every pair selected with weight 1/B.\n\nFullBatch(*, loss=None, select=None)");
     bind_baseline.operator()<baseline_kind::uniform>(
-                  "A uniformly random K-subset each step, the key control for SamS; deterministic given the seed.\n\n"
-                  "UniformSelector(seed=0, *, loss=None, select=None)");
+        "A uniformly random K-subset each step, the key control for SamS; deterministic given the seed.\n\n"
+        "UniformSelector(seed=0, *, loss=None, select=None)");
     bind_baseline.operator()<baseline_kind::loss>(
-                  "The K pairs with the largest loss (default) or the smallest ('smallest').\n\n"
-                  "LossSelector(which='largest', *, loss=None, select=None)");
+        "The K pairs with the largest loss (default) or the smallest ('smallest').\n\n"
+        "LossSelector(which='largest', *, loss=None, select=None)");
     bind_baseline.operator()<baseline_kind::margin>(
-                  "The K pairs with the smallest margin (default) or the largest ('largest').\n\n"
-                  "MarginSelector(which='smallest', *, loss=None, select=None)");
+        "The K pairs with the smallest margin (default) or the largest ('largest').\n\n"
+        "MarginSelector(which='smallest', *, loss=None, select=None)");
 }

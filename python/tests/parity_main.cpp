@@ -76,10 +76,15 @@ int main(int argc, char** argv) try {
     std::ofstream dec(out + "/decisions.bin", std::ios::binary);
     for (std::uint64_t s = 0; s < steps; ++s) {
         for (auto* v : {&a_w, &a_l, &r_w, &r_l, &n_w, &n_l, &ctx})
-            in.read(reinterpret_cast<char*>(v->data()), static_cast<std::streamsize>(v->size() * sizeof(float)));
+            in.read(reinterpret_cast<char*>(v->data()),
+                    static_cast<std::streamsize>(v->size() * sizeof(float)));
         if (!in) throw std::runtime_error("truncated inputs at step " + std::to_string(s));
-        sams::pair_batch<float> batch{.policy_chosen = a_w, .policy_rejected = a_l, .reference_chosen = r_w,
-                                      .reference_rejected = r_l, .chosen_length = n_w, .rejected_length = n_l,
+        sams::pair_batch<float> batch{.policy_chosen = a_w,
+                                      .policy_rejected = a_l,
+                                      .reference_chosen = r_w,
+                                      .reference_rejected = r_l,
+                                      .chosen_length = n_w,
+                                      .rejected_length = n_l,
                                       .contexts = {ctx.data(), B, D}};
         const auto d = sched.step(batch);
         // Per step: u64 K, i64 selected[K], then float32 weight, loss, d_chosen, d_rejected, score [B].
@@ -90,7 +95,8 @@ int main(int argc, char** argv) try {
             dec.write(reinterpret_cast<const char*>(&v), 8);
         }
         for (const auto* v : {&d.weight, &d.loss, &d.d_policy_chosen, &d.d_policy_rejected, &d.score})
-            dec.write(reinterpret_cast<const char*>(v->data()), static_cast<std::streamsize>(v->size() * sizeof(float)));
+            dec.write(reinterpret_cast<const char*>(v->data()),
+                      static_cast<std::streamsize>(v->size() * sizeof(float)));
     }
     dec.close();
     const auto final_state = sched.serialize();
