@@ -13,7 +13,7 @@
 #include <benchmark/benchmark.h>
 
 #include <sams/backend/eigen/eigen_backend.hpp>
-#include <sams/core/config.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>

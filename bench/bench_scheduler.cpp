@@ -17,7 +17,7 @@
 #include <sams/backend/eigen/eigen_backend.hpp>
 #include <sams/context/hidden_states.hpp>
 #include <sams/context/mean_pool.hpp>
-#include <sams/core/config.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>

@@ -15,10 +15,10 @@
 #include <thread>
 #include <vector>
 
-#include "world/experiment.hpp"
-#include "world/methods.hpp"
-#include "world/stats.hpp"
-#include "world/world.hpp"
+#include <bench/world/experiment.hpp>
+#include <bench/world/methods.hpp>
+#include <bench/world/stats.hpp>
+#include <bench/world/world.hpp>
 
 namespace sb = sams::bench;
 

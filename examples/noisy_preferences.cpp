@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "../bench/world/experiment.hpp"
-#include "../bench/world/methods.hpp"
-#include "../bench/world/world.hpp"
+#include <bench/world/experiment.hpp>
+#include <bench/world/methods.hpp>
+#include <bench/world/world.hpp>
 
 int main(int argc, char** argv) {
     namespace sb = sams::bench;

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include <sams/backend/eigen/eigen_backend.hpp>
-#include <sams/core/config.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/guided/guided_scheduler.hpp>
@@ -190,7 +190,7 @@ struct sams_method {
             sams::detail::require(v == "average" || v == "concat", "sams::bench::sams_setup", "ctx is average or concat");
             m.contexts = v == "average" ? context_mode::average : context_mode::concatenate;
         } else
-            throw invalid_argument("sams::bench::sams_setup: unknown override key '" + key + "'");
+            sams::detail::fail("sams::bench::sams_setup", "unknown override key '" + key + "'");
     }
     c.validate();
     return m;
@@ -233,7 +233,7 @@ struct guided_method {
             m.host.sketch = v == "full" ? sketch_kind::full : v == "count" ? sketch_kind::count
                           : v == "last" ? sketch_kind::last_layer : sketch_kind::last_count;
         } else
-            throw invalid_argument("sams::bench::guided_setup: unknown override key '" + key + "'");
+            sams::detail::fail("sams::bench::guided_setup", "unknown override key '" + key + "'");
     }
     return m;
 }
@@ -429,7 +429,7 @@ inline run_result run_method(const experiment& e, std::string_view name, std::ui
         count_matched_selector s(loss, counted.counts, seed);
         return e.run(s, on_window);
     }
-    throw invalid_argument("sams::bench::run_method: unknown method '" + std::string(name) + "'");
+    sams::detail::fail("sams::bench::run_method", "unknown method '" + std::string(name) + "'");
 }
 
 }  // namespace sams::bench

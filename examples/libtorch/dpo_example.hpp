@@ -28,7 +28,7 @@
 #include <sams/backend/eigen/eigen_backend.hpp>
 #include <sams/context/context_matrix.hpp>
 #include <sams/context/mean_pool.hpp>
-#include <sams/core/config.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/scheduler/baselines.hpp>

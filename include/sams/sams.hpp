@@ -7,7 +7,6 @@
 #include <sams/version.hpp>
 
 // core/
-#include <sams/core/config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
@@ -29,12 +28,14 @@
 
 // reward/
 #include <sams/reward/progress.hpp>
+#include <sams/reward/reward_config.hpp>
 #include <sams/reward/reward_function.hpp>
 #include <sams/reward/sams_reward.hpp>
 
 // nn/
 #include <sams/nn/exploit_net.hpp>
 #include <sams/nn/explore_net.hpp>
+#include <sams/nn/network_config.hpp>
 #include <sams/nn/parameters.hpp>
 
 // scheduler/
@@ -47,6 +48,7 @@
 #include <sams/scheduler/reservoir.hpp>
 #include <sams/scheduler/sams_checkpoint.hpp>
 #include <sams/scheduler/sams_scheduler.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/scheduler/selection.hpp>
 
 // guided/
@@ -58,5 +60,6 @@
 
 // backend/ (the concept), then backend/eigen/ (the default CPU backend)
 #include <sams/backend/concept.hpp>
+#include <sams/backend/types.hpp>
 #include <sams/backend/eigen/eigen_backend.hpp>
 #include <sams/backend/eigen/tensor.hpp>

@@ -3,7 +3,7 @@
 // nothing, and every selector models batch_scheduler.
 #include <doctest/doctest.h>
 
-#include <sams/core/config.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/views.hpp>
 #include <sams/loss/loss_config.hpp>

@@ -22,16 +22,7 @@
 
 // Counts global operator new calls, so the steady-state test can see that extract() allocates
 // nothing. Only this test executable is affected.
-namespace {
-std::atomic<std::size_t> g_new_calls{0};
-}
-void* operator new(std::size_t n) {
-    g_new_calls.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "support/allocation_counter.hpp"
 
 namespace {
 
@@ -452,11 +443,11 @@ TEST_CASE_TEMPLATE("mean_pool: a projection larger than one GEMM tile is exact a
     const auto hw = lay_out<T>(f.w, layout::layer_major), hl = lay_out<T>(f.l, layout::layer_major);
     sams::context_matrix<T> got(B, dp);
     ex.prepare(L, B, d);
-    const std::size_t before = g_new_calls.load();
+    const std::size_t before = sams_test::allocations();
     Eigen::internal::set_is_malloc_allowed(false);  // an Eigen heap allocation would assert (Debug)
     ex.extract(hw.view, hl.view, mask_of<T>(f.w), mask_of<T>(f.l), got.view());
     Eigen::internal::set_is_malloc_allowed(true);
-    CHECK(g_new_calls.load() == before);
+    CHECK(sams_test::allocations() == before);
 
     const auto flat = ref_contexts(f.w, f.l, o);
     const auto r = ref_projection<T>(17, flat[0].size(), dp);
@@ -547,11 +538,11 @@ TEST_CASE_TEMPLATE("mean_pool: steady state reuses its buffers and allocates not
         sams::context_matrix<T> out(5, ex.output_dim(4, 3));
         ex.extract(w1.view, l1.view, mask_of<T>(f1.w), mask_of<T>(f1.l), out.view());  // sizes the workspaces
 
-        const std::size_t before = g_new_calls.load();
+        const std::size_t before = sams_test::allocations();
         Eigen::internal::set_is_malloc_allowed(false);
         ex.extract(w2.view, l2.view, mask_of<T>(f2.w), mask_of<T>(f2.l), out.view());
         Eigen::internal::set_is_malloc_allowed(true);
-        CHECK(g_new_calls.load() == before);
+        CHECK(sams_test::allocations() == before);
         // Nothing from the first batch leaks into the second.
         CHECK(out.values == fresh.extract(w2.view, l2.view, mask_of<T>(f2.w), mask_of<T>(f2.l)).values);
     }
@@ -559,9 +550,9 @@ TEST_CASE_TEMPLATE("mean_pool: steady state reuses its buffers and allocates not
     sams::mean_pool_extractor<T> ex({{}, context_combine::average, layer_reduction::random_projection, 4, 8});
     ex.prepare(4, 5, 3);
     sams::context_matrix<T> out(5, 4);
-    const std::size_t before = g_new_calls.load();
+    const std::size_t before = sams_test::allocations();
     ex.extract(w1.view, l1.view, mask_of<T>(f1.w), mask_of<T>(f1.l), out.view());
-    CHECK(g_new_calls.load() == before);
+    CHECK(sams_test::allocations() == before);
 }
 
 TEST_CASE_TEMPLATE("mean_pool: bad input throws a message that names it and leaves out untouched", T, float,

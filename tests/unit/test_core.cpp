@@ -1,7 +1,7 @@
 // Core pieces: the RNG's draws and reproducibility, views, config validation.
 #include <doctest/doctest.h>
 
-#include <sams/core/config.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
 

@@ -1,5 +1,5 @@
 // Guided selection: the CountSketch (documented hash, linearity, unbiased inner products),
-// the per-example agreement memory (running means, LRU eviction, histogram), the noise model
+// the per-example agreement memory (running means, LRU eviction), the noise model
 // (η̂ against the trusted set's clean agreement, its standard error), and guided_scheduler (cosines, drop
 // rules, weights and gradients, trusted direction from per-pair sketches, refusals that
 // change nothing, exact resume from a checkpoint, bounded memory).
@@ -145,7 +145,7 @@ TEST_CASE("count_sketch: linear, tensor by tensor, and unbiased for inner produc
     CHECK_THROWS_AS(s.apply(std::span<const double>(x), std::span<double>(wrong)), sams::invalid_argument);
 }
 
-TEST_CASE("agreement_memory: running means per id, least recently visited evicted, histogram in step") {
+TEST_CASE("agreement_memory: running means per id, least recently visited evicted") {
     sams::agreement_memory m(2);
     CHECK(m.record(10, 0.5, 0) == doctest::Approx(0.5));
     CHECK(m.record(20, -0.2, 0) == doctest::Approx(-0.2));
@@ -159,18 +159,11 @@ TEST_CASE("agreement_memory: running means per id, least recently visited evicte
     // A returning id starts afresh.
     CHECK(m.record(20, 0.4, 3) == doctest::Approx(0.4));
     CHECK_FALSE(m.contains(10));
-    const auto hist = m.histogram();
-    CHECK(std::accumulate(hist.begin(), hist.end(), std::uint64_t{0}) == 2);
-    const double w = 2.0 / static_cast<double>(sams::agreement_memory::histogram_bins);
-    for (const double v : {0.4, 0.9}) {
-        const auto bin = static_cast<std::size_t>((v + 1.0) / w);
-        CHECK(hist[bin] == 1);
-        CHECK(std::abs(sams::agreement_memory::bin_center(bin) - v) <= w / 2 + 1e-12);
-    }
     // entries() is most recent first and assign() restores the same memory.
     const auto entries = m.entries();
     REQUIRE(entries.size() == 2);
     CHECK(entries[0].id == 20);
+    CHECK(entries[0].visits == 1);
     CHECK(entries[1].id == 30);
     sams::agreement_memory copy(2);
     copy.assign(entries);
@@ -285,12 +278,17 @@ TEST_CASE("guided_scheduler: set_trusted forms g = (1/T) Σ βσ(−m_j) s_j for
     // Leave one out, each pair is compared with the other alone (both weights > 0), so the
     // clean agreement is cos(s_0, s_1) = (−1 + 8)/(√5·√17).
     CHECK(s.clean_agreement() == doctest::Approx(7.0 / std::sqrt(85.0)));
-    // Two pairs that point apart cannot calibrate: refused, nothing changed.
-    const auto before = s.serialize();
+    // Two pairs that point apart have a negative clean agreement: accepted, but such a
+    // refresh is left out of the noise estimate.
     std::vector<double> apart{1, 0, -1, 0};
     trusted.sketches = {apart.data(), 2, 2, 0};
-    CHECK_THROWS_WITH_AS(s.set_trusted(trusted), doctest::Contains("do not agree"), sams::invalid_argument);
-    CHECK(s.serialize() == before);
+    s.set_trusted(trusted);
+    CHECK(s.clean_agreement() == doctest::Approx(-1.0));
+    const std::vector<std::int64_t> ids{1, 2};
+    std::vector<double> batch_sketches{1, 0, 0, 1};
+    (void)s.step({.policy_chosen = a_w, .policy_rejected = a_l, .reference_chosen = zeros, .reference_rejected = zeros,
+                  .ids = ids, .sketches = {batch_sketches.data(), 2, 2, 0}});
+    CHECK(s.noise().effective_steps == 0.0);
 }
 
 TEST_CASE("guided_scheduler: the estimated rule drops about the flipped share, and nothing in clean data") {
@@ -363,7 +361,7 @@ TEST_CASE("guided_scheduler: every refusal names the field and changes nothing")
     check_refused([&] { (void)s.step(data.next()); }, "no trusted direction");
     s.set_trusted_direction(unit_direction(4));
     check_refused([&] { (void)s.step(data.next()); }, "needs the trusted set's clean agreement");
-    check_refused([&] { s.set_trusted_direction(unit_direction(4), 1.5); }, "clean_agreement must be in (0, 1]");
+    check_refused([&] { s.set_trusted_direction(unit_direction(4), 1.5); }, "clean_agreement must be a cosine");
     s.set_trusted_direction(unit_direction(4), 0.5);
     for (int t = 0; t < 3; ++t) (void)s.step(data.next());
 
@@ -499,7 +497,8 @@ TEST_CASE("guided_scheduler: a checkpoint resumes bit for bit, and bad checkpoin
         w.put<std::uint64_t>(1);
         w.put<std::uint64_t>(0);
         w.put_array(std::span<const float>(unit_direction(6)));
-        w.put<double>(0.4);  // clean agreement
+        w.put<std::uint8_t>(1);  // calibrated
+        w.put<double>(0.4);      // clean agreement
         w.put(sams::noise_estimator::state_type{3.0, 0.6, 1.2, 0.6, 0.2});
         w.put<std::uint64_t>(0);
         std::vector<sams::agreement_entry> e(entries);

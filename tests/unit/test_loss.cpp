@@ -21,16 +21,7 @@
 
 // Counts every heap allocation of this test program, to check that evaluate_loss allocates
 // nothing once its output has capacity.
-namespace {
-std::size_t allocation_count = 0;
-}
-void* operator new(std::size_t n) {
-    ++allocation_count;
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "support/allocation_counter.hpp"
 
 // ---- the skeleton of docs/concepts.md, verbatim --------------------------------------------
 /// A user-defined preference loss: the squared hinge ℓ = max(0, 1 - βh)², h = u_w - u_l.
@@ -767,10 +758,10 @@ TEST_CASE("evaluate_loss allocates nothing once the output has capacity") {
     const auto* storage = out.loss.data();
     for (int k = 0; k <= static_cast<int>(sams::loss_kind::sppo_hard); ++k) {
         const sams::loss_config config{.kind = static_cast<sams::loss_kind>(k), .label_smoothing = 0.1};
-        const std::size_t before = allocation_count;
+        const std::size_t before = sams_test::allocations();
         sams::evaluate_loss(config, batch, out);
         sams::evaluate_loss(squared_hinge_loss{}, batch, out);
-        const std::size_t during = allocation_count - before;
+        const std::size_t during = sams_test::allocations() - before;
         CHECK(during == 0);
     }
     CHECK(out.loss.data() == storage);
@@ -782,9 +773,9 @@ TEST_CASE("evaluate_loss allocates nothing once the output has capacity") {
     smaller.reference_rejected = smaller.reference_rejected.first(2);
     smaller.chosen_length = {};
     smaller.rejected_length = {};
-    const std::size_t before = allocation_count;
+    const std::size_t before = sams_test::allocations();
     sams::evaluate_loss(sams::loss_config{}, smaller, out);
-    CHECK(allocation_count == before);
+    CHECK(sams_test::allocations() == before);
     CHECK(out.size() == 2);
 }
 

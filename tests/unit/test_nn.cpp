@@ -7,7 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <sams/backend/eigen/eigen_backend.hpp>
-#include <sams/core/config.hpp>
+#include <sams/nn/network_config.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/nn/explore_net.hpp>
 #include <sams/nn/exploit_net.hpp>
@@ -24,19 +24,8 @@
 #include <type_traits>
 #include <vector>
 
-// Counts global operator new calls while `counting` is set (the steady-state test).
-namespace {
-bool counting_allocations = false;
-std::size_t allocation_count = 0;
-}  // namespace
-
-void* operator new(std::size_t n) {
-    if (counting_allocations) ++allocation_count;
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+// Counts global operator new calls (the steady-state tests).
+#include "support/allocation_counter.hpp"
 
 namespace {
 
@@ -689,8 +678,7 @@ TEST_CASE("nets: steady-state training and prediction allocate nothing") {
     f2.train(phi16, y16, 2);
     f2.predict(phi16, scores);
 
-    allocation_count = 0;
-    counting_allocations = true;
+    const std::size_t allocations_before = sams_test::allocations();
     Eigen::internal::set_is_malloc_allowed(false);
     f1.train(x8, y8, 3, drop);
     f1.train(x16, y16, 3, drop);
@@ -700,8 +688,7 @@ TEST_CASE("nets: steady-state training and prediction allocate nothing") {
     f2.train(phi16, y16, 3);
     f2.predict(phi8, scores);
     Eigen::internal::set_is_malloc_allowed(true);
-    counting_allocations = false;
-    CHECK(allocation_count == 0);
+    CHECK(sams_test::allocations() - allocations_before == 0);
 }
 
 TEST_CASE("nets: products larger than one GEMM tile allocate nothing either") {
@@ -724,13 +711,11 @@ TEST_CASE("nets: products larger than one GEMM tile allocate nothing either") {
     f1.predict(x, scores, phi);
     const auto before = snapshot(f1);
 
-    allocation_count = 0;
-    counting_allocations = true;
+    const std::size_t allocations_before = sams_test::allocations();
     Eigen::internal::set_is_malloc_allowed(false);
     f1.train(x, y, 1, drop);
     f1.predict(x, scores, phi);
     Eigen::internal::set_is_malloc_allowed(true);
-    counting_allocations = false;
-    CHECK(allocation_count == 0);
+    CHECK(sams_test::allocations() - allocations_before == 0);
     CHECK(snapshot(f1)["block1.linear.weight"].values != before["block1.linear.weight"].values);
 }

@@ -449,17 +449,7 @@ TEST_CASE("sams_scheduler: bad checkpoints throw checkpoint_error and change not
 
 // ---- steady state allocates nothing ------------------------------------------------------
 
-namespace {
-std::size_t allocation_count = 0;
-}  // namespace
-
-void* operator new(std::size_t n) {
-    ++allocation_count;
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "support/allocation_counter.hpp"
 
 TEST_CASE("sams_scheduler: steady-state steps allocate nothing") {
     const std::size_t B = 8, D = 6;
@@ -468,7 +458,7 @@ TEST_CASE("sams_scheduler: steady-state steps allocate nothing") {
     sams::decision<double> d;
     for (std::size_t t = 0; t < 30; ++t) s.step(batches[t].batch(), d);  // pool full, buffers grown
     REQUIRE(s.pool_size() == busy_config().pool.capacity_rows);
-    const std::size_t before = allocation_count;
+    const std::size_t before = sams_test::allocations();
     for (std::size_t t = 30; t < 40; ++t) s.step(batches[t].batch(), d);
-    CHECK(allocation_count - before == 0);
+    CHECK(sams_test::allocations() - before == 0);
 }

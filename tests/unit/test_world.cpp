@@ -14,10 +14,10 @@
 #include <sams/context/hidden_states.hpp>
 #include <sams/context/mean_pool.hpp>
 
-#include "../../bench/world/experiment.hpp"
-#include "../../bench/world/policy.hpp"
-#include "../../bench/world/stats.hpp"
-#include "../../bench/world/world.hpp"
+#include <bench/world/experiment.hpp>
+#include <bench/world/policy.hpp>
+#include <bench/world/stats.hpp>
+#include <bench/world/world.hpp>
 
 namespace sb = sams::bench;
 

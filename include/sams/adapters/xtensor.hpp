@@ -74,7 +74,7 @@ std::ptrdiff_t stride(const E& e, std::size_t axis) {
 
 template <class E>
 void require_rank(const E& e, std::size_t rank, const char* where, const char* what) {
-    sams::detail::ctx_require(e.dimension() == rank, where, [&] {
+    sams::detail::require(e.dimension() == rank, where, [&] {
         return std::string(what) + " must be a " + std::to_string(rank) + "-D expression, got " +
                std::to_string(e.dimension()) + "-D";
     });
@@ -93,12 +93,12 @@ template <class E>
     const std::size_t rows = detail::extent(e, 0), cols = detail::extent(e, 1);
     const std::ptrdiff_t row = detail::stride(e, 0), col = detail::stride(e, 1);
     // xtensor gives axes of extent 1 stride 0; their stride is never used.
-    sams::detail::ctx_require(cols <= 1 || col == 1, where, [&] {
+    sams::detail::require(cols <= 1 || col == 1, where, [&] {
         return "the last axis has stride " + std::to_string(col) +
                "; a matrix_view needs unit stride there (column-major or transposed layout? copy it "
                "into a row-major xt::xarray)";
     });
-    sams::detail::ctx_require(rows <= 1 || row >= static_cast<std::ptrdiff_t>(cols), where, [&] {
+    sams::detail::require(rows <= 1 || row >= static_cast<std::ptrdiff_t>(cols), where, [&] {
         return "the row stride " + std::to_string(row) + " is not >= the " + std::to_string(cols) +
                " columns (reversed, broadcast or overlapping rows cannot be a matrix_view)";
     });
@@ -113,7 +113,7 @@ template <class E>
     constexpr const char* where = "xtensor_adapt::as_span";
     detail::require_rank(e, 1, where, "the vector");
     const std::size_t n = detail::extent(e, 0);
-    sams::detail::ctx_require(n <= 1 || detail::stride(e, 0) == 1, where, [&] {
+    sams::detail::require(n <= 1 || detail::stride(e, 0) == 1, where, [&] {
         return "the vector has stride " + std::to_string(detail::stride(e, 0)) +
                "; a span needs contiguous elements (evaluate the view into an xt::xarray)";
     });
@@ -128,7 +128,7 @@ template <class E>
     [[maybe_unused]] constexpr detail::expression_check<E> check{};
     constexpr const char* where = "xtensor_adapt::as_hidden_states";
     const std::size_t rank = e.dimension();
-    sams::detail::ctx_require(rank == 3 || rank == 4, where, [&] {
+    sams::detail::require(rank == 3 || rank == 4, where, [&] {
         return "hidden states must be 4-D [layers, pairs, tokens, dim] or 3-D [pairs, tokens, dim], got " +
                std::to_string(rank) + "-D";
     });
@@ -163,7 +163,7 @@ std::span<const T> batch_span(E&& e, std::size_t expected, const char* name) {
     static_assert(std::is_same_v<std::remove_const_t<element_t<E>>, T>,
                   "sams::xtensor_adapt::make_pair_batch: every argument must have the value type of a_w");
     const std::span<const T> s = as_span(std::forward<E>(e));
-    sams::detail::ctx_require(s.size() == expected, "xtensor_adapt::make_pair_batch", [&] {
+    sams::detail::require(s.size() == expected, "xtensor_adapt::make_pair_batch", [&] {
         return std::string(name) + " has length " + std::to_string(s.size()) + ", expected " +
                std::to_string(expected) + " (the length of a_w)";
     });

@@ -152,21 +152,9 @@ struct chosen_rejected {
 
 namespace detail {
 
-/// require() whose message is built only on failure (a string literal or a callable that
-/// returns the message): the extractors check every call and must not allocate in steady state.
-template <class Message>
-void ctx_require(bool condition, const char* where, Message&& message) {
-    if (condition) [[likely]]
-        return;
-    if constexpr (std::is_invocable_v<Message>)
-        throw invalid_argument(std::string(where) + ": " + std::string(message()));
-    else
-        throw invalid_argument(std::string(where) + ": " + std::string(message));
-}
-
 template <class View>
 chosen_rejected<View> split_rows(const View& both, pair_order order, const char* where) {
-    detail::ctx_require(both.pairs % 2 == 0, where, [&] {
+    detail::require(both.pairs % 2 == 0, where, [&] {
         return "the combined view has " + std::to_string(both.pairs) +
                " rows, expected an even number 2B (chosen and rejected)";
     });
@@ -203,34 +191,34 @@ inline const char* side_name(bool chosen) noexcept { return chosen ? "chosen" : 
 /// Shape and stride checks shared by the extractors; `name` is e.g. "chosen hidden states".
 template <class T>
 void check_hidden_states(const hidden_states_view<T>& h, const char* where, const char* name) {
-    detail::ctx_require(h.layers > 0 && h.pairs > 0 && h.tokens > 0 && h.dim > 0, where, [&] {
+    detail::require(h.layers > 0 && h.pairs > 0 && h.tokens > 0 && h.dim > 0, where, [&] {
         return std::string(name) + " must have layers, pairs, tokens and dim > 0, got " +
                std::to_string(h.layers) + "x" + std::to_string(h.pairs) + "x" + std::to_string(h.tokens) +
                "x" + std::to_string(h.dim);
     });
     if (h.layer_data.empty()) {
-        detail::ctx_require(h.data != nullptr, where,
+        detail::require(h.data != nullptr, where,
                             [&] { return std::string(name) + " has a null data pointer"; });
-        detail::ctx_require(h.layers == 1 || h.layer_stride != 0, where, [&] {
+        detail::require(h.layers == 1 || h.layer_stride != 0, where, [&] {
             return std::string(name) + ": layer_stride is 0 with " + std::to_string(h.layers) +
                    " layers (strides unset? use layer_major() or set the strides)";
         });
     } else {
-        detail::ctx_require(h.layer_data.size() == h.layers, where, [&] {
+        detail::require(h.layer_data.size() == h.layers, where, [&] {
             return std::string(name) + ": layer_data has " + std::to_string(h.layer_data.size()) +
                    " pointers, expected " + std::to_string(h.layers) + " (one per layer)";
         });
         for (std::size_t l = 0; l < h.layers; ++l)
-            detail::ctx_require(h.layer_data[l] != nullptr, where, [&] {
+            detail::require(h.layer_data[l] != nullptr, where, [&] {
                 return std::string(name) + ": layer_data[" + std::to_string(l) + "] is a null pointer";
             });
     }
     // A zero stride on a longer axis reads one entry repeatedly: almost always unset strides.
-    detail::ctx_require(h.pairs == 1 || h.pair_stride != 0, where,
+    detail::require(h.pairs == 1 || h.pair_stride != 0, where,
                         [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
-    detail::ctx_require(h.tokens == 1 || h.token_stride != 0, where,
+    detail::require(h.tokens == 1 || h.token_stride != 0, where,
                         [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
-    detail::ctx_require(h.dim == 1 || h.dim_stride != 0, where,
+    detail::require(h.dim == 1 || h.dim_stride != 0, where,
                         [&] { return std::string(name) + ": dim_stride is 0 with dim > 1"; });
 }
 
@@ -242,29 +230,29 @@ void check_mask(const token_mask_view<M>& m, std::size_t pairs, std::size_t toke
                 const char* where, std::span<std::size_t> counts) {
     static_assert(std::is_arithmetic_v<M>, "sams: a token mask's element type must be arithmetic or bool");
     const char* name = chosen ? "chosen mask" : "rejected mask";
-    detail::ctx_require(m.data != nullptr, where,
+    detail::require(m.data != nullptr, where,
                         [&] { return std::string(name) + " has a null data pointer"; });
-    detail::ctx_require(m.pairs == pairs && m.tokens == tokens, where, [&] {
+    detail::require(m.pairs == pairs && m.tokens == tokens, where, [&] {
         return std::string(name) + " is " + std::to_string(m.pairs) + "x" + std::to_string(m.tokens) +
                ", expected " + std::to_string(pairs) + "x" + std::to_string(tokens) +
                " (pairs x tokens of the " + side_name(chosen) + " hidden states)";
     });
-    detail::ctx_require(m.pairs == 1 || m.pair_stride != 0, where,
+    detail::require(m.pairs == 1 || m.pair_stride != 0, where,
                         [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
-    detail::ctx_require(m.tokens == 1 || m.token_stride != 0, where,
+    detail::require(m.tokens == 1 || m.token_stride != 0, where,
                         [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
     for (std::size_t p = 0; p < pairs; ++p) {
         std::size_t n = 0;
         for (std::size_t t = 0; t < tokens; ++t) {
             const M v = m(p, t);
             if constexpr (std::is_floating_point_v<M>)
-                detail::ctx_require(std::isfinite(v), where, [&] {
+                detail::require(std::isfinite(v), where, [&] {
                     return std::string(name) + " has NaN or Inf at pair " + std::to_string(p) + ", token " +
                            std::to_string(t);
                 });
             n += v != M{0} ? 1 : 0;
         }
-        detail::ctx_require(n > 0, where, [&] {
+        detail::require(n > 0, where, [&] {
             return "pair " + std::to_string(p) + " has no valid token in the " + name +
                    " (a masked mean over zero tokens is undefined)";
         });

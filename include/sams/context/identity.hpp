@@ -44,10 +44,10 @@ template <class U>
 /// ignored. output_dim(1, D) is D; any other layer count is rejected.
 struct identity_extractor {
     [[nodiscard]] std::size_t output_dim(std::size_t layers, std::size_t dim) const {
-        detail::ctx_require(layers == 1, "identity_extractor::output_dim: layers", [&] {
+        detail::require(layers == 1, "identity_extractor::output_dim: layers", [&] {
             return "must be 1 (host contexts are a single B x D matrix), got " + std::to_string(layers);
         });
-        detail::ctx_require(dim > 0, "identity_extractor::output_dim: dim", "must be > 0");
+        detail::require(dim > 0, "identity_extractor::output_dim: dim", "must be > 0");
         return dim;
     }
 
@@ -57,20 +57,20 @@ struct identity_extractor {
     void extract(matrix_view<U> contexts, matrix_view<T> out) const {
         static_assert(std::is_floating_point_v<T>, "sams::identity_extractor: T must be float or double");
         constexpr const char* where = "identity_extractor::extract";
-        detail::ctx_require(contexts.data != nullptr && !contexts.empty(), where,
+        detail::require(contexts.data != nullptr && !contexts.empty(), where,
                             "contexts must be a non-empty matrix with a data pointer");
-        detail::ctx_require(contexts.stride() >= contexts.cols, where,
+        detail::require(contexts.stride() >= contexts.cols, where,
                             "contexts.row_stride is smaller than its columns");
-        detail::ctx_require(out.data != nullptr, where, "out has a null data pointer");
-        detail::ctx_require(out.rows == contexts.rows && out.cols == contexts.cols, where, [&] {
+        detail::require(out.data != nullptr, where, "out has a null data pointer");
+        detail::require(out.rows == contexts.rows && out.cols == contexts.cols, where, [&] {
             return "out is " + std::to_string(out.rows) + "x" + std::to_string(out.cols) + ", expected " +
                    std::to_string(contexts.rows) + "x" + std::to_string(contexts.cols) +
                    " (the contexts' shape)";
         });
-        detail::ctx_require(out.stride() >= out.cols, where, "out.row_stride is smaller than its columns");
+        detail::require(out.stride() >= out.cols, where, "out.row_stride is smaller than its columns");
         for (std::size_t r = 0; r < contexts.rows; ++r)
             for (std::size_t c = 0; c < contexts.cols; ++c)
-                detail::ctx_require(std::isfinite(contexts(r, c)), where, [&] {
+                detail::require(std::isfinite(contexts(r, c)), where, [&] {
                     return "contexts has NaN or Inf at pair " + std::to_string(r) + ", column " +
                            std::to_string(c);
                 });
@@ -96,19 +96,19 @@ struct identity_extractor {
         (void)rejected_mask;
         constexpr const char* where = "identity_extractor::extract";
         detail::check_hidden_states(chosen, where, "chosen hidden states (the host contexts)");
-        detail::ctx_require(chosen.layers == 1 && chosen.tokens == 1, where, [&] {
+        detail::require(chosen.layers == 1 && chosen.tokens == 1, where, [&] {
             return "the host contexts must come as 1 layer x B x 1 token x D, got " +
                    std::to_string(chosen.layers) + " layers and " + std::to_string(chosen.tokens) + " tokens";
         });
-        detail::ctx_require(out.data != nullptr, where, "out has a null data pointer");
-        detail::ctx_require(out.rows == chosen.pairs && out.cols == chosen.dim, where, [&] {
+        detail::require(out.data != nullptr, where, "out has a null data pointer");
+        detail::require(out.rows == chosen.pairs && out.cols == chosen.dim, where, [&] {
             return "out is " + std::to_string(out.rows) + "x" + std::to_string(out.cols) + ", expected " +
                    std::to_string(chosen.pairs) + "x" + std::to_string(chosen.dim);
         });
-        detail::ctx_require(out.stride() >= out.cols, where, "out.row_stride is smaller than its columns");
+        detail::require(out.stride() >= out.cols, where, "out.row_stride is smaller than its columns");
         for (std::size_t p = 0; p < chosen.pairs; ++p)
             for (std::size_t k = 0; k < chosen.dim; ++k)
-                detail::ctx_require(std::isfinite(chosen(0, p, 0, k)), where, [&] {
+                detail::require(std::isfinite(chosen(0, p, 0, k)), where, [&] {
                     return "contexts has NaN or Inf at pair " + std::to_string(p) + ", column " +
                            std::to_string(k);
                 });

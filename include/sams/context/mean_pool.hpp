@@ -51,12 +51,12 @@ struct mean_pool_options {
     /// Throws sams::invalid_argument naming the first bad field.
     void validate() const {
         for (std::size_t i = 1; i < layers.size(); ++i)
-            detail::ctx_require(layers[i - 1] < layers[i], "mean_pool_options.layers", [&] {
+            detail::require(layers[i - 1] < layers[i], "mean_pool_options.layers", [&] {
                 return "must be strictly increasing, got " + std::to_string(layers[i - 1]) + " before " +
                        std::to_string(layers[i]) + " at position " + std::to_string(i);
             });
         if (reduce == layer_reduction::random_projection)
-            detail::ctx_require(projection_dim > 0, "mean_pool_options.projection_dim",
+            detail::require(projection_dim > 0, "mean_pool_options.projection_dim",
                                 "must be > 0 for layer_reduction::random_projection");
     }
     friend bool operator==(const mean_pool_options&, const mean_pool_options&) = default;
@@ -89,9 +89,9 @@ public:
 
     /// Number of layers this extractor uses out of `layers`; throws if a selected index is out of range.
     [[nodiscard]] std::size_t selected_layers(std::size_t layers) const {
-        detail::ctx_require(layers > 0, "mean_pool_extractor: layers", "must be > 0");
+        detail::require(layers > 0, "mean_pool_extractor: layers", "must be > 0");
         if (options_.layers.empty()) return layers;
-        detail::ctx_require(options_.layers.back() < layers, "mean_pool_extractor: options.layers", [&] {
+        detail::require(options_.layers.back() < layers, "mean_pool_extractor: options.layers", [&] {
             return "selects layer " + std::to_string(options_.layers.back()) +
                    " but the hidden states have " + std::to_string(layers) + " layers";
         });
@@ -105,7 +105,7 @@ public:
 
     /// D, the context width for hidden states with `layers` layers of width `dim`.
     [[nodiscard]] std::size_t output_dim(std::size_t layers, std::size_t dim) const {
-        detail::ctx_require(dim > 0, "mean_pool_extractor: dim", "must be > 0");
+        detail::require(dim > 0, "mean_pool_extractor: dim", "must be > 0");
         switch (options_.reduce) {
             case layer_reduction::flatten_layers:
                 return flattened_dim(layers, dim);
@@ -137,12 +137,12 @@ public:
         check_inputs(chosen, rejected, chosen_mask, rejected_mask, where);
         const std::size_t pairs = chosen.pairs, dim = chosen.dim;
         const std::size_t width = output_dim(chosen.layers, dim);
-        detail::ctx_require(out.data != nullptr, where, "out has a null data pointer");
-        detail::ctx_require(out.rows == pairs && out.cols == width, where, [&] {
+        detail::require(out.data != nullptr, where, "out has a null data pointer");
+        detail::require(out.rows == pairs && out.cols == width, where, [&] {
             return "out is " + std::to_string(out.rows) + "x" + std::to_string(out.cols) + ", expected " +
                    std::to_string(pairs) + "x" + std::to_string(width) + " (pairs x output_dim)";
         });
-        detail::ctx_require(out.stride() >= out.cols, where, [&] {
+        detail::require(out.stride() >= out.cols, where, [&] {
             return "out.row_stride " + std::to_string(out.stride()) + " is smaller than its " +
                    std::to_string(out.cols) + " columns";
         });
@@ -200,7 +200,7 @@ private:
                       "sams: a token mask's element type must be arithmetic or bool");
         detail::check_hidden_states(chosen, where, "chosen hidden states");
         detail::check_hidden_states(rejected, where, "rejected hidden states");
-        detail::ctx_require(
+        detail::require(
             chosen.layers == rejected.layers && chosen.pairs == rejected.pairs && chosen.dim == rejected.dim,
             where, [&] {
                 return "chosen hidden states are " + std::to_string(chosen.layers) + " layers x " +
@@ -274,7 +274,7 @@ private:
             dst[k] = static_cast<T>(mean);
         }
         // A NaN or Inf at any valid token makes its sum non-finite, so one check per vector suffices.
-        detail::ctx_require(finite, where, [&] {
+        detail::require(finite, where, [&] {
             return std::string(detail::side_name(chosen_side)) + " hidden states of pair " +
                    std::to_string(p) +
                    " have NaN or Inf (or a sum that overflows) at a valid token of layer " +

@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 namespace sams {
@@ -38,30 +39,40 @@ public:
 
 namespace detail {
 
-/// Throws sams::invalid_argument with "<where>: <what>" unless `condition` holds.
-/// For checks on a hot path prefer check_arg() or the lazy overload below: this one takes a
-/// std::string, which the caller builds even when the check passes.
-inline void require(bool condition, const char* where, const std::string& what) {
-    if (!condition) throw invalid_argument(std::string(where) + ": " + what);
+/// Where a check failed: a function or type ("sams_scheduler::step"), or a configuration
+/// field given as a scope and a field name ("scheduler_config.net", "hidden"), which are
+/// joined with '.' only when a message is built.
+struct where_t {
+    const char* scope;
+    const char* field = nullptr;
+    where_t(const char* s) noexcept : scope(s) {}  // NOLINT: implicit, so a plain string works
+    where_t(const char* s, const char* f) noexcept : scope(s), field(f) {}
+    [[nodiscard]] std::string str() const {
+        std::string out(scope);
+        if (field != nullptr) out.append(".").append(field);
+        return out;
+    }
+};
+
+/// Throws sams::invalid_argument("<where>: <what>"): the one way the library reports bad input.
+[[noreturn]] inline void fail(where_t where, std::string_view what) {
+    std::string message = where.str();
+    message.append(": ").append(what);
+    throw invalid_argument(message);
 }
 
-/// The overload for a literal message: nothing is built unless the check fails.
-inline void require(bool condition, const char* where, const char* what) {
-    if (!condition) throw invalid_argument(std::string(where) + ": " + what);
-}
-
-/// As require(), but `what()` builds the message only when the check fails, so a passing
-/// check allocates nothing (per-step validation must not allocate).
+/// The library's argument check: throws sams::invalid_argument("<where>: <what>") unless
+/// `ok`. `what` is a string literal or a callable returning the message; a callable runs
+/// only when the check fails, so a passing check builds and allocates nothing (per-step
+/// validation must not allocate).
 template <class What>
-    requires std::is_invocable_r_v<std::string, What>
-void require(bool condition, const char* where, What&& what) {
-    if (!condition) throw invalid_argument(std::string(where) + ": " + what());
-}
-
-/// Throws sams::invalid_argument("<where>: <what>") unless ok; C strings only, so a passing
-/// check builds nothing (kernels and training loops call it on every invocation).
-inline void check_arg(bool ok, const char* where, const char* what) {
-    if (!ok) throw invalid_argument(std::string(where) + ": " + what);
+void require(bool ok, where_t where, What&& what) {
+    if (ok) [[likely]]
+        return;
+    if constexpr (std::is_invocable_v<What>)
+        fail(where, std::string(what()));
+    else
+        fail(where, std::string_view(what));
 }
 
 }  // namespace detail

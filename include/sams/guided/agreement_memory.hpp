@@ -1,7 +1,6 @@
-// Per-example memory of gradient agreement: for every example id, the running mean of the
-// cosine between its gradient sketch and the trusted direction over its visits. Bounded by
-// a capacity; when full, the least recently visited id is forgotten. A histogram of the
-// remembered means is kept up to date so the noise model can be fitted in O(bins).
+// Per-example memory of gradient agreement: for every example id, the running mean over its
+// visits of the cosine between its gradient sketch and the trusted direction. Bounded by a
+// capacity; when full, the least recently visited id is forgotten.
 #pragma once
 
 #include <algorithm>
@@ -31,11 +30,7 @@ struct agreement_entry {
 
 class agreement_memory {
 public:
-    /// Histogram bins over [−1, 1] (cosines); fine enough that binning moves a fitted mean
-    /// by less than 0.001.
-    static constexpr std::size_t histogram_bins = 2048;
-
-    explicit agreement_memory(std::size_t capacity) : capacity_(capacity), hist_(histogram_bins, 0) {
+    explicit agreement_memory(std::size_t capacity) : capacity_(capacity) {
         detail::require(capacity > 0, "sams::agreement_memory: capacity", "must be >= 1");
     }
 
@@ -52,7 +47,6 @@ public:
         std::size_t slot;
         if (it != index_.end()) {
             slot = it->second;
-            remove_from_histogram(slots_[slot].mean());
             unlink(slot);
         } else {
             if (index_.size() < capacity_) {
@@ -61,7 +55,6 @@ public:
                 links_.push_back({});
             } else {
                 slot = tail_;  // least recently visited
-                remove_from_histogram(slots_[slot].mean());
                 unlink(slot);
                 index_.erase(slots_[slot].id);
                 ++evictions_;
@@ -74,7 +67,6 @@ public:
         e.visits += 1;
         e.last_step = step;
         push_front(slot);
-        add_to_histogram(e.mean());
         return e.mean();
     }
 
@@ -85,12 +77,6 @@ public:
         return slots_[it->second].mean();
     }
     [[nodiscard]] bool contains(std::int64_t id) const { return index_.count(id) != 0; }
-
-    /// Counts of remembered means per bin; bin b covers [−1 + b·w, −1 + (b+1)·w), w = 2/bins.
-    [[nodiscard]] std::span<const std::uint64_t> histogram() const noexcept { return hist_; }
-    [[nodiscard]] static double bin_center(std::size_t b) noexcept {
-        return -1.0 + (static_cast<double>(b) + 0.5) * (2.0 / static_cast<double>(histogram_bins));
-    }
 
     /// The entries from the most to the least recently visited (the order load() restores).
     [[nodiscard]] std::vector<agreement_entry> entries() const {
@@ -122,7 +108,6 @@ public:
             fresh.links_.push_back({});
             fresh.index_.emplace(e.id, slot);
             fresh.push_front(slot);
-            fresh.add_to_histogram(m);
         }
         *this = std::move(fresh);
     }
@@ -134,14 +119,6 @@ private:
     struct link {
         std::size_t prev = npos, next = npos;
     };
-
-    static std::size_t bin_of(double m) noexcept {
-        const double x = (m + 1.0) * 0.5 * static_cast<double>(histogram_bins);
-        if (!(x > 0.0)) return 0;
-        return std::min(static_cast<std::size_t>(x), histogram_bins - 1);
-    }
-    void add_to_histogram(double m) noexcept { ++hist_[bin_of(m)]; }
-    void remove_from_histogram(double m) noexcept { --hist_[bin_of(m)]; }
 
     void unlink(std::size_t s) noexcept {
         link& l = links_[s];
@@ -161,7 +138,6 @@ private:
     std::vector<agreement_entry> slots_;
     std::vector<link> links_;
     std::size_t head_ = npos, tail_ = npos;
-    std::vector<std::uint64_t> hist_;
     std::uint64_t evictions_ = 0;
 };
 

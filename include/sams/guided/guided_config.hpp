@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include <sams/core/config.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/loss/loss_config.hpp>
 

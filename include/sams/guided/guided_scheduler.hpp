@@ -47,7 +47,7 @@ public:
     /// `estimated` drop rule also needs `clean_agreement`, the trusted pairs' mean cosine with
     /// the direction formed without them (set_trusted() computes it). Throws
     /// sams::invalid_argument (nothing changed) unless g has sketch_dim finite entries, not all
-    /// 0, and clean_agreement, when given, is in (0, 1].
+    /// 0, and clean_agreement, when given, is in [−1, 1].
     void set_trusted_direction(std::span<const T> g, std::optional<double> clean_agreement = std::nullopt) {
         constexpr const char* where = "guided_scheduler::set_trusted_direction";
         detail::require(g.size() == config_.sketch_dim, where, [&] {
@@ -59,14 +59,13 @@ public:
         for (const T v : g) norm += static_cast<double>(v) * static_cast<double>(v);
         detail::require(norm > 0.0 && std::isfinite(norm), where, "direction must have a finite, non-zero norm");
         if (clean_agreement)
-            detail::require(std::isfinite(*clean_agreement) && *clean_agreement > 0.0 && *clean_agreement <= 1.0, where,
-                            [&] {
-                                return "clean_agreement must be in (0, 1] (the trusted pairs agree with their own "
-                                       "direction), got " + std::to_string(*clean_agreement);
-                            });
+            detail::require(std::isfinite(*clean_agreement) && std::abs(*clean_agreement) <= 1.0, where, [&] {
+                return "clean_agreement must be a cosine in [-1, 1], got " + std::to_string(*clean_agreement);
+            });
         direction_.assign(g.begin(), g.end());
         direction_norm_ = std::sqrt(norm);
         direction_age_ = 0;
+        calibrated_ = clean_agreement.has_value();
         clean_agreement_ = clean_agreement.value_or(0.0);
         ++refreshes_;
     }
@@ -76,8 +75,9 @@ public:
     /// sketch of ∇θ h_j per pair); g = (1/T) Σ_j ω_j s_j with ω_j = ½(∂ℓ_j/∂a_l − ∂ℓ_j/∂a_w)
     /// (= βσ(−m_j) for the sigmoid loss; exact for every loss of the margin alone). The clean
     /// agreement is the mean over j of cos(s_j, g − ω_j s_j / T), leave-one-out so that no pair
-    /// agrees with itself. Needs T ≥ 2 pairs; a set whose pairs do not agree with each other on
-    /// average (clean agreement ≤ 0) is refused, since it cannot calibrate anything.
+    /// agrees with itself. Needs T ≥ 2 pairs. Early in training, when the policy has not yet
+    /// learnt what the trusted pairs share, it can be ≤ 0; such a refresh informs the noise
+    /// estimate of nothing (its steps are left out of it).
     void set_trusted(const pair_batch<T>& trusted) {
         constexpr const char* where = "guided_scheduler::set_trusted";
         const std::size_t n = trusted.size();
@@ -108,13 +108,9 @@ public:
             agreement += ss > 0.0 && gg > 0.0 ? dot / std::sqrt(ss * gg) : 0.0;
         }
         agreement /= static_cast<double>(n);
-        detail::require(agreement > 0.0, where, [&] {
-            return "the trusted pairs do not agree with each other (mean leave-one-out cosine " +
-                   std::to_string(agreement) + " <= 0): check their labels and sketches";
-        });
         direction_buffer_.resize(k);
         for (std::size_t c = 0; c < k; ++c) direction_buffer_[c] = static_cast<T>(scratch_direction_[c]);
-        set_trusted_direction(std::span<const T>(direction_buffer_), std::min(agreement, 1.0));
+        set_trusted_direction(std::span<const T>(direction_buffer_), std::clamp(agreement, -1.0, 1.0));
     }
 
     /// True before the first direction and once the current one has served refresh_interval steps.
@@ -143,7 +139,8 @@ public:
             remembered_[i] = memory_.record(batch.ids[i], agreement_[i], step_count_);
         }
         const double batch_agreement = sum_agreement / static_cast<double>(b);
-        if (clean_agreement_ > 0.0) estimator_.add(batch_agreement, clean_agreement_);
+        // A refresh whose trusted pairs do not agree with each other cannot calibrate.
+        if (calibrated_ && clean_agreement_ > 0.0) estimator_.add(batch_agreement, clean_agreement_);
         choose(b);
         detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.weights, out);
         out.score.resize(b);
@@ -162,7 +159,7 @@ public:
     [[nodiscard]] const agreement_memory& memory() const noexcept { return memory_; }
     /// The flipped share estimated so far against the trusted set (rate 0 without calibration).
     [[nodiscard]] noise_estimate noise() const noexcept { return estimator_.estimate(); }
-    /// The trusted pairs' leave-one-out agreement with the current direction (0 if unknown).
+    /// The trusted pairs' leave-one-out agreement with the current direction (0 if not given).
     [[nodiscard]] double clean_agreement() const noexcept { return clean_agreement_; }
     /// The trusted direction in use (empty before the first).
     [[nodiscard]] std::span<const T> trusted_direction() const noexcept { return direction_; }
@@ -182,6 +179,7 @@ public:
         w.put<std::uint64_t>(refreshes_);
         w.put<std::uint64_t>(direction_age_);
         w.put_array(std::span<const T>(direction_));
+        w.put<std::uint8_t>(calibrated_ ? 1 : 0);
         w.put(clean_agreement_);
         w.put(estimator_.state());
         w.put<std::uint64_t>(memory_.evictions());
@@ -215,9 +213,12 @@ public:
                 throw checkpoint_error("checkpoint: trusted direction is not finite and non-zero");
             s.direction_norm_ = std::sqrt(norm);
         }
+        const auto calibrated = r.get<std::uint8_t>("calibration flag");
         s.clean_agreement_ = r.get<double>("clean agreement");
-        if (!(s.clean_agreement_ >= 0.0 && s.clean_agreement_ <= 1.0) || (s.direction_.empty() && s.clean_agreement_ != 0.0))
-            throw checkpoint_error("checkpoint: clean agreement out of range");
+        if (calibrated > 1 || !(std::abs(s.clean_agreement_) <= 1.0) ||
+            (calibrated == 1 && s.direction_.empty()) || (calibrated == 0 && s.clean_agreement_ != 0.0))
+            throw checkpoint_error("checkpoint: calibration flag or clean agreement out of range");
+        s.calibrated_ = calibrated == 1;
         const auto est = r.get<noise_estimator::state_type>("noise estimate");
         for (const double v : {est.weight, est.batch, est.trusted, est.gap, est.gap_square})
             if (!std::isfinite(v)) throw checkpoint_error("checkpoint: noise estimate is not finite");
@@ -266,7 +267,7 @@ private:
         detail::require(b > 0, where, "batch is empty (policy_chosen has no entries)");
         detail::require(!direction_.empty(), where,
                         "no trusted direction: call set_trusted_direction() or set_trusted() first");
-        detail::require(config_.drop != guided_drop::estimated || clean_agreement_ > 0.0, where,
+        detail::require(config_.drop != guided_drop::estimated || calibrated_, where,
                         "drop rule `estimated` needs the trusted set's clean agreement: call set_trusted() with "
                         "per-pair trusted sketches, or set_trusted_direction(g, clean_agreement)");
         detail::require(batch.ids.size() == b, where, [&] {
@@ -382,6 +383,7 @@ private:
     std::uint64_t direction_age_ = 0;
     std::uint64_t refreshes_ = 0;
     std::uint64_t step_count_ = 0;
+    bool calibrated_ = false;  // the direction came with the trusted set's clean agreement
     double clean_agreement_ = 0.0;
     noise_estimator estimator_;
 

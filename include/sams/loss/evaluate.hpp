@@ -22,10 +22,6 @@ namespace detail {
 
 inline constexpr const char* evaluate_loss_where = "evaluate_loss";
 
-[[noreturn]] inline void reject_loss_input(const std::string& what) {
-    throw invalid_argument(std::string(evaluate_loss_where) + ": " + what);
-}
-
 /// "the sigmoid loss" for shipped losses, "the loss" for a user type without a name.
 template <class Loss>
 std::string loss_label() {
@@ -39,14 +35,14 @@ std::string loss_label() {
 template <class T>
 void check_loss_field(std::span<const T> values, std::size_t batch_size, const char* name, bool positive) {
     if (values.size() != batch_size)
-        reject_loss_input(std::string(name) + " has length " + std::to_string(values.size()) +
+        fail(evaluate_loss_where, std::string(name) + " has length " + std::to_string(values.size()) +
                      ", expected the batch size " + std::to_string(batch_size) + " (the length of policy_chosen)");
     for (std::size_t i = 0; i < values.size(); ++i) {
         if (!std::isfinite(values[i]))
-            reject_loss_input(std::string(name) + "[" + std::to_string(i) + "] is " + number_text(double(values[i])) +
+            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " + number_text(double(values[i])) +
                          ", expected a finite value");
         if (positive && !(values[i] > T(0)))
-            reject_loss_input(std::string(name) + "[" + std::to_string(i) + "] is " + number_text(double(values[i])) +
+            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " + number_text(double(values[i])) +
                          ", expected a length > 0");
     }
 }
@@ -58,16 +54,16 @@ template <class T, class Loss>
 void check_loss_inputs(const Loss& loss, const pair_batch<T>& batch) {
     if constexpr (requires { loss.validate(); }) loss.validate();
     const std::size_t n = batch.size();
-    if (n == 0) reject_loss_input("the batch is empty (policy_chosen has length 0), expected at least one pair");
+    if (n == 0) fail(evaluate_loss_where, "the batch is empty (policy_chosen has length 0), expected at least one pair");
     check_loss_field(batch.policy_chosen, n, "policy_chosen", false);
     check_loss_field(batch.policy_rejected, n, "policy_rejected", false);
 
     const bool needs_reference = static_cast<bool>(loss.needs_reference());
     if (needs_reference && batch.reference_chosen.empty())
-        reject_loss_input("reference_chosen is empty, but " + loss_label<Loss>() +
+        fail(evaluate_loss_where, "reference_chosen is empty, but " + loss_label<Loss>() +
                      " needs the reference log-probs r_w and r_l");
     if (needs_reference && batch.reference_rejected.empty())
-        reject_loss_input("reference_rejected is empty, but " + loss_label<Loss>() +
+        fail(evaluate_loss_where, "reference_rejected is empty, but " + loss_label<Loss>() +
                      " needs the reference log-probs r_w and r_l");
     if (needs_reference || batch.has_reference()) {
         check_loss_field(batch.reference_chosen, n, "reference_chosen", false);
@@ -76,10 +72,10 @@ void check_loss_inputs(const Loss& loss, const pair_batch<T>& batch) {
 
     const bool needs_lengths = static_cast<bool>(loss.needs_lengths());
     if (needs_lengths && batch.chosen_length.empty())
-        reject_loss_input("chosen_length is empty, but " + loss_label<Loss>() +
+        fail(evaluate_loss_where, "chosen_length is empty, but " + loss_label<Loss>() +
                      " is length-normalised and needs the lengths n_w and n_l");
     if (needs_lengths && batch.rejected_length.empty())
-        reject_loss_input("rejected_length is empty, but " + loss_label<Loss>() +
+        fail(evaluate_loss_where, "rejected_length is empty, but " + loss_label<Loss>() +
                      " is length-normalised and needs the lengths n_w and n_l");
     if (needs_lengths || batch.has_lengths()) {
         check_loss_field(batch.chosen_length, n, "chosen_length", true);

@@ -39,18 +39,17 @@ struct loss_config {
                (kind == loss_kind::ipo && length_normalize);
     }
 
-    /// Throws sams::invalid_argument naming the offending field. Messages are built only on
-    /// failure, so validating on every evaluation allocates nothing.
-    void validate() const {
-        if (kind < loss_kind::sigmoid || kind > loss_kind::sppo_hard)
-            throw invalid_argument("loss_config.kind: must be one of the loss_kind enumerators, got " +
-                                   std::to_string(static_cast<int>(kind)));
-        if (!(std::isfinite(beta) && beta > 0.0))
-            throw invalid_argument("loss_config.beta: must be a finite number > 0, got " + std::to_string(beta));
-        if (!(std::isfinite(label_smoothing) && label_smoothing >= 0.0 && label_smoothing < 0.5))
-            throw invalid_argument("loss_config.label_smoothing: must be in [0, 0.5), got " +
-                                   std::to_string(label_smoothing));
-        if (!std::isfinite(simpo_gamma)) throw invalid_argument("loss_config.simpo_gamma: must be finite");
+    /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
+    /// Messages are built only on failure, so validating on every evaluation allocates nothing.
+    void validate(const char* scope = "loss_config") const {
+        using detail::require;
+        require(kind >= loss_kind::sigmoid && kind <= loss_kind::sppo_hard, {scope, "kind"},
+                [&] { return "must be one of the loss_kind enumerators, got " + std::to_string(static_cast<int>(kind)); });
+        require(std::isfinite(beta) && beta > 0.0, {scope, "beta"},
+                [&] { return "must be a finite number > 0, got " + std::to_string(beta); });
+        require(std::isfinite(label_smoothing) && label_smoothing >= 0.0 && label_smoothing < 0.5,
+                {scope, "label_smoothing"}, [&] { return "must be in [0, 0.5), got " + std::to_string(label_smoothing); });
+        require(std::isfinite(simpo_gamma), {scope, "simpo_gamma"}, "must be finite");
     }
 
     friend bool operator==(const loss_config&, const loss_config&) = default;

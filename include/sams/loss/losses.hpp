@@ -26,13 +26,13 @@ inline std::string number_text(double x) {
 
 // Messages are built only on failure: validation runs on every evaluation and must not allocate.
 inline void require_beta(double beta, const char* where) {
-    if (!(std::isfinite(beta) && beta > 0.0))
-        throw invalid_argument(std::string(where) + ": must be a finite number > 0, got " + number_text(beta));
+    require(std::isfinite(beta) && beta > 0.0, where,
+            [&] { return "must be a finite number > 0, got " + number_text(beta); });
 }
 
 inline void require_smoothing(double eps, const char* where) {
-    if (!(std::isfinite(eps) && eps >= 0.0 && eps < 0.5))
-        throw invalid_argument(std::string(where) + ": must be in [0, 0.5), got " + number_text(eps));
+    require(std::isfinite(eps) && eps >= 0.0 && eps < 0.5, where,
+            [&] { return "must be in [0, 0.5), got " + number_text(eps); });
 }
 
 /// u_w = a_w - r_w and u_l = a_l - r_l.
@@ -197,8 +197,8 @@ struct simpo_loss {
     /// Throws sams::invalid_argument naming the offending field.
     void validate() const {
         detail::require_beta(beta, "simpo_loss.beta");
-        if (!std::isfinite(gamma))
-            throw invalid_argument("simpo_loss.gamma: must be finite, got " + detail::number_text(gamma));
+        detail::require(std::isfinite(gamma), {"simpo_loss", "gamma"},
+                        [&] { return "must be finite, got " + detail::number_text(gamma); });
         detail::require_smoothing(label_smoothing, "simpo_loss.label_smoothing");
     }
 
@@ -331,8 +331,8 @@ decltype(auto) visit_loss(const loss_config& config, F&& f) {
         case loss_kind::apo_zero: return f(apo_zero_loss{config.beta});
         case loss_kind::sppo_hard: return f(sppo_hard_loss{config.beta});
     }
-    throw invalid_argument("loss_config.kind: must be one of the loss_kind enumerators, got " +
-                           std::to_string(static_cast<int>(config.kind)));
+    detail::fail({"loss_config", "kind"},
+                 "must be one of the loss_kind enumerators, got " + std::to_string(static_cast<int>(config.kind)));
 }
 
 }  // namespace sams

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include <sams/backend/concept.hpp>
-#include <sams/core/config.hpp>
+#include <sams/nn/network_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/nn/parameters.hpp>
@@ -41,8 +41,8 @@ public:
         : be_(&be), input_dim_(input_dim), net_(net), opt_(opt) {
         constexpr const char* where = "explore_net";
         detail::require(input_dim > 0, where, "input_dim must be > 0");
-        detail::validate_network(net, where);
-        detail::validate_optimizer(opt, where);
+        net.validate("explore_net: network_config");
+        opt.validate("explore_net: optimizer_config");
         const std::size_t e = input_dim;
         input_ = add_linear("input", e, e, init_rng);
         for (std::size_t k = 1; k + 2 <= net.explore_depth; ++k) {
@@ -95,7 +95,7 @@ public:
     /// Forward and backward without a step; returns the MSE, gradients via visit_gradients().
     double compute_gradients(const matrix& phi, const vector& y2) {
         detail::check_net_input<Backend>(*be_, phi, input_dim_, &y2, "explore_net::compute_gradients");
-        detail::check_arg(be_->rows(phi) > 0, "explore_net::compute_gradients", "phi must have at least one row");
+        detail::require(be_->rows(phi) > 0, "explore_net::compute_gradients", "phi must have at least one row");
         forward(phi);
         const double loss = be_->mse_loss(out_, y2, grad_out_);
         backward(phi);

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include <sams/backend/concept.hpp>
-#include <sams/core/config.hpp>
+#include <sams/nn/network_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
@@ -164,49 +164,18 @@ private:
     std::uint64_t step_ = 0;
 };
 
-/// Checks the fields of network_config that the nets read (names as in scheduler_config).
-inline void validate_network(const network_config& net, const char* where) {
-    require(net.hidden > 0, where, "network_config.hidden must be > 0");
-    require(net.depth >= 3, where,
-            [&] { return "network_config.depth must be >= 3 (input layer, at least one residual block, output), got " +
-                std::to_string(net.depth); });
-    require(net.block_size > 0, where, "network_config.block_size must be > 0");
-    require((net.hidden * (net.depth - 2)) % net.block_size == 0, where,
-            [&] { return "network_config.block_size must divide hidden*(depth-2) = " +
-                std::to_string(net.hidden * (net.depth - 2)) + ", got " + std::to_string(net.block_size); });
-    require(net.explore_depth >= 2, where, "network_config.explore_depth must be >= 2");
-    require(net.act == activation::relu || net.act == activation::silu, where,
-            "network_config.act must be relu or silu");
-    require(std::isfinite(net.dropout) && net.dropout >= 0.0 && net.dropout < 1.0, where,
-            "network_config.dropout must be in [0, 1)");
-    require(std::isfinite(net.layer_norm_eps) && net.layer_norm_eps > 0.0, where,
-            "network_config.layer_norm_eps must be finite and > 0");
-}
-
-inline void validate_optimizer(const optimizer_config& opt, const char* where) {
-    require(std::isfinite(opt.learning_rate) && opt.learning_rate > 0.0, where,
-            "optimizer_config.learning_rate must be finite and > 0");
-    require(opt.beta1 >= 0.0 && opt.beta1 < 1.0, where, "optimizer_config.beta1 must be in [0, 1)");
-    require(opt.beta2 >= 0.0 && opt.beta2 < 1.0, where, "optimizer_config.beta2 must be in [0, 1)");
-    require(std::isfinite(opt.eps) && opt.eps > 0.0, where, "optimizer_config.eps must be finite and > 0");
-    require(std::isfinite(opt.weight_decay) && opt.weight_decay >= 0.0, where,
-            "optimizer_config.weight_decay must be finite and >= 0");
-    require(std::isfinite(opt.early_stop_mse) && opt.early_stop_mse >= 0.0, where,
-            "optimizer_config.early_stop_mse must be finite and >= 0");
-}
-
 /// Shape and finiteness checks shared by the nets' predict/train entry points.
 template <backend Backend>
 void check_net_input(Backend& be, const backend_matrix_t<Backend>& x, std::size_t input_dim,
                      const backend_vector_t<Backend>* y, const char* where) {
     if (be.cols(x) != input_dim)
-        throw invalid_argument(std::string(where) + ": x has " + std::to_string(be.cols(x)) +
+        detail::fail(where, "x has " + std::to_string(be.cols(x)) +
                                " columns, expected the input dimension " + std::to_string(input_dim));
     if (y != nullptr && be.size(*y) != be.rows(x))
-        throw invalid_argument(std::string(where) + ": targets have size " + std::to_string(be.size(*y)) +
+        detail::fail(where, "targets have size " + std::to_string(be.size(*y)) +
                                ", expected rows(x) = " + std::to_string(be.rows(x)));
-    if (!be.all_finite(x)) throw invalid_argument(std::string(where) + ": x contains NaN or Inf");
-    if (y != nullptr && !be.all_finite(*y)) throw invalid_argument(std::string(where) + ": targets contain NaN or Inf");
+    if (!be.all_finite(x)) detail::fail(where, "x contains NaN or Inf");
+    if (y != nullptr && !be.all_finite(*y)) detail::fail(where, "targets contain NaN or Inf");
 }
 
 }  // namespace sams::detail

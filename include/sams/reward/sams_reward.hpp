@@ -10,7 +10,7 @@
 #include <span>
 #include <string>
 
-#include <sams/core/config.hpp>
+#include <sams/reward/reward_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/views.hpp>
 #include <sams/reward/progress.hpp>
@@ -76,15 +76,7 @@ public:
 
     /// Throws sams::invalid_argument if a field of `config` is out of range.
     explicit sams_reward(const reward_config& config = {}) : config_(config) {
-        using detail::require;
-        require(std::isfinite(config.a), "sams_reward: reward_config.a", "must be finite");
-        require(std::isfinite(config.b), "sams_reward: reward_config.b", "must be finite");
-        require(std::isfinite(config.alpha) && config.alpha >= 0.0 && config.alpha <= 1.0,
-                "sams_reward: reward_config.alpha", [&] { return "must be in [0, 1], got " + std::to_string(config.alpha); });
-        require(std::isfinite(config.smoothing_lambda) && config.smoothing_lambda >= 0.0 &&
-                    config.smoothing_lambda < 1.0,
-                "sams_reward: reward_config.smoothing_lambda",
-                [&] { return "must be in [0, 1), got " + std::to_string(config.smoothing_lambda); });
+        config.validate("sams_reward: reward_config");
     }
 
     /// Δ = (previous - current) / max(previous, current, 1e-12): the relative decrease of

@@ -17,7 +17,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <sams/core/config.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
 

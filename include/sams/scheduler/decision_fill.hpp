@@ -7,7 +7,7 @@
 #include <span>
 #include <string>
 
-#include <sams/core/config.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
 #include <sams/loss/pair_stats.hpp>

@@ -17,7 +17,7 @@
 #include <sams/core/error.hpp>
 #include <sams/core/views.hpp>
 #include <sams/scheduler/checkpoint.hpp>
-#include <sams/core/config.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 
 namespace sams::detail {
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include <sams/backend/concept.hpp>
-#include <sams/core/config.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
@@ -202,7 +202,7 @@ private:
     prepared_batch prepare(const pair_batch<T>& batch) {
         constexpr const char* where = "sams_scheduler::step";
         const std::size_t B = batch.size();
-        detail::check_arg(B > 0, where, "batch is empty (policy_chosen has no entries)");
+        detail::require(B > 0, where, "batch is empty (policy_chosen has no entries)");
         const auto& c = batch.contexts;
         detail::require(c.data != nullptr && c.rows == B, where, [&] {
             return "batch.contexts must have one row per pair (" + std::to_string(B) + "), got " +
@@ -212,19 +212,19 @@ private:
             return "batch.contexts has " + std::to_string(c.cols) +
                    " columns, the scheduler was built for context_dim " + std::to_string(context_dim_);
         });
-        detail::check_arg(c.stride() >= c.cols, where, "batch.contexts.row_stride must be >= cols");
-        detail::check_arg(batch.ids.empty() || batch.ids.size() == B, where,
+        detail::require(c.stride() >= c.cols, where, "batch.contexts.row_stride must be >= cols");
+        detail::require(batch.ids.empty() || batch.ids.size() == B, where,
                           "batch.ids must be empty or have one entry per pair");
         // Contexts may live where the backend computes (device memory for a GPU backend), so
         // they are checked there, in the scratch buffer that scoring reads next.
         backend_->upload(c, batch_x_);
-        detail::check_arg(backend_->all_finite(batch_x_), where, "batch.contexts contains NaN or Inf");
+        detail::require(backend_->all_finite(batch_x_), where, "batch.contexts contains NaN or Inf");
         if (config_.reward.length_normalized_chosen) {
-            detail::check_arg(batch.chosen_length.size() == B, where,
+            detail::require(batch.chosen_length.size() == B, where,
                               "batch.chosen_length is required (reward_config.length_normalized_chosen) "
                               "with one entry per pair");
             for (const T n : batch.chosen_length)
-                detail::check_arg(n > T(0), where, "batch.chosen_length must be > 0");
+                detail::require(n > T(0), where, "batch.chosen_length must be > 0");
         }
         evaluate_loss(config_.loss, batch, stats_);
         return {B, progress_metric(std::span<const T>(stats_.margin))};

@@ -20,7 +20,7 @@
 
 #include <sams/backend/concept.hpp>
 #include <sams/backend/eigen/tensor.hpp>
-#include <sams/core/config.hpp>
+#include <sams/backend/types.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/views.hpp>
 
@@ -71,8 +71,8 @@ public:
     // ---- host transfers -------------------------------------------------------------------
 
     void upload(matrix_view<const T> src, matrix& dst) {
-        detail::check_arg(src.rows == 0 || src.data != nullptr, "eigen_backend::upload", "src.data is null");
-        detail::check_arg(src.stride() >= src.cols, "eigen_backend::upload", "src.row_stride must be >= src.cols");
+        detail::require(src.rows == 0 || src.data != nullptr, "eigen_backend::upload", "src.data is null");
+        detail::require(src.stride() >= src.cols, "eigen_backend::upload", "src.row_stride must be >= src.cols");
         dst.resize(src.rows, src.cols);
         using stride_map = Eigen::Map<const typename matrix::plain_type, Eigen::Unaligned, Eigen::OuterStride<>>;
         dst.map() = stride_map(src.data, detail::eigen_index(src.rows), detail::eigen_index(src.cols),
@@ -83,12 +83,12 @@ public:
         std::copy(src.begin(), src.end(), dst.data());
     }
     void download(const matrix& src, std::span<T> dst) {
-        detail::check_arg(dst.size() == src.size(), "eigen_backend::download",
+        detail::require(dst.size() == src.size(), "eigen_backend::download",
                           "dst.size() must equal rows * cols of the source matrix");
         std::copy(src.data(), src.data() + src.size(), dst.begin());
     }
     void download(const vector& src, std::span<T> dst) {
-        detail::check_arg(dst.size() == src.size(), "eigen_backend::download",
+        detail::require(dst.size() == src.size(), "eigen_backend::download",
                           "dst.size() must equal the size of the source vector");
         std::copy(src.data(), src.data() + src.size(), dst.begin());
     }
@@ -102,7 +102,7 @@ public:
     // ---- row and element movement -----------------------------------------------------------
 
     void gather_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
-        detail::check_arg(&src != &dst, "eigen_backend::gather_rows", "src and dst must be different matrices");
+        detail::require(&src != &dst, "eigen_backend::gather_rows", "src and dst must be different matrices");
         check_indices(idx, src.rows(), "eigen_backend::gather_rows");
         dst.resize(idx.size(), src.cols());
         const std::size_t c = src.cols();
@@ -110,30 +110,30 @@ public:
             std::copy(src.data() + idx[i] * c, src.data() + (idx[i] + 1) * c, dst.data() + i * c);
     }
     void gather(const vector& src, std::span<const std::size_t> idx, vector& dst) {
-        detail::check_arg(&src != &dst, "eigen_backend::gather", "src and dst must be different vectors");
+        detail::require(&src != &dst, "eigen_backend::gather", "src and dst must be different vectors");
         check_indices(idx, src.size(), "eigen_backend::gather");
         dst.resize(idx.size());
         for (std::size_t i = 0; i < idx.size(); ++i) dst[i] = src[idx[i]];
     }
     void set_rows(matrix& dst, std::size_t first_row, const matrix& src) {
-        detail::check_arg(&src != &dst, "eigen_backend::set_rows", "src and dst must be different matrices");
-        detail::check_arg(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::set_rows",
+        detail::require(&src != &dst, "eigen_backend::set_rows", "src and dst must be different matrices");
+        detail::require(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::set_rows",
                           "src must have as many columns as dst");
-        detail::check_arg(first_row <= dst.rows() && src.rows() <= dst.rows() - first_row,
+        detail::require(first_row <= dst.rows() && src.rows() <= dst.rows() - first_row,
                           "eigen_backend::set_rows", "first_row + rows(src) must be <= rows(dst)");
         std::copy(src.data(), src.data() + src.size(), dst.data() + first_row * dst.cols());
     }
     void set_range(vector& dst, std::size_t first, const vector& src) {
-        detail::check_arg(&src != &dst, "eigen_backend::set_range", "src and dst must be different vectors");
-        detail::check_arg(first <= dst.size() && src.size() <= dst.size() - first, "eigen_backend::set_range",
+        detail::require(&src != &dst, "eigen_backend::set_range", "src and dst must be different vectors");
+        detail::require(first <= dst.size() && src.size() <= dst.size() - first, "eigen_backend::set_range",
                           "first + size(src) must be <= size(dst)");
         std::copy(src.data(), src.data() + src.size(), dst.data() + first);
     }
     void scatter_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
-        detail::check_arg(&src != &dst, "eigen_backend::scatter_rows", "src and dst must be different matrices");
-        detail::check_arg(idx.size() == src.rows(), "eigen_backend::scatter_rows",
+        detail::require(&src != &dst, "eigen_backend::scatter_rows", "src and dst must be different matrices");
+        detail::require(idx.size() == src.rows(), "eigen_backend::scatter_rows",
                           "idx.size() must equal rows(src)");
-        detail::check_arg(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::scatter_rows",
+        detail::require(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::scatter_rows",
                           "src must have as many columns as dst");
         check_indices(idx, dst.rows(), "eigen_backend::scatter_rows");
         const std::size_t c = src.cols();
@@ -141,13 +141,13 @@ public:
             std::copy(src.data() + i * c, src.data() + (i + 1) * c, dst.data() + idx[i] * c);
     }
     void scatter(const vector& src, std::span<const std::size_t> idx, vector& dst) {
-        detail::check_arg(&src != &dst, "eigen_backend::scatter", "src and dst must be different vectors");
-        detail::check_arg(idx.size() == src.size(), "eigen_backend::scatter", "idx.size() must equal size(src)");
+        detail::require(&src != &dst, "eigen_backend::scatter", "src and dst must be different vectors");
+        detail::require(idx.size() == src.size(), "eigen_backend::scatter", "idx.size() must equal size(src)");
         check_indices(idx, dst.size(), "eigen_backend::scatter");
         for (std::size_t i = 0; i < idx.size(); ++i) dst[idx[i]] = src[i];
     }
     void axpby(T a, const vector& x, T b, const vector& y, vector& out) {
-        detail::check_arg(x.size() == y.size(), "eigen_backend::axpby", "x and y must have the same size");
+        detail::require(x.size() == y.size(), "eigen_backend::axpby", "x and y must have the same size");
         out.resize(x.size());
         out.map() = a * x.map() + b * y.map();
     }
@@ -155,18 +155,18 @@ public:
     // ---- compute kernels --------------------------------------------------------------------
 
     void gemm(transpose ta, transpose tb, T alpha, const matrix& a, const matrix& b, T beta, matrix& c) {
-        detail::check_arg(&c != &a && &c != &b, "eigen_backend::gemm", "c must not alias a or b");
+        detail::require(&c != &a && &c != &b, "eigen_backend::gemm", "c must not alias a or b");
         const bool at = ta == transpose::yes;
         const bool bt = tb == transpose::yes;
         const std::size_t m = at ? a.cols() : a.rows();
         const std::size_t k = at ? a.rows() : a.cols();
         const std::size_t kb = bt ? b.cols() : b.rows();
         const std::size_t n = bt ? b.rows() : b.cols();
-        detail::check_arg(k == kb, "eigen_backend::gemm", "inner dimensions of op(a) and op(b) differ");
+        detail::require(k == kb, "eigen_backend::gemm", "inner dimensions of op(a) and op(b) differ");
         if (beta == T(0))
             c.resize(m, n);
         else
-            detail::check_arg(c.rows() == m && c.cols() == n, "eigen_backend::gemm",
+            detail::require(c.rows() == m && c.cols() == n, "eigen_backend::gemm",
                               "c must have shape rows(op(a)) x cols(op(b)) when beta != 0");
         auto cm = c.map();
         const auto am = a.map();
@@ -191,7 +191,7 @@ public:
     }
 
     void add_bias(const vector& bias, matrix& z) {
-        detail::check_arg(bias.size() == z.cols(), "eigen_backend::add_bias", "size(bias) must equal cols(z)");
+        detail::require(bias.size() == z.cols(), "eigen_backend::add_bias", "size(bias) must equal cols(z)");
         auto zm = z.map();
         zm.rowwise() += bias.map().transpose();
     }
@@ -212,7 +212,7 @@ public:
     }
 
     void activation_backward(activation act, const matrix& z, const matrix& grad_a, matrix& grad_z) {
-        detail::check_arg(z.rows() == grad_a.rows() && z.cols() == grad_a.cols(),
+        detail::require(z.rows() == grad_a.rows() && z.cols() == grad_a.cols(),
                           "eigen_backend::activation_backward", "z and grad_a must have the same shape");
         if (&grad_z != &z && &grad_z != &grad_a) grad_z.resize(z.rows(), z.cols());
         const auto zz = flat(z);
@@ -228,21 +228,21 @@ public:
     }
 
     void add(const matrix& a, const matrix& b, matrix& out) {
-        detail::check_arg(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::add",
+        detail::require(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::add",
                           "a and b must have the same shape");
         if (&out != &a && &out != &b) out.resize(a.rows(), a.cols());
         flat(out) = flat(a) + flat(b);
     }
 
     void multiply(const matrix& a, const matrix& b, matrix& out) {
-        detail::check_arg(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::multiply",
+        detail::require(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::multiply",
                           "a and b must have the same shape");
         if (&out != &a && &out != &b) out.resize(a.rows(), a.cols());
         flat(out) = flat(a) * flat(b);
     }
 
     void dropout_mask(matrix& mask, double p, std::uint64_t seed) {
-        detail::check_arg(std::isfinite(p) && p >= 0.0 && p < 1.0, "eigen_backend::dropout_mask",
+        detail::require(std::isfinite(p) && p >= 0.0 && p < 1.0, "eigen_backend::dropout_mask",
                           "p must be in [0, 1)");
         const T keep = static_cast<T>(1.0 / (1.0 - p));
         T* d = mask.data();
@@ -253,10 +253,10 @@ public:
     void layer_norm_forward(const matrix& x, const vector& gamma, const vector& beta, T eps, matrix& y,
                             matrix& x_hat, vector& rstd) {
         const char* where = "eigen_backend::layer_norm_forward";
-        detail::check_arg(gamma.size() == x.cols() && beta.size() == x.cols(), where,
+        detail::require(gamma.size() == x.cols() && beta.size() == x.cols(), where,
                           "size(gamma) and size(beta) must equal cols(x)");
-        detail::check_arg(x.cols() > 0, where, "x must have at least one column");
-        detail::check_arg(&y != &x && &x_hat != &x && &y != &x_hat, where, "outputs must not alias x or each other");
+        detail::require(x.cols() > 0, where, "x must have at least one column");
+        detail::require(&y != &x && &x_hat != &x && &y != &x_hat, where, "outputs must not alias x or each other");
         y.resize(x.rows(), x.cols());
         x_hat.resize(x.rows(), x.cols());
         rstd.resize(x.rows());
@@ -278,11 +278,11 @@ public:
     void layer_norm_backward(const matrix& grad_y, const matrix& x_hat, const vector& rstd, const vector& gamma,
                              matrix& grad_x, vector& grad_gamma, vector& grad_beta) {
         const char* where = "eigen_backend::layer_norm_backward";
-        detail::check_arg(grad_y.rows() == x_hat.rows() && grad_y.cols() == x_hat.cols(), where,
+        detail::require(grad_y.rows() == x_hat.rows() && grad_y.cols() == x_hat.cols(), where,
                           "grad_y and x_hat must have the same shape");
-        detail::check_arg(rstd.size() == x_hat.rows(), where, "size(rstd) must equal rows(x_hat)");
-        detail::check_arg(gamma.size() == x_hat.cols(), where, "size(gamma) must equal cols(x_hat)");
-        detail::check_arg(&grad_x != &grad_y && &grad_x != &x_hat && &grad_gamma != &grad_beta &&
+        detail::require(rstd.size() == x_hat.rows(), where, "size(rstd) must equal rows(x_hat)");
+        detail::require(gamma.size() == x_hat.cols(), where, "size(gamma) must equal cols(x_hat)");
+        detail::require(&grad_x != &grad_y && &grad_x != &x_hat && &grad_gamma != &grad_beta &&
                               &grad_gamma != &gamma && &grad_beta != &gamma && &grad_gamma != &rstd &&
                               &grad_beta != &rstd,
                           where, "outputs must not alias inputs or each other");
@@ -308,10 +308,10 @@ public:
 
     void block_mean_accumulate(const matrix& src, std::size_t block, std::size_t offset, matrix& dst) {
         const char* where = "eigen_backend::block_mean_accumulate";
-        detail::check_arg(block > 0, where, "block must be > 0");
-        detail::check_arg(&src != &dst, where, "src and dst must be different matrices");
-        detail::check_arg(dst.rows() == src.rows(), where, "dst must have as many rows as src");
-        detail::check_arg(src.cols() == 0 || (offset + src.cols() + block - 1) / block <= dst.cols(), where,
+        detail::require(block > 0, where, "block must be > 0");
+        detail::require(&src != &dst, where, "src and dst must be different matrices");
+        detail::require(dst.rows() == src.rows(), where, "dst must have as many rows as src");
+        detail::require(src.cols() == 0 || (offset + src.cols() + block - 1) / block <= dst.cols(), where,
                           "dst has fewer than (offset + cols(src)) / block columns");
         const T inv = T(1) / static_cast<T>(block);
         const std::size_t c = src.cols();
@@ -333,23 +333,23 @@ public:
     }
 
     void adam_update(matrix& param, const matrix& grad, matrix& m, matrix& v, const adam_hyperparameters& h) {
-        detail::check_arg(grad.rows() == param.rows() && grad.cols() == param.cols() && m.rows() == param.rows() &&
+        detail::require(grad.rows() == param.rows() && grad.cols() == param.cols() && m.rows() == param.rows() &&
                               m.cols() == param.cols() && v.rows() == param.rows() && v.cols() == param.cols(),
                           "eigen_backend::adam_update", "param, grad, m and v must have the same shape");
         adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size(), h);
     }
     void adam_update(vector& param, const vector& grad, vector& m, vector& v, const adam_hyperparameters& h) {
-        detail::check_arg(grad.size() == param.size() && m.size() == param.size() && v.size() == param.size(),
+        detail::require(grad.size() == param.size() && m.size() == param.size() && v.size() == param.size(),
                           "eigen_backend::adam_update", "param, grad, m and v must have the same size");
         adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size(), h);
     }
 
     double mse_loss(const matrix& pred, const vector& target, matrix& grad) {
         const char* where = "eigen_backend::mse_loss";
-        detail::check_arg(pred.cols() == 1, where, "pred must have exactly one column");
-        detail::check_arg(pred.rows() == target.size(), where, "size(target) must equal rows(pred)");
-        detail::check_arg(target.size() > 0, where, "the batch must not be empty");
-        detail::check_arg(&grad != &pred, where, "grad must not alias pred");
+        detail::require(pred.cols() == 1, where, "pred must have exactly one column");
+        detail::require(pred.rows() == target.size(), where, "size(target) must equal rows(pred)");
+        detail::require(target.size() > 0, where, "the batch must not be empty");
+        detail::require(&grad != &pred, where, "grad must not alias pred");
         grad.resize(pred.rows(), 1);
         const auto diff = flat(pred) - target.map().array();
         const double loss = diff.template cast<double>().square().sum() / static_cast<double>(target.size());
@@ -377,7 +377,7 @@ private:
     static void check_indices(std::span<const std::size_t> idx, std::size_t bound, const char* where) {
         for (const std::size_t i : idx)
             if (i >= bound)
-                throw invalid_argument(std::string(where) + ": index " + std::to_string(i) + " is out of range (" +
+                detail::fail(where, "index " + std::to_string(i) + " is out of range (" +
                                        std::to_string(bound) + " rows or elements)");
     }
 

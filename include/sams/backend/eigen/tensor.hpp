@@ -18,7 +18,7 @@ inline Eigen::Index eigen_index(std::size_t n) noexcept { return static_cast<Eig
 
 inline std::size_t checked_element_count(std::size_t rows, std::size_t cols, const char* where) {
     if (cols != 0 && rows > std::numeric_limits<std::size_t>::max() / cols)
-        throw invalid_argument(std::string(where) + ": rows x cols overflows std::size_t");
+        detail::fail(where, "rows x cols overflows std::size_t");
     return rows * cols;
 }
 

@@ -10,7 +10,7 @@
 
 #include <sams/backend/concept.hpp>
 #include <sams/backend/thrust/config.hpp>
-#include <sams/core/config.hpp>
+#include <sams/backend/types.hpp>
 
 namespace sams::detail {
 

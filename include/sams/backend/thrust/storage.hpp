@@ -56,13 +56,13 @@ private:
 
 inline std::size_t checked_bytes(std::size_t count, std::size_t element_size, const char* where) {
     if (count > std::numeric_limits<std::size_t>::max() / element_size)
-        throw invalid_argument(std::string(where) + ": the element count overflows std::size_t bytes");
+        detail::fail(where, "the element count overflows std::size_t bytes");
     return count * element_size;
 }
 
 inline std::size_t checked_product(std::size_t rows, std::size_t cols, const char* where) {
     if (cols != 0 && rows > std::numeric_limits<std::size_t>::max() / cols)
-        throw invalid_argument(std::string(where) + ": rows x cols overflows std::size_t");
+        detail::fail(where, "rows x cols overflows std::size_t");
     return rows * cols;
 }
 

@@ -28,7 +28,7 @@
 #include <sams/backend/thrust/config.hpp>
 #include <sams/backend/thrust/functors.hpp>
 #include <sams/backend/thrust/storage.hpp>
-#include <sams/core/config.hpp>
+#include <sams/backend/types.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/views.hpp>
 
@@ -153,9 +153,9 @@ public:
         detail::check_user_pointer(p, count, alignof(T), where, name);
 #else
         if (count == 0) return;
-        if (p == nullptr) throw invalid_argument(std::string(where) + ": " + name + " is null");
+        if (p == nullptr) detail::fail(where, std::string(name) + " is null");
         if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0)
-            throw invalid_argument(std::string(where) + ": " + name + " is not aligned to " +
+            detail::fail(where, std::string(name) + " is not aligned to " +
                                    std::to_string(alignof(T)) + " bytes (the size of its element type)");
 #endif
     }
@@ -215,7 +215,7 @@ public:
     /// with cudaMemcpyDefault on the backend's stream); on the host systems it is host memory.
     void upload(matrix_view<const T> src, matrix& dst) {
         constexpr const char* where = "thrust_backend::upload";
-        detail::check_arg(src.stride() >= src.cols, where, "src.row_stride must be >= src.cols");
+        detail::require(src.stride() >= src.cols, where, "src.row_stride must be >= src.cols");
         check_pointer(src.data, src.rows * src.cols, where, "src.data");
         resize(dst, src.rows, src.cols);
         if (dst.size() == 0) return;
@@ -241,14 +241,14 @@ public:
     /// dst = src (row-major); synchronises the stream, so dst is ready on return.
     void download(const matrix& src, std::span<T> dst) {
         constexpr const char* where = "thrust_backend::download";
-        detail::check_arg(dst.size() == src.size(), where, "dst.size() must equal rows * cols of the source matrix");
+        detail::require(dst.size() == src.size(), where, "dst.size() must equal rows * cols of the source matrix");
         check_pointer(dst.data(), dst.size(), where, "dst");
         copy_to_host_async(src.data(), src.size(), dst.data(), where);
         synchronize();
     }
     void download(const vector& src, std::span<T> dst) {
         constexpr const char* where = "thrust_backend::download";
-        detail::check_arg(dst.size() == src.size_, where, "dst.size() must equal the size of the source vector");
+        detail::require(dst.size() == src.size_, where, "dst.size() must equal the size of the source vector");
         check_pointer(dst.data(), dst.size(), where, "dst");
         copy_to_host_async(src.data(), src.size_, dst.data(), where);
         synchronize();
@@ -261,7 +261,7 @@ public:
 
     void gather_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
         constexpr const char* where = "thrust_backend::gather_rows";
-        detail::check_arg(&src != &dst, where, "src and dst must be different matrices");
+        detail::require(&src != &dst, where, "src and dst must be different matrices");
         check_indices(idx, src.rows_, where);
         resize(dst, idx.size(), src.cols_);
         const std::size_t n = dst.size();
@@ -271,7 +271,7 @@ public:
     }
     void gather(const vector& src, std::span<const std::size_t> idx, vector& dst) {
         constexpr const char* where = "thrust_backend::gather";
-        detail::check_arg(&src != &dst, where, "src and dst must be different vectors");
+        detail::require(&src != &dst, where, "src and dst must be different vectors");
         check_indices(idx, src.size_, where);
         resize(dst, idx.size());
         if (idx.empty()) return;
@@ -279,9 +279,9 @@ public:
     }
     void set_rows(matrix& dst, std::size_t first_row, const matrix& src) {
         constexpr const char* where = "thrust_backend::set_rows";
-        detail::check_arg(&src != &dst, where, "src and dst must be different matrices");
-        detail::check_arg(src.cols_ == dst.cols_ || src.rows_ == 0, where, "src must have as many columns as dst");
-        detail::check_arg(first_row <= dst.rows_ && src.rows_ <= dst.rows_ - first_row, where,
+        detail::require(&src != &dst, where, "src and dst must be different matrices");
+        detail::require(src.cols_ == dst.cols_ || src.rows_ == 0, where, "src must have as many columns as dst");
+        detail::require(first_row <= dst.rows_ && src.rows_ <= dst.rows_ - first_row, where,
                           "first_row + rows(src) must be <= rows(dst)");
         if (src.size() == 0) return;
         detail::device_copy_bytes(dst.data() + first_row * dst.cols_, src.data(), src.size() * sizeof(T),
@@ -289,17 +289,17 @@ public:
     }
     void set_range(vector& dst, std::size_t first, const vector& src) {
         constexpr const char* where = "thrust_backend::set_range";
-        detail::check_arg(&src != &dst, where, "src and dst must be different vectors");
-        detail::check_arg(first <= dst.size_ && src.size_ <= dst.size_ - first, where,
+        detail::require(&src != &dst, where, "src and dst must be different vectors");
+        detail::require(first <= dst.size_ && src.size_ <= dst.size_ - first, where,
                           "first + size(src) must be <= size(dst)");
         if (src.size_ == 0) return;
         detail::device_copy_bytes(dst.data() + first, src.data(), src.size_ * sizeof(T), stream_handle(), where);
     }
     void scatter_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
         constexpr const char* where = "thrust_backend::scatter_rows";
-        detail::check_arg(&src != &dst, where, "src and dst must be different matrices");
-        detail::check_arg(idx.size() == src.rows_, where, "idx.size() must equal rows(src)");
-        detail::check_arg(src.cols_ == dst.cols_ || src.rows_ == 0, where, "src must have as many columns as dst");
+        detail::require(&src != &dst, where, "src and dst must be different matrices");
+        detail::require(idx.size() == src.rows_, where, "idx.size() must equal rows(src)");
+        detail::require(src.cols_ == dst.cols_ || src.rows_ == 0, where, "src must have as many columns as dst");
         check_indices(idx, dst.rows_, where);
         const std::size_t n = src.size();
         if (n == 0) return;
@@ -308,15 +308,15 @@ public:
     }
     void scatter(const vector& src, std::span<const std::size_t> idx, vector& dst) {
         constexpr const char* where = "thrust_backend::scatter";
-        detail::check_arg(&src != &dst, where, "src and dst must be different vectors");
-        detail::check_arg(idx.size() == src.size_, where, "idx.size() must equal size(src)");
+        detail::require(&src != &dst, where, "src and dst must be different vectors");
+        detail::require(idx.size() == src.size_, where, "idx.size() must equal size(src)");
         check_indices(idx, dst.size_, where);
         if (idx.empty()) return;
         for_each_index(idx.size(), detail::scatter_fn<T>{src.data(), dst.data(), device_indices(idx, where)}, where);
     }
     void axpby(T a, const vector& x, T b, const vector& y, vector& out) {
         constexpr const char* where = "thrust_backend::axpby";
-        detail::check_arg(x.size_ == y.size_, where, "x and y must have the same size");
+        detail::require(x.size_ == y.size_, where, "x and y must have the same size");
         resize(out, x.size_);
         transform2(x.data(), y.data(), out.data(), x.size_, detail::axpby_fn<T>{a, b}, where);
     }
@@ -327,18 +327,18 @@ public:
     /// row-major product as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ; host systems: Eigen.
     void gemm(transpose ta, transpose tb, T alpha, const matrix& a, const matrix& b, T beta, matrix& c) {
         constexpr const char* where = "thrust_backend::gemm";
-        detail::check_arg(&c != &a && &c != &b, where, "c must not alias a or b");
+        detail::require(&c != &a && &c != &b, where, "c must not alias a or b");
         const bool at = ta == transpose::yes;
         const bool bt = tb == transpose::yes;
         const std::size_t m = at ? a.cols_ : a.rows_;
         const std::size_t k = at ? a.rows_ : a.cols_;
         const std::size_t kb = bt ? b.cols_ : b.rows_;
         const std::size_t n = bt ? b.rows_ : b.cols_;
-        detail::check_arg(k == kb, where, "inner dimensions of op(a) and op(b) differ");
+        detail::require(k == kb, where, "inner dimensions of op(a) and op(b) differ");
         if (beta == T(0))
             resize(c, m, n);
         else
-            detail::check_arg(c.rows_ == m && c.cols_ == n, where,
+            detail::require(c.rows_ == m && c.cols_ == n, where,
                               "c must have shape rows(op(a)) x cols(op(b)) when beta != 0");
         if (m == 0 || n == 0) return;
         if (k == 0) {  // an empty sum: c = beta·c (beta == 0 ignores c's old contents, NaN included)
@@ -393,7 +393,7 @@ public:
 
     void add_bias(const vector& bias, matrix& z) {
         constexpr const char* where = "thrust_backend::add_bias";
-        detail::check_arg(bias.size_ == z.cols_, where, "size(bias) must equal cols(z)");
+        detail::require(bias.size_ == z.cols_, where, "size(bias) must equal cols(z)");
         if (z.size() == 0) return;
         for_each_index(z.size(),
                        detail::bias_activation_fn<T>{z.data(), nullptr, bias.data(), z.cols_, activation::relu}, where);
@@ -402,7 +402,7 @@ public:
     /// z += bias, then a = act(z): one fused pass over z.
     void bias_activation(activation act, const vector& bias, matrix& z, matrix& a) {
         constexpr const char* where = "thrust_backend::bias_activation";
-        detail::check_arg(bias.size_ == z.cols_, where, "size(bias) must equal cols(z)");
+        detail::require(bias.size_ == z.cols_, where, "size(bias) must equal cols(z)");
         if (&a != &z) resize(a, z.rows_, z.cols_);
         if (z.size() == 0) return;
         for_each_index(z.size(), detail::bias_activation_fn<T>{z.data(), a.data(), bias.data(), z.cols_, act}, where);
@@ -415,7 +415,7 @@ public:
 
     void activation_backward(activation act, const matrix& z, const matrix& grad_a, matrix& grad_z) {
         constexpr const char* where = "thrust_backend::activation_backward";
-        detail::check_arg(z.rows_ == grad_a.rows_ && z.cols_ == grad_a.cols_, where,
+        detail::require(z.rows_ == grad_a.rows_ && z.cols_ == grad_a.cols_, where,
                           "z and grad_a must have the same shape");
         if (&grad_z != &z && &grad_z != &grad_a) resize(grad_z, z.rows_, z.cols_);
         transform2(z.data(), grad_a.data(), grad_z.data(), z.size(), detail::activation_grad_fn<T>{act}, where);
@@ -423,21 +423,21 @@ public:
 
     void add(const matrix& a, const matrix& b, matrix& out) {
         constexpr const char* where = "thrust_backend::add";
-        detail::check_arg(a.rows_ == b.rows_ && a.cols_ == b.cols_, where, "a and b must have the same shape");
+        detail::require(a.rows_ == b.rows_ && a.cols_ == b.cols_, where, "a and b must have the same shape");
         if (&out != &a && &out != &b) resize(out, a.rows_, a.cols_);
         transform2(a.data(), b.data(), out.data(), a.size(), detail::plus_fn<T>{}, where);
     }
 
     void multiply(const matrix& a, const matrix& b, matrix& out) {
         constexpr const char* where = "thrust_backend::multiply";
-        detail::check_arg(a.rows_ == b.rows_ && a.cols_ == b.cols_, where, "a and b must have the same shape");
+        detail::require(a.rows_ == b.rows_ && a.cols_ == b.cols_, where, "a and b must have the same shape");
         if (&out != &a && &out != &b) resize(out, a.rows_, a.cols_);
         transform2(a.data(), b.data(), out.data(), a.size(), detail::times_fn<T>{}, where);
     }
 
     void dropout_mask(matrix& mask, double p, std::uint64_t seed) {
         constexpr const char* where = "thrust_backend::dropout_mask";
-        detail::check_arg(p >= 0.0 && p < 1.0, where, "p must be in [0, 1)");  // NaN fails too
+        detail::require(p >= 0.0 && p < 1.0, where, "p must be in [0, 1)");  // NaN fails too
         if (mask.size() == 0) return;
         const T keep = static_cast<T>(1.0 / (1.0 - p));
         for_each_index(mask.size(), detail::dropout_fn<T>{mask.data(), p, keep, seed}, where);
@@ -448,10 +448,10 @@ public:
     void layer_norm_forward(const matrix& x, const vector& gamma, const vector& beta, T eps, matrix& y,
                             matrix& x_hat, vector& rstd) {
         constexpr const char* where = "thrust_backend::layer_norm_forward";
-        detail::check_arg(gamma.size_ == x.cols_ && beta.size_ == x.cols_, where,
+        detail::require(gamma.size_ == x.cols_ && beta.size_ == x.cols_, where,
                           "size(gamma) and size(beta) must equal cols(x)");
-        detail::check_arg(x.cols_ > 0, where, "x must have at least one column");
-        detail::check_arg(&y != &x && &x_hat != &x && &y != &x_hat, where, "outputs must not alias x or each other");
+        detail::require(x.cols_ > 0, where, "x must have at least one column");
+        detail::require(&y != &x && &x_hat != &x && &y != &x_hat, where, "outputs must not alias x or each other");
         const std::size_t n = x.rows_, h = x.cols_;
         resize(y, n, h);
         resize(x_hat, n, h);
@@ -474,11 +474,11 @@ public:
     void layer_norm_backward(const matrix& grad_y, const matrix& x_hat, const vector& rstd, const vector& gamma,
                              matrix& grad_x, vector& grad_gamma, vector& grad_beta) {
         constexpr const char* where = "thrust_backend::layer_norm_backward";
-        detail::check_arg(grad_y.rows_ == x_hat.rows_ && grad_y.cols_ == x_hat.cols_, where,
+        detail::require(grad_y.rows_ == x_hat.rows_ && grad_y.cols_ == x_hat.cols_, where,
                           "grad_y and x_hat must have the same shape");
-        detail::check_arg(rstd.size_ == x_hat.rows_, where, "size(rstd) must equal rows(x_hat)");
-        detail::check_arg(gamma.size_ == x_hat.cols_, where, "size(gamma) must equal cols(x_hat)");
-        detail::check_arg(static_cast<const void*>(&grad_x) != &grad_y &&
+        detail::require(rstd.size_ == x_hat.rows_, where, "size(rstd) must equal rows(x_hat)");
+        detail::require(gamma.size_ == x_hat.cols_, where, "size(gamma) must equal cols(x_hat)");
+        detail::require(static_cast<const void*>(&grad_x) != &grad_y &&
                               static_cast<const void*>(&grad_x) != &x_hat && &grad_gamma != &grad_beta &&
                               &grad_gamma != &gamma && &grad_beta != &gamma && &grad_gamma != &rstd &&
                               &grad_beta != &rstd,
@@ -507,10 +507,10 @@ public:
 
     void block_mean_accumulate(const matrix& src, std::size_t block, std::size_t offset, matrix& dst) {
         constexpr const char* where = "thrust_backend::block_mean_accumulate";
-        detail::check_arg(block > 0, where, "block must be > 0");
-        detail::check_arg(&src != &dst, where, "src and dst must be different matrices");
-        detail::check_arg(dst.rows_ == src.rows_, where, "dst must have as many rows as src");
-        detail::check_arg(src.cols_ == 0 || (offset + src.cols_ + block - 1) / block <= dst.cols_, where,
+        detail::require(block > 0, where, "block must be > 0");
+        detail::require(&src != &dst, where, "src and dst must be different matrices");
+        detail::require(dst.rows_ == src.rows_, where, "dst must have as many rows as src");
+        detail::require(src.cols_ == 0 || (offset + src.cols_ + block - 1) / block <= dst.cols_, where,
                           "dst has fewer than (offset + cols(src)) / block columns");
         if (src.size() == 0) return;
         const std::size_t first = offset / block;
@@ -523,13 +523,13 @@ public:
     }
 
     void adam_update(matrix& param, const matrix& grad, matrix& m, matrix& v, const adam_hyperparameters& h) {
-        detail::check_arg(grad.rows_ == param.rows_ && grad.cols_ == param.cols_ && m.rows_ == param.rows_ &&
+        detail::require(grad.rows_ == param.rows_ && grad.cols_ == param.cols_ && m.rows_ == param.rows_ &&
                               m.cols_ == param.cols_ && v.rows_ == param.rows_ && v.cols_ == param.cols_,
                           "thrust_backend::adam_update", "param, grad, m and v must have the same shape");
         adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size(), h);
     }
     void adam_update(vector& param, const vector& grad, vector& m, vector& v, const adam_hyperparameters& h) {
-        detail::check_arg(grad.size_ == param.size_ && m.size_ == param.size_ && v.size_ == param.size_,
+        detail::require(grad.size_ == param.size_ && m.size_ == param.size_ && v.size_ == param.size_,
                           "thrust_backend::adam_update", "param, grad, m and v must have the same size");
         adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size_, h);
     }
@@ -537,10 +537,10 @@ public:
     /// The loss is accumulated in double (synchronises the stream: its value steers early stopping).
     double mse_loss(const matrix& pred, const vector& target, matrix& grad) {
         constexpr const char* where = "thrust_backend::mse_loss";
-        detail::check_arg(pred.cols_ == 1, where, "pred must have exactly one column");
-        detail::check_arg(pred.rows_ == target.size_, where, "size(target) must equal rows(pred)");
-        detail::check_arg(target.size_ > 0, where, "the batch must not be empty");
-        detail::check_arg(&grad != &pred, where, "grad must not alias pred");
+        detail::require(pred.cols_ == 1, where, "pred must have exactly one column");
+        detail::require(pred.rows_ == target.size_, where, "size(target) must equal rows(pred)");
+        detail::require(target.size_ > 0, where, "the batch must not be empty");
+        detail::require(&grad != &pred, where, "grad must not alias pred");
         const std::size_t n = target.size_;
         resize(grad, n, 1);
         double sum = 0.0;
@@ -655,7 +655,7 @@ private:
     static void check_indices(std::span<const std::size_t> idx, std::size_t bound, const char* where) {
         for (const std::size_t i : idx)
             if (i >= bound)
-                throw invalid_argument(std::string(where) + ": index " + std::to_string(i) + " is out of range (" +
+                detail::fail(where, "index " + std::to_string(i) + " is out of range (" +
                                        std::to_string(bound) + " rows or elements)");
     }
 
@@ -681,7 +681,7 @@ private:
     static void check_int_dims(std::size_t a, std::size_t b, std::size_t c, const char* where) {
         constexpr auto limit = static_cast<std::size_t>(INT_MAX);
         if (a > limit || b > limit || c > limit)
-            throw invalid_argument(std::string(where) + ": a dimension exceeds cuBLAS's int range");
+            detail::fail(where, "a dimension exceeds cuBLAS's int range");
     }
     const T* ones(std::size_t n, const char* where) {
         if (state_->ones_filled < n) {
