@@ -35,7 +35,7 @@ import torch.nn.functional as F
 try:
     import sams
 except ImportError:  # running from a source checkout with a build tree next to it
-    for candidate in ("build/dev/python", "build/py/python"):
+    for candidate in ("build/dev/python",):
         path = os.path.join(os.path.dirname(__file__), "..", "..", candidate)
         if os.path.isdir(os.path.join(path, "sams")):
             sys.path.insert(0, os.path.abspath(path))

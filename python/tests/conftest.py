@@ -1,20 +1,11 @@
 """Shared helpers: a small scheduler configuration and random batches."""
 
-import os
-import sys
-
 import numpy as np
 import pytest
 
-# Run from a source checkout without PYTHONPATH: use the build tree next to it if there is one.
-try:
-    import sams  # noqa: F401
-except ImportError:
-    root = os.path.join(os.path.dirname(__file__), "..", "..")
-    for candidate in ("build/dev/python", "build/py/python"):
-        if os.path.isdir(os.path.join(root, candidate, "sams")):
-            sys.path.insert(0, os.path.abspath(os.path.join(root, candidate)))
-            break
+# The module under test comes from PYTHONPATH (CTest sets <build>/python) or an install; the
+# source folder python/sams has no extension, so run pytest from elsewhere than python/.
+import sams  # noqa: F401
 
 D = 12
 SMALL = dict(net={"hidden": 16, "depth": 3, "block_size": 4, "explore_depth": 2}, pool={"capacity_rows": 64})
