@@ -6,6 +6,8 @@
 #                       (never mix with nvcc's CCCL 3.x in one binary)
 #   SAMS_HAS_BENCHMARK  target benchmark::benchmark (bench/ only)
 #   SAMS_HAS_TORCH      LibTorch's ${TORCH_LIBRARIES} (examples/libtorch only; opt in with SAMS_WITH_LIBTORCH)
+#   SAMS_HAS_MPI        target MPI::MPI_CXX and SAMS_MPIEXEC_PREFIX, the mpirun command line for
+#                       2 ranks (opt in with SAMS_WITH_MPI)
 #   SAMS_HAS_CUDA       the CUDA language is enabled (opt in with SAMS_WITH_CUDA)
 
 set(SAMS_HAS_XTENSOR OFF)
@@ -13,6 +15,7 @@ set(SAMS_HAS_THRUST OFF)
 set(SAMS_HAS_BENCHMARK OFF)
 set(SAMS_HAS_TORCH OFF)
 set(SAMS_HAS_CUDA OFF)
+set(SAMS_HAS_MPI OFF)
 
 if(SAMS_BUILD_TESTS OR SAMS_BUILD_EXAMPLES OR SAMS_BUILD_BENCHMARKS)
   find_package(xtensor QUIET)
@@ -46,6 +49,23 @@ if(SAMS_WITH_LIBTORCH)
   endif()
 endif()
 
+if(SAMS_WITH_MPI)
+  find_package(MPI COMPONENTS CXX QUIET)
+  if(MPI_CXX_FOUND AND MPIEXEC_EXECUTABLE)
+    set(SAMS_HAS_MPI ON)
+    # OpenMPI refuses root (CI runs as root) and more ranks than cores unless told; the
+    # variables below are OpenMPI's and harmless elsewhere. Tests set the environment too.
+    set(SAMS_MPIEXEC_PREFIX ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2)
+    execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version OUTPUT_VARIABLE _sams_mpi_version ERROR_QUIET)
+    if(_sams_mpi_version MATCHES "Open MPI|OpenRTE")
+      list(APPEND SAMS_MPIEXEC_PREFIX --allow-run-as-root --oversubscribe)
+    endif()
+    set(SAMS_MPIEXEC_ENV OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1)
+  else()
+    message(WARNING "SAMS_WITH_MPI=ON but MPI (C++ bindings and mpiexec) was not found")
+  endif()
+endif()
+
 if(SAMS_WITH_CUDA)
   include(CheckLanguage)
   check_language(CUDA)
@@ -58,4 +78,4 @@ if(SAMS_WITH_CUDA)
 endif()
 
 message(STATUS "sams optional dependencies: xtensor=${SAMS_HAS_XTENSOR} thrust(host)=${SAMS_HAS_THRUST} "
-               "benchmark=${SAMS_HAS_BENCHMARK} torch=${SAMS_HAS_TORCH} cuda=${SAMS_HAS_CUDA}")
+               "benchmark=${SAMS_HAS_BENCHMARK} torch=${SAMS_HAS_TORCH} cuda=${SAMS_HAS_CUDA} mpi=${SAMS_HAS_MPI}")

@@ -30,7 +30,7 @@ enum class sketch_kind {
 
 struct guidance_options {
     std::size_t trusted_pairs = 256;  ///< T
-    sketch_kind sketch = sketch_kind::full;
+    sketch_kind sketch = sketch_kind::count;  ///< the recommended: every parameter, CountSketched
     std::size_t width = 256;          ///< k of the CountSketch kinds
     std::uint64_t sketch_seed = 0x5eed;
 };

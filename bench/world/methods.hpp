@@ -31,9 +31,10 @@ namespace sams::bench {
 
 /// Every method name run_method() accepts, in the order tables list them.
 [[nodiscard]] inline const std::vector<std::string>& method_names() {
-    static const std::vector<std::string> names{"full",       "sams",       "sams-paper", "uniform",
-                                                "small-loss", "large-loss", "margin",     "oracle",
-                                                "cdpo",       "rdpo",       "guided",     "matched:guided"};
+    static const std::vector<std::string> names{
+        "full",       "uniform",    "matched:guided", "cdpo",   "rdpo",        "sams",        "sams-paper",
+        "sams-agree", "small-loss", "large-loss",     "margin", "oracle",      "guided",      "guided:T=32",
+        "guided:T=64", "guided:refresh=8", "guided:sketch=last"};
     return names;
 }
 
@@ -49,8 +50,12 @@ namespace sams::bench {
     if (name == "oracle") return "DPO on a random K-subset of the unflipped pairs (knows the flips; headroom)";
     if (name == "cdpo") return "cDPO on all pairs, label smoothing eps = eta (knows the noise rate)";
     if (name == "rdpo") return "rDPO on all pairs, eps = eta (knows the noise rate)";
-    if (name == "guided") return "DPO + guided selection, library defaults (T=256 trusted pairs, estimated drop)";
+    if (name == "guided") return "DPO + guided selection, library defaults (T=256 trusted pairs, CountSketch k=256 of every parameter, estimated drop)";
     if (name == "matched:guided") return "DPO on a random subset of the same size per step as 'guided' trains on";
+    if (name == "guided:T=32" || name == "guided:T=64") return "guided, with a trusted set of " + std::string(name.substr(9)) + " pairs";
+    if (name == "guided:refresh=8") return "guided, trusted direction refreshed every 8 steps";
+    if (name == "guided:sketch=last") return "guided, sketches of the output layer's gradient only (exact, k = 297)";
+    if (name == "sams-agree") return "DPO + SamS whose reward is the trained pairs' agreement with the trusted direction";
     return {};
 }
 
@@ -203,7 +208,8 @@ struct guided_method {
 };
 
 /// The guided setup behind "guided[:key=value...]": library defaults, the host's trusted set
-/// of T = 256 pairs and exact full-gradient sketches, with overrides drop (none|fixed|
+/// of T = 256 pairs refreshed every step and CountSketches (k = 256) of every parameter's
+/// gradient, with overrides drop (none|fixed|
 /// estimated), q, maxdrop, z, horizon, refresh, T, sketch (full|count|last|lastcount), k.
 [[nodiscard]] inline guided_method guided_setup(std::string_view name, const loss_config& loss) {
     const auto parts = detail::split_on(name, ':');

@@ -58,6 +58,11 @@
 #include <sams/guided/noise_model.hpp>
 #include <sams/guided/sketch.hpp>
 
+// distributed/ (the MPI adapter, sams/distributed/mpi.hpp, needs <mpi.h>: include it explicitly)
+#include <sams/distributed/communicator.hpp>
+#include <sams/distributed/distributed_scheduler.hpp>
+#include <sams/distributed/thread_group.hpp>
+
 // backend/ (the concept), then backend/eigen/ (the default CPU backend)
 #include <sams/backend/concept.hpp>
 #include <sams/backend/types.hpp>
