@@ -15,10 +15,11 @@ log-probs (checked on the first step).
     /usr/bin/python3 examples/python/dpo_noisy.py --world-size 2       # gloo, 2 processes
 
 Data-parallel (--world-size 2): each rank computes the log-probs of its half of every global
-batch, the per-pair inputs (log-probs, contexts) are all_gathered so every rank's scheduler
-(same seed) sees the global batch and makes the same decision, each rank trains on its slice
-of the weights, and the gradients are summed with all_reduce (the weights already sum to one
-over the global batch). Ranks check that their decisions agree bit for bit.
+batch; sams.DistributedScheduler (the library's distributed scheduler over torch.distributed)
+gathers the per-pair inputs so every rank's scheduler (same seed) decides on the global batch;
+each rank trains on its slice of the weights, and the gradients are summed with all_reduce
+(the weights already sum to one over the global batch). The baselines gather the same inputs
+with torch.distributed.all_gather in Python. Ranks check that their decisions agree bit for bit.
 """
 
 import argparse
@@ -125,6 +126,11 @@ def train(method="sams", seed=1, steps=64, batch_size=32, rank=0, world_size=1, 
     opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
     selector = make_selector(method, seed, HIDDEN + VOCAB)
     distributed = world_size > 1
+    # SamS across ranks: the library's distributed scheduler gathers the per-pair inputs over
+    # torch.distributed and hands back this rank's part of the global decision.
+    library_gather = distributed and method == "sams"
+    if library_gather:
+        selector = sams.DistributedScheduler(selector, global_batch=batch_size)
     local = batch_size // world_size
 
     n = train_set["x"].shape[0]
@@ -147,7 +153,7 @@ def train(method="sams", seed=1, steps=64, batch_size=32, rank=0, world_size=1, 
         ctx = contexts_of(h, yw, yl)
 
         inputs = [a_w.detach(), a_l.detach(), r_w, r_l, ctx]
-        if distributed:  # every rank's scheduler sees the global batch, in rank order
+        if distributed and not library_gather:  # the baselines: gather in Python, in rank order
             gathered = []
             for t in inputs:
                 parts = [torch.empty_like(t) for _ in range(world_size)]
@@ -156,13 +162,16 @@ def train(method="sams", seed=1, steps=64, batch_size=32, rank=0, world_size=1, 
             inputs = gathered
         # float32 CPU tensors: the scheduler reads them in place, without the GIL.
         d = selector.step(inputs[0], inputs[1], inputs[2], inputs[3], contexts=inputs[4])
+        g = selector.global_decision() if library_gather else d  # the decision over the global batch
         if first_selected is None:
-            first_selected = d.selected.tolist()
-        digest.update(d.selected.tobytes())
-        digest.update(d.weight.tobytes())
+            first_selected = g.selected.tolist()
+        digest.update(g.selected.tobytes())
+        digest.update(g.weight.tobytes())
+        # This rank's pairs: the distributed scheduler's decision is already local.
+        sl = slice(None) if library_gather or not distributed else slice(rank * local, (rank + 1) * local)
 
         # The weighted DPO loss in autograd: sum_i w_i * l_i over this rank's pairs.
-        w = torch.from_numpy(d.weight)[rank * local:(rank + 1) * local]
+        w = torch.from_numpy(d.weight[sl])
         per_pair = -F.logsigmoid(BETA * ((a_w - r_w) - (a_l - r_l)))
         loss = (w * per_pair).sum()
         opt.zero_grad()
@@ -171,7 +180,6 @@ def train(method="sams", seed=1, steps=64, batch_size=32, rank=0, world_size=1, 
             a_l.retain_grad()
         loss.backward()
         if not grad_checked:  # autograd agrees with the scheduler's own gradients
-            sl = slice(rank * local, (rank + 1) * local)
             assert torch.allclose(a_w.grad, torch.from_numpy(d.d_policy_chosen[sl]), rtol=1e-5, atol=1e-7)
             assert torch.allclose(a_l.grad, torch.from_numpy(d.d_policy_rejected[sl]), rtol=1e-5, atol=1e-7)
             grad_checked = True
@@ -180,7 +188,7 @@ def train(method="sams", seed=1, steps=64, batch_size=32, rank=0, world_size=1, 
                 torch.distributed.all_reduce(p.grad)  # sum: the weights are global
         opt.step()
 
-        mask = torch.from_numpy(d.mask)[rank * local:(rank + 1) * local]
+        mask = torch.from_numpy(d.mask[sl])
         flipped_trained += int((train_set["flipped"][idx] & mask).sum())
         trained += int(mask.sum())
         if (step + 1) % 16 == 0 and rank == 0:

@@ -592,7 +592,6 @@ py::array copy_doubles(std::span<const double> v) {
     return a;
 }
 
-
 // A sams::communicator over torch.distributed, called from C++ with the GIL taken back for
 // each collective: byte buffers travel as uint8 CPU tensors (padded to the largest count for
 // the variable-size gathers), doubles as float64 tensors.
@@ -602,7 +601,9 @@ public:
         dist_ = py::module_::import("torch.distributed");
         torch_ = py::module_::import("torch");
         if (!py::cast<bool>(dist_.attr("is_initialized")()))
-            throw_invalid("sams.DistributedScheduler: torch.distributed is not initialised (call init_process_group first)");
+            throw_invalid(
+                "sams.DistributedScheduler: torch.distributed is not initialised (call init_process_group "
+                "first)");
         rank_ = py::cast<int>(dist_.attr("get_rank")(group_));
         size_ = py::cast<int>(dist_.attr("get_world_size")(group_));
     }
@@ -612,13 +613,14 @@ public:
     [[nodiscard]] int rank() const noexcept { return rank_; }
     [[nodiscard]] int size() const noexcept { return size_; }
 
-    void all_gather(std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts) {
+    void all_gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                    std::span<const std::size_t> counts) {
         sams::detail::check_gather_args(send.size(), recv.size(), counts, rank_, size_, true,
                                         "torch_communicator::all_gather");
         gather_into(send, recv, counts);
     }
-    void gather(std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts,
-                int root) {
+    void gather(std::span<const std::byte> send, std::span<std::byte> recv,
+                std::span<const std::size_t> counts, int root) {
         sams::detail::check_root(root, size_, "torch_communicator::gather");
         sams::detail::check_gather_args(send.size(), recv.size(), counts, rank_, size_, rank_ == root,
                                         "torch_communicator::gather");
@@ -632,7 +634,8 @@ public:
     void broadcast(std::span<std::byte> buffer, int root) {
         sams::detail::check_root(root, size_, "torch_communicator::broadcast");
         py::gil_scoped_acquire gil;
-        py::object t = torch_.attr("zeros")(std::max<std::size_t>(buffer.size(), 1), py::arg("dtype") = torch_.attr("uint8"));
+        py::object t = torch_.attr("zeros")(std::max<std::size_t>(buffer.size(), 1),
+                                            py::arg("dtype") = torch_.attr("uint8"));
         if (!buffer.empty()) std::memcpy(ptr(t), buffer.data(), buffer.size());
         dist_.attr("broadcast")(t, root, py::arg("group") = group_);
         if (!buffer.empty()) std::memcpy(buffer.data(), ptr(t), buffer.size());
@@ -643,7 +646,9 @@ public:
         py::object t = torch_.attr("zeros")(values.size(), py::arg("dtype") = torch_.attr("float64"));
         std::memcpy(ptr(t), values.data(), values.size_bytes());
         const py::object ops = dist_.attr("ReduceOp");
-        const py::object o = op == sams::reduce_op::sum ? ops.attr("SUM") : op == sams::reduce_op::min ? ops.attr("MIN") : ops.attr("MAX");
+        const py::object o = op == sams::reduce_op::sum   ? ops.attr("SUM")
+                             : op == sams::reduce_op::min ? ops.attr("MIN")
+                                                          : ops.attr("MAX");
         dist_.attr("all_reduce")(t, py::arg("op") = o, py::arg("group") = group_);
         std::memcpy(values.data(), ptr(t), values.size_bytes());
     }
@@ -652,7 +657,8 @@ private:
     static void* ptr(const py::object& t) {
         return reinterpret_cast<void*>(py::cast<std::uintptr_t>(t.attr("data_ptr")()));
     }
-    void gather_into(std::span<const std::byte> send, std::span<std::byte> recv, std::span<const std::size_t> counts) {
+    void gather_into(std::span<const std::byte> send, std::span<std::byte> recv,
+                     std::span<const std::size_t> counts) {
         py::gil_scoped_acquire gil;
         std::size_t largest = 1;
         for (const std::size_t n : counts) largest = std::max(largest, n);
@@ -1276,7 +1282,8 @@ tensor by tensor.)doc")
     py::enum_<sams::distributed_mode>(m, "DistributedMode", "Where a DistributedScheduler's scheduler runs.")
         .value("replicated", sams::distributed_mode::replicated)
         .value("root_broadcast", sams::distributed_mode::root_broadcast);
-    py::class_<py_distributed>(m, "DistributedScheduler", R"doc(One SamS decision over the global batch of a torch.distributed group.
+    py::class_<py_distributed>(m, "DistributedScheduler",
+                               R"doc(One SamS decision over the global batch of a torch.distributed group.
 
 DistributedScheduler(scheduler, *, global_batch=0, mode='replicated', root=0, group=None)
 
@@ -1287,12 +1294,15 @@ by the library's distributed_scheduler (include/sams/distributed/), through torc
 collectives on uint8 / float64 CPU tensors. The Decision covers the local pairs: local
 indices, the global decision's weights and gradients, so summing (all_reduce SUM) the local
 gradients gives the global loss's. global_batch = 0 allows any per-rank sizes.)doc")
-        .def(py::init([](py_sams_scheduler& sched, std::size_t global_batch, py::object mode, int root, py::object group) {
+        .def(py::init([](py_sams_scheduler& sched, std::size_t global_batch, py::object mode, int root,
+                         py::object group) {
                  sams::distributed_options o;
                  o.global_batch = global_batch;
                  o.root = root;
-                 if (!mode.is_none()) o.mode = convert_field<sams::distributed_mode>(mode, "DistributedScheduler", "mode");
-                 scheduler_t copy = scheduler_t::deserialize(unlocked(sched.mu, [&] { return sched.s->serialize(); }));
+                 if (!mode.is_none())
+                     o.mode = convert_field<sams::distributed_mode>(mode, "DistributedScheduler", "mode");
+                 scheduler_t copy =
+                     scheduler_t::deserialize(unlocked(sched.mu, [&] { return sched.s->serialize(); }));
                  torch_communicator comm(group);
                  auto p = std::make_unique<py_distributed>();
                  {
@@ -1305,8 +1315,8 @@ gradients gives the global loss's. global_batch = 0 allows any per-rank sizes.)d
              py::arg("root") = 0, py::arg("group") = py::none())
         .def(
             "step",
-            [](py_distributed& self, py::object pc, py::object pr, py::object rc, py::object rr, py::object ctx,
-               py::object cl, py::object rl, py::object ids, py::object sk) {
+            [](py_distributed& self, py::object pc, py::object pr, py::object rc, py::object rr,
+               py::object ctx, py::object cl, py::object rl, py::object ids, py::object sk) {
                 batch_inputs in(pc, pr, rc, rr, cl, rl, ctx, ids, sk);
                 auto out = std::make_unique<py_decision>();
                 unlocked(self.mu, [&] { self.s->step(in.batch, out->d); });
@@ -1323,8 +1333,11 @@ gradients gives the global loss's. global_batch = 0 allows any per-rank sizes.)d
             "A copy of the last step's decision over the whole global batch (the same on every rank).")
         .def(
             "state_dict",
-            [](py_distributed& self) { return to_bytes(unlocked(self.mu, [&] { return self.s->scheduler().serialize(); })); },
-            "This rank's scheduler state (identical on every rank in replicated mode; the root's is the live one "
+            [](py_distributed& self) {
+                return to_bytes(unlocked(self.mu, [&] { return self.s->scheduler().serialize(); }));
+            },
+            "This rank's scheduler state (identical on every rank in replicated mode; the root's is the live "
+            "one "
             "under root_broadcast). Not collective.")
         .def(
             "load_state_dict",
@@ -1332,9 +1345,11 @@ gradients gives the global loss's. global_batch = 0 allows any per-rank sizes.)d
                 const std::vector<std::uint8_t> bytes = from_bytes(state);
                 unlocked(self.mu, [&] { restore_from_bytes(self.s->scheduler(), bytes); });
             },
-            py::arg("state"), "Restores this rank's scheduler (call it on every rank with the same bytes). Not collective.")
+            py::arg("state"),
+            "Restores this rank's scheduler (call it on every rank with the same bytes). Not collective.")
         .def_property_readonly(
-            "rank", [](const py_distributed& self) { return self.s->rank(); }, "this process's rank in the group")
+            "rank", [](const py_distributed& self) { return self.s->rank(); },
+            "this process's rank in the group")
         .def_property_readonly(
             "size", [](const py_distributed& self) { return self.s->size(); }, "ranks in the group")
         .def_property_readonly(
