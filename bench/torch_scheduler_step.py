@@ -4,7 +4,7 @@ bench_gpu_scheduler.cu is compared with (tools/gpu_check.sh runs both in the sam
 
 One step at batch size B: score the B contexts with f1 and f2 (eval mode), then E1 = 4 Adam
 steps of f1 on R = (P+1)·B rows, f1's forward on those rows for f2's targets, and E2 = 4 Adam
-steps of f2 on their block-averaged activations. Same architecture as sams (SPEC §6): f1 has
+steps of f2 on their block-averaged activations. Same architecture as sams (docs/algorithm.md): f1 has
 an input layer, N−2 residual blocks x ← LayerNorm(x + relu(W x + b)) and a scalar output; f2
 reads φ (block mean of f1's block activations, block s) and adds φ in every skip.
 

@@ -14,12 +14,13 @@ ALLOWED = {
     "core": set(),
     "loss": {"core"},
     "backend": {"core"},
-    "context": {"core"},
-    "reward": {"core"},
+    "context": {"core", "backend"},  # mean_pool projects with backend/eigen/gemm.hpp
+    "reward": {"core", "loss"},
     "nn": {"core", "backend"},
     "scheduler": {"core", "loss", "backend", "nn", "reward"},
     "adapters": {"core", "backend", "context"},
     "guided": {"core", "loss", "backend", "nn", "reward", "scheduler"},
+    "distributed": {"core", "loss", "backend", "nn", "reward", "scheduler", "guided"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*<sams/([^>]+)>', re.M)
 

@@ -11,6 +11,8 @@ set -euo pipefail
 # The one list of what the project needs. Later pieces append here.
 SAMS_PACKAGES=(
     cmake g++ make python3
+    ccache             # compiler cache: the presets compile through it (CMAKE_CXX_COMPILER_LAUNCHER)
+    clang-format       # .ci/run checks the files of tools/formatted_files.txt
     libeigen3-dev      # the core library's only dependency
     doctest-dev        # tests
     xtensor-dev        # xtensor adapter, its tests and example

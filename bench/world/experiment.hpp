@@ -317,7 +317,7 @@ public:
     /// The contexts of a batch whose token rows hold b chosen then b rejected responses:
     /// for each layer the masked mean of its hidden states over the response's positions,
     /// chosen and rejected averaged (or concatenated), layers side by side. With `average`
-    /// this is the library's default extraction (SPEC §4) on these hidden states.
+    /// this is the library's default extraction (docs/contexts.md) on these hidden states.
     void pair_contexts(const token_batch<float>& tokens, const policy_cache<float>& cache, std::size_t b,
                        std::span<float> ctx, context_mode mode = context_mode::average) const {
         const std::size_t h = train_.policy_hidden;

@@ -7,6 +7,7 @@
 #include <sams/version.hpp>
 
 // core/
+#include <sams/core/convert.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
@@ -39,6 +40,7 @@
 #include <sams/nn/parameters.hpp>
 
 // scheduler/
+#include <sams/scheduler/any_scheduler.hpp>
 #include <sams/scheduler/baselines.hpp>
 #include <sams/scheduler/checkpoint.hpp>
 #include <sams/scheduler/concept.hpp>
@@ -65,6 +67,8 @@
 
 // backend/ (the concept), then backend/eigen/ (the default CPU backend)
 #include <sams/backend/concept.hpp>
+#include <sams/backend/preconditions.hpp>
 #include <sams/backend/types.hpp>
 #include <sams/backend/eigen/eigen_backend.hpp>
+#include <sams/backend/eigen/gemm.hpp>
 #include <sams/backend/eigen/tensor.hpp>

@@ -3,13 +3,13 @@
 // nothing, and every selector models batch_scheduler.
 #include <doctest/doctest.h>
 
-#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/views.hpp>
 #include <sams/loss/loss_config.hpp>
 #include <sams/scheduler/baselines.hpp>
 #include <sams/scheduler/concept.hpp>
 #include <sams/scheduler/decision_fill.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -282,8 +282,8 @@ public:
         sams::evaluate_loss(sams::loss_config{}, batch, stats_);  // validates first
         selected_.clear();
         for (std::size_t i = 0; i < std::min(k_, batch.size()); ++i) selected_.push_back(i);
-        sams::detail::fill_decision(stats_, std::span<const std::size_t>(selected_),
-                                    sams::weight_scaling::per_selected, d);
+        sams::fill_decision(stats_, std::span<const std::size_t>(selected_),
+                            sams::weight_scaling::per_selected, d);
     }
 
 private:
@@ -318,4 +318,36 @@ TEST_CASE("batch_scheduler: models and non-models") {
     const hand_batch<float> hb;
     first_k<float> s(2);
     CHECK(s.step(hb.batch()).selected == std::vector<std::size_t>{0, 1});
+}
+
+TEST_CASE_TEMPLATE("baselines: built from a scheduler_config like sams_scheduler, K exposed", T, float,
+                   double) {
+    const hand_batch<T> hb;
+    sams::scheduler_config cfg;
+    cfg.loss = dpo(0.5);
+    cfg.select = half();
+    // Largest losses: rows 3, 1, 5 (see hand_batch); K = round(0.5 · 6) = 3, weight 1/3.
+    check_dpo_decision(sams::loss_selector<T>(cfg).step(hb.batch()), hb, 0.5, {1, 3, 5}, 1.0 / 3.0);
+    // Smallest margins are the same rows.
+    check_dpo_decision(sams::margin_selector<T>(cfg, 0).step(hb.batch()), hb, 0.5, {1, 3, 5}, 1.0 / 3.0);
+    check_dpo_decision(sams::full_batch<T>(cfg).step(hb.batch()), hb, 0.5, {0, 1, 2, 3, 4, 5}, 1.0 / 6.0);
+    sams::uniform_selector<T> a(cfg, 17), b(cfg.loss, cfg.select, 17);
+    CHECK(a.step(hb.batch()).selected == b.step(hb.batch()).selected);
+    // The selection configuration defaults for every baseline (ratio 0.5).
+    CHECK(sams::uniform_selector<T>(dpo(0.5)).selection_count(6) == 3);
+    CHECK(sams::loss_selector<T>(dpo(0.5)).selection_count(7) == 4);  // round(3.5) = 4
+    CHECK(sams::full_batch<T>(dpo(0.5)).selection_count(7) == 7);
+    CHECK_THROWS_AS((void)sams::loss_selector<T>(cfg).selection_count(0), sams::invalid_argument);
+}
+
+TEST_CASE("fill_decision: a host-side selector builds a complete decision") {
+    // What docs/concepts.md's custom-scheduler skeleton does: evaluate the loss, choose rows
+    // (here rows 0 and 4, the two largest margins), fill the decision.
+    const hand_batch<double> hb;
+    sams::pair_stats<double> stats;
+    sams::evaluate_loss(dpo(0.5), hb.batch(), stats);
+    const std::vector<std::size_t> chosen{0, 4};
+    sams::decision<double> d;
+    sams::fill_decision(stats, std::span<const std::size_t>(chosen), sams::weight_scaling::per_selected, d);
+    check_dpo_decision(d, hb, 0.5, {0, 4}, 0.5);
 }

@@ -1,4 +1,4 @@
-// Context extractors (SPEC §4): the masked mean against a plain-loop reference, every
+// Context extractors (docs/contexts.md): the masked mean against a plain-loop reference, every
 // combine/reduce option, layer selection, strided and per-layer layouts, the random
 // projection, error paths and steady-state reuse.
 #define EIGEN_RUNTIME_NO_MALLOC  // lets the steady-state test forbid Eigen heap use
@@ -86,7 +86,7 @@ std::vector<double> ref_mean(const side_data& s, std::size_t l, std::size_t p) {
     return m;
 }
 
-// The reference contexts, straight from the SPEC's definitions; random_projection returns
+// The reference contexts, straight from the definitions of docs/contexts.md; random_projection returns
 // the flattened vectors (projected separately).
 std::vector<std::vector<double>> ref_contexts(const side_data& w, const side_data& lo,
                                               const sams::mean_pool_options& o) {

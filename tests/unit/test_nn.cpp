@@ -7,10 +7,10 @@
 #include <doctest/doctest.h>
 
 #include <sams/backend/eigen/eigen_backend.hpp>
-#include <sams/nn/network_config.hpp>
 #include <sams/core/rng.hpp>
-#include <sams/nn/explore_net.hpp>
 #include <sams/nn/exploit_net.hpp>
+#include <sams/nn/explore_net.hpp>
+#include <sams/nn/network_config.hpp>
 
 #include <cmath>
 #include <cstddef>

@@ -4,17 +4,21 @@
 #include <doctest/doctest.h>
 
 #include <sams/backend/eigen/eigen_backend.hpp>
+#include <sams/scheduler/any_scheduler.hpp>
+#include <sams/scheduler/baselines.hpp>
 #include <sams/scheduler/sams_scheduler.hpp>
 
 #include <algorithm>
-#include <cstdlib>
-#include <new>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <new>
 #include <numeric>
+#include <string>
+#include <typeinfo>
 #include <vector>
 
 namespace {
@@ -461,4 +465,168 @@ TEST_CASE("sams_scheduler: steady-state steps allocate nothing") {
     const std::size_t before = sams_test::allocations();
     for (std::size_t t = 30; t < 40; ++t) s.step(batches[t].batch(), d);
     CHECK(sams_test::allocations() - before == 0);
+}
+
+// ---- host ergonomics: K, double inputs, run-time choice ------------------------------------
+
+namespace {
+
+using scheduler_f = sams::sams_scheduler<sams::eigen_backend<float>>;
+
+/// The same batch as float, every value cast on its own (what the converter must reproduce).
+struct owned_batch_f {
+    std::size_t B = 0, D = 0;
+    std::vector<float> a_w, a_l, r_w, r_l, ctx;
+    explicit owned_batch_f(const owned_batch& b) : B(b.B), D(b.D) {
+        for (const double v : b.a_w) a_w.push_back(static_cast<float>(v));
+        for (const double v : b.a_l) a_l.push_back(static_cast<float>(v));
+        for (const double v : b.r_w) r_w.push_back(static_cast<float>(v));
+        for (const double v : b.r_l) r_l.push_back(static_cast<float>(v));
+        for (const double v : b.ctx) ctx.push_back(static_cast<float>(v));
+    }
+    sams::pair_batch<float> batch() const {
+        return {.policy_chosen = a_w,
+                .policy_rejected = a_l,
+                .reference_chosen = r_w,
+                .reference_rejected = r_l,
+                .contexts = {ctx.data(), B, D}};
+    }
+};
+
+template <class T>
+void check_same_decision(const sams::decision<T>& a, const sams::decision<T>& b) {
+    CHECK(a.selected == b.selected);
+    CHECK(a.weight == b.weight);
+    CHECK(a.score == b.score);
+    CHECK(a.d_policy_chosen == b.d_policy_chosen);
+    CHECK(a.d_policy_rejected == b.d_policy_rejected);
+    CHECK(a.metrics.progress == b.metrics.progress);
+    CHECK(a.metrics.exploit_mse == b.metrics.exploit_mse);
+    CHECK(a.metrics.pool_size == b.metrics.pool_size);
+}
+
+}  // namespace
+
+TEST_CASE("sams_scheduler: selection_count is K = clamp(round(ratio B), 1, B), as step selects") {
+    auto cfg = small_config();
+    cfg.select.ratio = 0.3;
+    scheduler_d s(cfg, 3, 1);
+    // round(0.3 B): 0.3 → 1 (clamped up from 0), 1.5 → 2, 3, 3.3 → 3, 30.
+    CHECK(s.selection_count(1) == 1);
+    CHECK(s.selection_count(5) == 2);
+    CHECK(s.selection_count(10) == 3);
+    CHECK(s.selection_count(11) == 3);
+    CHECK(s.selection_count(100) == 30);
+    CHECK_THROWS_AS((void)s.selection_count(0), sams::invalid_argument);
+    sams::rng g(3);
+    for (const std::size_t B : {1u, 5u, 11u}) {
+        const owned_batch b = random_batch(g, B, 3);
+        CHECK(s.step(b.batch()).selected.size() == s.selection_count(B));
+    }
+}
+
+TEST_CASE("sams_scheduler: a double batch steps a float scheduler exactly as its float cast does") {
+    const std::size_t B = 8, D = 5;
+    const auto batches = stream_of(12, B, D);
+    scheduler_f from_double(busy_config(), D, 5), from_float(busy_config(), D, 5);
+    sams::decision<float> a, b;
+    for (const auto& ob : batches) {
+        // A strided double view: every context row followed by one padding value.
+        std::vector<double> strided;
+        for (std::size_t i = 0; i < B; ++i) {
+            strided.insert(strided.end(), ob.ctx.begin() + static_cast<std::ptrdiff_t>(i * D),
+                           ob.ctx.begin() + static_cast<std::ptrdiff_t>((i + 1) * D));
+            strided.push_back(1e300);  // not a float; must never be read
+        }
+        auto batch = ob.batch();
+        batch.contexts = {strided.data(), B, D, D + 1};
+        from_double.step(batch, a);
+        const owned_batch_f cast(ob);
+        from_float.step(cast.batch(), b);
+        check_same_decision(a, b);
+    }
+    CHECK(from_double.serialize() == from_float.serialize());
+
+    // Bad double input is rejected as the float scheduler rejects it, state unchanged.
+    const auto before = from_double.serialize();
+    auto bad = batches[0];
+    bad.ctx[3] = 1e300;  // +Inf as float
+    CHECK_THROWS_WITH_AS(from_double.step(bad.batch(), a), doctest::Contains("NaN or Inf"),
+                         sams::invalid_argument);
+    CHECK(from_double.serialize() == before);
+}
+
+TEST_CASE("sams_scheduler: converted double batches allocate nothing in steady state") {
+    const std::size_t B = 8, D = 6;
+    const auto batches = stream_of(40, B, D);
+    scheduler_f s(busy_config(), D, 21);
+    sams::decision<float> d;
+    for (std::size_t t = 0; t < 30; ++t) s.step(batches[t].batch(), d);
+    const std::size_t before = sams_test::allocations();
+    for (std::size_t t = 30; t < 40; ++t) s.step(batches[t].batch(), d);
+    CHECK(sams_test::allocations() - before == 0);
+}
+
+TEST_CASE("any_scheduler: a run-time choice steps exactly as the scheduler it holds") {
+    const std::size_t B = 8, D = 5;
+    const auto batches = stream_of(10, B, D);
+    const auto cfg = busy_config();
+    // A host choosing its method by name, as from a command line.
+    const auto make = [&](const std::string& name) -> sams::any_scheduler<double> {
+        if (name == "sams") return scheduler_d(cfg, D, 9);
+        if (name == "uniform") return sams::uniform_selector<double>(cfg, 9);
+        if (name == "large-loss") return sams::loss_selector<double>(cfg);
+        if (name == "margin") return sams::margin_selector<double>(cfg);
+        return sams::full_batch<double>(cfg);
+    };
+    // Each choice against the same scheduler built and stepped directly.
+    const auto agrees = [&](const std::string& name, auto direct) {
+        CAPTURE(name);
+        sams::any_scheduler<double> chosen = make(name);
+        for (const auto& ob : batches) {
+            const auto d = chosen.step(ob.batch());
+            sams::decision<double> e;
+            direct.step(ob.batch(), e);
+            check_same_decision(d, e);
+        }
+    };
+    agrees("sams", scheduler_d(cfg, D, 9));
+    agrees("uniform", sams::uniform_selector<double>(cfg.loss, cfg.select, 9));
+    agrees("large-loss", sams::loss_selector<double>(cfg.loss, cfg.select, sams::extreme::largest));
+    agrees("margin", sams::margin_selector<double>(cfg.loss, cfg.select, sams::extreme::smallest));
+    agrees("full", sams::full_batch<double>(cfg.loss, cfg.select));
+
+    // The held scheduler stays reachable: its type, its own interface, its checkpoint.
+    sams::any_scheduler<double> s = make("sams");
+    CHECK(s.target_type() == typeid(scheduler_d));
+    REQUIRE(s.target<scheduler_d>() != nullptr);
+    CHECK(s.target<sams::full_batch<double>>() == nullptr);
+    scheduler_d reference(cfg, D, 9);
+    for (std::size_t t = 0; t < 4; ++t) {
+        (void)s.step(batches[t].batch());
+        (void)reference.step(batches[t].batch());
+    }
+    CHECK(s.target<scheduler_d>()->serialize() == reference.serialize());
+    CHECK(s.target<scheduler_d>()->steps() == 4);
+
+    // Moved from: empty, and stepping it is an error rather than undefined behaviour.
+    sams::any_scheduler<double> moved = std::move(s);
+    CHECK(static_cast<bool>(moved));
+    CHECK_FALSE(static_cast<bool>(s));  // NOLINT(bugprone-use-after-move): the documented state
+    CHECK(s.target_type() == typeid(void));
+    CHECK_THROWS_WITH_AS((void)s.step(batches[0].batch()), doctest::Contains("empty"),
+                         sams::invalid_argument);
+}
+
+TEST_CASE("any_scheduler<float>: double batches, and a baseline agreeing with its direct use") {
+    const std::size_t B = 8, D = 4;
+    const auto batches = stream_of(6, B, D);
+    sams::loss_config loss;
+    sams::any_scheduler<float> chosen = sams::uniform_selector<float>(loss, {}, 3);
+    sams::uniform_selector<float> direct(loss, {}, 3);
+    for (const auto& ob : batches) {
+        const auto d = chosen.step(ob.batch());  // double in, float decision out
+        const owned_batch_f cast(ob);
+        check_same_decision(d, direct.step(cast.batch()));
+    }
 }

@@ -172,7 +172,7 @@ std::span<const T> batch_span(E&& e, std::size_t expected, const char* name) {
 
 }  // namespace detail
 
-/// A sams::pair_batch over four 1-D expressions a_w, a_l, r_w, r_l (SPEC §2), without copies.
+/// A sams::pair_batch over four 1-D expressions a_w, a_l, r_w, r_l (docs/concepts.md), without copies.
 /// Set `contexts` (e.g. from as_matrix_view or an extractor), and optionally the lengths
 /// and ids, on the result. The expressions must outlive every use of the batch.
 template <class AW, class AL, class RW, class RL>

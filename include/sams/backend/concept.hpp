@@ -15,8 +15,6 @@
 
 namespace sams {
 
-namespace detail {
-
 /// The uniform draw in [0, 1) for element `index` of a dropout mask generated from `seed`:
 /// splitmix64's finaliser over seed + (index + 1)·φ64, top 53 bits. A counter-based
 /// function, so a GPU backend produces the same mask as the CPU one without a host round
@@ -29,6 +27,8 @@ constexpr double counter_uniform(std::uint64_t seed, std::uint64_t index) noexce
     return static_cast<double>(z >> 11) * 0x1.0p-53;
 }
 
+namespace detail {
+using sams::counter_uniform;  // the name the shipped backends use
 }  // namespace detail
 
 template <class Backend>
@@ -127,48 +127,47 @@ concept backend_indexing =
         be.axpby(x, cv, x, cv, v);
     };
 
-/// The compute kernels of the scheduler networks. Shapes are checked (sams::invalid_argument);
-/// NaN is neither checked nor masked. "n×h" below means rows(m) = n, cols(m) = h; a bias or
-/// LayerNorm parameter vector has size h and is broadcast over rows.
-///  - gemm(ta, tb, alpha, a, b, beta, c): c = alpha·op(a)·op(b) + beta·c, op per ta / tb.
-///    beta == 0: c is resized to the product's shape and its old contents are ignored (NaN
-///    included); otherwise c must already have that shape. c must not alias a or b.
-///  - column_sums(a, out): out[j] = Σ_i a(i, j); out resized to cols(a) (bias gradients).
-///  - add_bias(bias, z): z(i, j) += bias[j].
-///  - bias_activation(act, bias, z, a): z(i, j) += bias[j], then a = act(z); a resized.
-///    Keeping the pre-activation z is what activation_backward needs.
-///  - activation_forward(act, z, a): a = act(z), a resized.
-///  - activation_backward(act, z, grad_a, grad_z): grad_z = grad_a ∘ act'(z), resized.
-///    ReLU: act'(z) = 1 for z > 0, else 0 (PyTorch's choice at 0). SiLU: z·σ(z), derivative
-///    σ(z)·(1 + z·(1 − σ(z))).
-///  - add(a, b, out): out = a + b; multiply(a, b, out): out = a ∘ b; out resized.
-///    These elementwise kernels allow out to alias any input.
-///  - dropout_mask(mask, p, seed): fills mask in its current shape: element k = r·cols + c is
-///    0 when detail::counter_uniform(seed, k) < p and 1/(1 − p) otherwise (inverted dropout),
-///    so that multiply(a, mask, a) is PyTorch's training-mode dropout. Identical on every backend.
-///  - layer_norm_forward(x, gamma, beta, eps, y, x_hat, rstd): per row, μ = mean, σ² = biased
-///    variance, rstd = 1/√(σ² + eps), x_hat = (x − μ)·rstd, y = gamma ∘ x_hat + beta.
-///    y, x_hat (n×h) and rstd (n) are resized; outputs must not alias x or each other.
-///  - layer_norm_backward(grad_y, x_hat, rstd, gamma, grad_x, grad_gamma, grad_beta): with
-///    g = grad_y ∘ gamma, per row grad_x = rstd·(g − mean(g) − x_hat·mean(g ∘ x_hat));
-///    grad_gamma = column sums of grad_y ∘ x_hat, grad_beta = column sums of grad_y
-///    (overwritten, not accumulated). Outputs resized; they must not alias inputs.
-///  - block_mean_accumulate(src, block, offset, dst): for every row i and column j of src,
-///    dst(i, (offset + j) / block) += src(i, j) / block. Treats src as the columns
-///    [offset, offset + cols) of a wider concatenated row, so calling it once per hidden
-///    layer (offset = k·h) on a zero-filled dst computes the block mean of the
-///    concatenation, even when blocks straddle two layers. dst must have rows(src) rows
-///    and at least (offset + cols(src) + block − 1) / block columns; block > 0.
-///  - adam_update(param, grad, m, v, hyper): the update documented at adam_hyperparameters,
-///    for a matrix or a vector parameter; all four operands have the same shape.
-///  - mse_loss(pred, target, grad) -> double: pred is n×1, target has size n > 0;
-///    returns (1/n)·Σ(pred_i − target_i)² and sets grad (n×1, resized) = (2/n)(pred − target).
-template <class B>
-concept backend_kernels =
-    backend_types<B> &&
-    requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm, backend_vector_t<B>& v,
-             const backend_vector_t<B>& cv, backend_value_t<B> x, transpose t, activation act, double p,
-             std::uint64_t seed, std::size_t n, const adam_hyperparameters& hyper) {
+    /// The compute kernels of the scheduler networks. Shapes are checked (sams::invalid_argument);
+    /// NaN is neither checked nor masked. "n×h" below means rows(m) = n, cols(m) = h; a bias or
+    /// LayerNorm parameter vector has size h and is broadcast over rows.
+    ///  - gemm(ta, tb, alpha, a, b, beta, c): c = alpha·op(a)·op(b) + beta·c, op per ta / tb.
+    ///    beta == 0: c is resized to the product's shape and its old contents are ignored (NaN
+    ///    included); otherwise c must already have that shape. c must not alias a or b.
+    ///  - column_sums(a, out): out[j] = Σ_i a(i, j); out resized to cols(a) (bias gradients).
+    ///  - add_bias(bias, z): z(i, j) += bias[j].
+    ///  - bias_activation(act, bias, z, a): z(i, j) += bias[j], then a = act(z); a resized.
+    ///    Keeping the pre-activation z is what activation_backward needs.
+    ///  - activation_forward(act, z, a): a = act(z), a resized.
+    ///  - activation_backward(act, z, grad_a, grad_z): grad_z = grad_a ∘ act'(z), resized.
+    ///    ReLU: act'(z) = 1 for z > 0, else 0 (PyTorch's choice at 0). SiLU: z·σ(z), derivative
+    ///    σ(z)·(1 + z·(1 − σ(z))).
+    ///  - add(a, b, out): out = a + b; multiply(a, b, out): out = a ∘ b; out resized.
+    ///    These elementwise kernels allow out to alias any input.
+    ///  - dropout_mask(mask, p, seed): fills mask in its current shape: element k = r·cols + c is
+    ///    0 when sams::counter_uniform(seed, k) < p and 1/(1 − p) otherwise (inverted dropout),
+    ///    so that multiply(a, mask, a) is PyTorch's training-mode dropout. Identical on every backend.
+    ///  - layer_norm_forward(x, gamma, beta, eps, y, x_hat, rstd): per row, μ = mean, σ² = biased
+    ///    variance, rstd = 1/√(σ² + eps), x_hat = (x − μ)·rstd, y = gamma ∘ x_hat + beta.
+    ///    y, x_hat (n×h) and rstd (n) are resized; outputs must not alias x or each other.
+    ///  - layer_norm_backward(grad_y, x_hat, rstd, gamma, grad_x, grad_gamma, grad_beta): with
+    ///    g = grad_y ∘ gamma, per row grad_x = rstd·(g − mean(g) − x_hat·mean(g ∘ x_hat));
+    ///    grad_gamma = column sums of grad_y ∘ x_hat, grad_beta = column sums of grad_y
+    ///    (overwritten, not accumulated). Outputs resized; they must not alias inputs.
+    ///  - block_mean_accumulate(src, block, offset, dst): for every row i and column j of src,
+    ///    dst(i, (offset + j) / block) += src(i, j) / block. Treats src as the columns
+    ///    [offset, offset + cols) of a wider concatenated row, so calling it once per hidden
+    ///    layer (offset = k·h) on a zero-filled dst computes the block mean of the
+    ///    concatenation, even when blocks straddle two layers. dst must have rows(src) rows
+    ///    and at least (offset + cols(src) + block − 1) / block columns; block > 0.
+    ///  - adam_update(param, grad, m, v, hyper): the update documented at adam_hyperparameters,
+    ///    for a matrix or a vector parameter; all four operands have the same shape.
+    ///  - mse_loss(pred, target, grad) -> double: pred is n×1, target has size n > 0;
+    ///    returns (1/n)·Σ(pred_i − target_i)² and sets grad (n×1, resized) = (2/n)(pred − target).
+    template <class B>
+    concept backend_kernels = backend_types<B> &&
+        requires(B& be, backend_matrix_t<B>& m, const backend_matrix_t<B>& cm, backend_vector_t<B>& v,
+                 const backend_vector_t<B>& cv, backend_value_t<B> x, transpose t, activation act, double p,
+                 std::uint64_t seed, std::size_t n, const adam_hyperparameters& hyper) {
         be.gemm(t, t, x, cm, cm, x, m);
         be.column_sums(cm, v);
         be.add_bias(cv, m);

@@ -1,4 +1,4 @@
-// The context_extractor concept (SPEC §4): what turns the host's hidden states into the B×D
+// The context_extractor concept (docs/contexts.md): what turns the host's hidden states into the B×D
 // arm contexts a scheduler scores, and the one generic entry point that checks it.
 #pragma once
 

@@ -1,5 +1,5 @@
 // Non-owning strided views over the host's hidden states [layers × pairs × tokens × dim] and
-// token masks [pairs × tokens], the inputs of every context extractor (SPEC §4).
+// token masks [pairs × tokens], the inputs of every context extractor (docs/contexts.md).
 #pragma once
 
 #include <cmath>
@@ -198,7 +198,7 @@ void check_hidden_states(const hidden_states_view<T>& h, const char* where, cons
     });
     if (h.layer_data.empty()) {
         detail::require(h.data != nullptr, where,
-                            [&] { return std::string(name) + " has a null data pointer"; });
+                        [&] { return std::string(name) + " has a null data pointer"; });
         detail::require(h.layers == 1 || h.layer_stride != 0, where, [&] {
             return std::string(name) + ": layer_stride is 0 with " + std::to_string(h.layers) +
                    " layers (strides unset? use layer_major() or set the strides)";
@@ -215,11 +215,11 @@ void check_hidden_states(const hidden_states_view<T>& h, const char* where, cons
     }
     // A zero stride on a longer axis reads one entry repeatedly: almost always unset strides.
     detail::require(h.pairs == 1 || h.pair_stride != 0, where,
-                        [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
+                    [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
     detail::require(h.tokens == 1 || h.token_stride != 0, where,
-                        [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
+                    [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
     detail::require(h.dim == 1 || h.dim_stride != 0, where,
-                        [&] { return std::string(name) + ": dim_stride is 0 with dim > 1"; });
+                    [&] { return std::string(name) + ": dim_stride is 0 with dim > 1"; });
 }
 
 /// Checks a mask against the hidden states it belongs to (B rows, `tokens` columns) and
@@ -230,17 +230,16 @@ void check_mask(const token_mask_view<M>& m, std::size_t pairs, std::size_t toke
                 const char* where, std::span<std::size_t> counts) {
     static_assert(std::is_arithmetic_v<M>, "sams: a token mask's element type must be arithmetic or bool");
     const char* name = chosen ? "chosen mask" : "rejected mask";
-    detail::require(m.data != nullptr, where,
-                        [&] { return std::string(name) + " has a null data pointer"; });
+    detail::require(m.data != nullptr, where, [&] { return std::string(name) + " has a null data pointer"; });
     detail::require(m.pairs == pairs && m.tokens == tokens, where, [&] {
         return std::string(name) + " is " + std::to_string(m.pairs) + "x" + std::to_string(m.tokens) +
                ", expected " + std::to_string(pairs) + "x" + std::to_string(tokens) +
                " (pairs x tokens of the " + side_name(chosen) + " hidden states)";
     });
     detail::require(m.pairs == 1 || m.pair_stride != 0, where,
-                        [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
+                    [&] { return std::string(name) + ": pair_stride is 0 with more than one pair"; });
     detail::require(m.tokens == 1 || m.token_stride != 0, where,
-                        [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
+                    [&] { return std::string(name) + ": token_stride is 0 with more than one token"; });
     for (std::size_t p = 0; p < pairs; ++p) {
         std::size_t n = 0;
         for (std::size_t t = 0; t < tokens; ++t) {

@@ -1,4 +1,4 @@
-// The identity extractor (SPEC §4): for contexts the host computed itself. It validates a
+// The identity extractor (docs/contexts.md): for contexts the host computed itself. It validates a
 // B×D matrix (shape, NaN/Inf) and copies it, and fits the context_extractor interface so that
 // generic trainer code can swap it for the mean-pool extractor.
 #pragma once
@@ -58,9 +58,9 @@ struct identity_extractor {
         static_assert(std::is_floating_point_v<T>, "sams::identity_extractor: T must be float or double");
         constexpr const char* where = "identity_extractor::extract";
         detail::require(contexts.data != nullptr && !contexts.empty(), where,
-                            "contexts must be a non-empty matrix with a data pointer");
+                        "contexts must be a non-empty matrix with a data pointer");
         detail::require(contexts.stride() >= contexts.cols, where,
-                            "contexts.row_stride is smaller than its columns");
+                        "contexts.row_stride is smaller than its columns");
         detail::require(out.data != nullptr, where, "out has a null data pointer");
         detail::require(out.rows == contexts.rows && out.cols == contexts.cols, where, [&] {
             return "out is " + std::to_string(out.rows) + "x" + std::to_string(out.cols) + ", expected " +

@@ -1,9 +1,11 @@
-// The default context extractor (SPEC §4): masked mean over each response's valid tokens per
+// The default context extractor (docs/contexts.md): masked mean over each response's valid tokens per
 // layer, chosen and rejected combined, then reduced over layers (flattened, averaged, last
 // layer, or a fixed seeded Gaussian random projection computed with an Eigen GEMM).
 #pragma once
 
 #include <Eigen/Core>
+
+#include <sams/backend/eigen/gemm.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -57,12 +59,12 @@ struct mean_pool_options {
             });
         if (reduce == layer_reduction::random_projection)
             detail::require(projection_dim > 0, "mean_pool_options.projection_dim",
-                                "must be > 0 for layer_reduction::random_projection");
+                            "must be > 0 for layer_reduction::random_projection");
     }
     friend bool operator==(const mean_pool_options&, const mean_pool_options&) = default;
 };
 
-/// Masked mean pooling over valid tokens, per selected layer and side (SPEC §4).
+/// Masked mean pooling over valid tokens, per selected layer and side (docs/contexts.md).
 ///
 /// Only tokens whose mask entry is nonzero are read; padding may hold anything, even NaN.
 /// A pair whose mask has no valid token on a side is rejected (sams::invalid_argument naming
@@ -307,34 +309,18 @@ private:
         if (project) project_features(pairs, flat, out);
     }
 
-    // out = features_ · projection_ with Eigen's GEMM, tiled. Eigen packs GEMM operands into
-    // blocks taken from the stack up to EIGEN_STACK_ALLOCATION_LIMIT bytes and from the heap
-    // beyond; tiles of at most `tile` rows and columns and `depth` inner terms keep every block
-    // under half that limit, so the projection allocates nothing at any size.
+    // out = features_ · projection_ through the library's tiled GEMM (backend/eigen/gemm.hpp),
+    // which keeps Eigen's packed blocks on the stack: no allocation at any size.
     void project_features(std::size_t pairs, std::size_t flat, matrix_view<T> out) const {
         using row_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
         using index = Eigen::Index;
-        constexpr index tile = 256;
-        constexpr index depth =
-            std::max<index>(8, EIGEN_STACK_ALLOCATION_LIMIT / 2 / index{sizeof(T)} / (tile + 64));
         const auto rows = static_cast<index>(pairs), n = static_cast<index>(flat);
         const auto dp = static_cast<index>(options_.projection_dim);
         const Eigen::Map<const row_major> x(features_.data(), rows, n);
         const Eigen::Map<const row_major> r(projection_.data(), n, dp);
         Eigen::Map<row_major, Eigen::Unaligned, Eigen::OuterStride<>> o(
             out.data, rows, dp, Eigen::OuterStride<>(static_cast<index>(out.stride())));
-        for (index r0 = 0; r0 < rows; r0 += tile) {
-            const index nr = std::min(tile, rows - r0);
-            for (index c0 = 0; c0 < dp; c0 += tile) {
-                const index nc = std::min(tile, dp - c0);
-                auto block = o.block(r0, c0, nr, nc);
-                block.setZero();
-                for (index k0 = 0; k0 < n; k0 += depth) {
-                    const index nk = std::min(depth, n - k0);
-                    block.noalias() += x.block(r0, k0, nr, nk) * r.block(k0, c0, nk, nc);
-                }
-            }
-        }
+        detail::tiled_gemm(T(1), x, r, T(0), o);
     }
 
     // Entry c of one layer's combined vector; `pair_layer` points at [chosen d | rejected d].

@@ -1,4 +1,4 @@
-// What one scheduler step hands back to the host (SPEC §8).
+// What one scheduler step hands back to the host (docs/algorithm.md).
 #pragma once
 
 #include <cstddef>
@@ -13,7 +13,7 @@ struct step_metrics {
     std::size_t step = 0;             ///< 0-based index of the step that produced this decision
     double batch_loss = 0.0;          ///< mean ℓ over the whole batch
     double selected_loss = 0.0;       ///< Σ w_i ℓ_i, the loss the host trains on
-    double progress = 0.0;            ///< L_t = mean σ(-m_i), the mis-ranking probability (SPEC §5)
+    double progress = 0.0;  ///< L_t = mean σ(-m_i), the mis-ranking probability (docs/algorithm.md)
     double progress_delta = 0.0;      ///< Δ_t, relative progress since the previous batch (0 on the first step)
     double reward_accuracy = 0.0;     ///< mean 1[m_i > 0]
     double mean_margin = 0.0;         ///< mean m_i
@@ -29,8 +29,8 @@ struct step_metrics {
     std::size_t trained_rows = 0;     ///< rows f1/f2 trained on this step (0: no update)
     bool warmup = false;              ///< selection was uniform random (warm-up)
     double estimated_noise = 0.0;     ///< guided: fitted share of flipped labels (0 until fitted)
-    double mean_agreement = 0.0;      ///< guided: mean cosine of the batch's sketches with the trusted direction
-    std::size_t dropped = 0;          ///< guided: pairs of the batch not trained on
+    double mean_agreement = 0.0;  ///< guided: mean cosine of the batch's sketches with the trusted direction
+    std::size_t dropped = 0;      ///< guided: pairs of the batch not trained on
 };
 
 /// The scheduler's answer for one batch of B pairs.

@@ -1,5 +1,5 @@
 // Non-owning views over the host's buffers: a strided row-major matrix and the batch of
-// per-pair quantities that a trainer hands to the library each step (SPEC §2).
+// per-pair quantities that a trainer hands to the library each step (docs/concepts.md).
 #pragma once
 
 #include <cmath>
@@ -39,7 +39,7 @@ struct matrix_view {
     }
 };
 
-/// One batch of B preference pairs, as the host's forward passes produced it (SPEC §2).
+/// One batch of B preference pairs, as the host's forward passes produced it (docs/concepts.md).
 /// Every span has length B or is empty where the field is optional. Nothing is copied:
 /// the views must stay valid for the duration of the call they are passed to.
 template <class T>
@@ -50,7 +50,7 @@ struct pair_batch {
     std::span<const T> reference_rejected{};  ///< r_l; empty for reference-free losses
     std::span<const T> chosen_length{};       ///< n_w in tokens; needed by length-normalised losses
     std::span<const T> rejected_length{};     ///< n_l
-    matrix_view<const T> contexts{};          ///< B×D arm contexts (SPEC §4); needed by schedulers
+    matrix_view<const T> contexts{};          ///< B×D arm contexts (docs/contexts.md); needed by schedulers
     std::span<const std::int64_t> ids{};      ///< stable dataset indices; required by guided selection
     /// B×k per-pair gradient sketches s_i = S·∇θ(a_w,i − a_l,i) for guided selection
     /// (docs/guided.md); empty for every other scheduler.

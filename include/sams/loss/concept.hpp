@@ -1,4 +1,4 @@
-// The preference_loss concept (SPEC §3): what a per-pair loss takes, what it answers, and
+// The preference_loss concept (docs/losses.md): what a per-pair loss takes, what it answers, and
 // the requirements a user-supplied loss must meet to plug into evaluate_loss and the scheduler.
 #pragma once
 
@@ -6,7 +6,7 @@
 
 namespace sams {
 
-/// The inputs of one preference pair (SPEC §2), as evaluate_loss hands them to a loss.
+/// The inputs of one preference pair (docs/concepts.md), as evaluate_loss hands them to a loss.
 /// Fields the batch does not carry are passed as neutral values: reference log-probs as 0,
 /// lengths as 1. A loss that reads them declares so through needs_reference() /
 /// needs_lengths(), and evaluate_loss then guarantees they are real (lengths > 0).

@@ -36,14 +36,15 @@ template <class T>
 void check_loss_field(std::span<const T> values, std::size_t batch_size, const char* name, bool positive) {
     if (values.size() != batch_size)
         fail(evaluate_loss_where, std::string(name) + " has length " + std::to_string(values.size()) +
-                     ", expected the batch size " + std::to_string(batch_size) + " (the length of policy_chosen)");
+                                      ", expected the batch size " + std::to_string(batch_size) +
+                                      " (the length of policy_chosen)");
     for (std::size_t i = 0; i < values.size(); ++i) {
         if (!std::isfinite(values[i]))
-            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " + number_text(double(values[i])) +
-                         ", expected a finite value");
+            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " +
+                                          number_text(double(values[i])) + ", expected a finite value");
         if (positive && !(values[i] > T(0)))
-            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " + number_text(double(values[i])) +
-                         ", expected a length > 0");
+            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " +
+                                          number_text(double(values[i])) + ", expected a length > 0");
     }
 }
 
@@ -54,17 +55,19 @@ template <class T, class Loss>
 void check_loss_inputs(const Loss& loss, const pair_batch<T>& batch) {
     if constexpr (requires { loss.validate(); }) loss.validate();
     const std::size_t n = batch.size();
-    if (n == 0) fail(evaluate_loss_where, "the batch is empty (policy_chosen has length 0), expected at least one pair");
+    if (n == 0)
+        fail(evaluate_loss_where,
+             "the batch is empty (policy_chosen has length 0), expected at least one pair");
     check_loss_field(batch.policy_chosen, n, "policy_chosen", false);
     check_loss_field(batch.policy_rejected, n, "policy_rejected", false);
 
     const bool needs_reference = static_cast<bool>(loss.needs_reference());
     if (needs_reference && batch.reference_chosen.empty())
         fail(evaluate_loss_where, "reference_chosen is empty, but " + loss_label<Loss>() +
-                     " needs the reference log-probs r_w and r_l");
+                                      " needs the reference log-probs r_w and r_l");
     if (needs_reference && batch.reference_rejected.empty())
         fail(evaluate_loss_where, "reference_rejected is empty, but " + loss_label<Loss>() +
-                     " needs the reference log-probs r_w and r_l");
+                                      " needs the reference log-probs r_w and r_l");
     if (needs_reference || batch.has_reference()) {
         check_loss_field(batch.reference_chosen, n, "reference_chosen", false);
         check_loss_field(batch.reference_rejected, n, "reference_rejected", false);
@@ -73,10 +76,10 @@ void check_loss_inputs(const Loss& loss, const pair_batch<T>& batch) {
     const bool needs_lengths = static_cast<bool>(loss.needs_lengths());
     if (needs_lengths && batch.chosen_length.empty())
         fail(evaluate_loss_where, "chosen_length is empty, but " + loss_label<Loss>() +
-                     " is length-normalised and needs the lengths n_w and n_l");
+                                      " is length-normalised and needs the lengths n_w and n_l");
     if (needs_lengths && batch.rejected_length.empty())
         fail(evaluate_loss_where, "rejected_length is empty, but " + loss_label<Loss>() +
-                     " is length-normalised and needs the lengths n_w and n_l");
+                                      " is length-normalised and needs the lengths n_w and n_l");
     if (needs_lengths || batch.has_lengths()) {
         check_loss_field(batch.chosen_length, n, "chosen_length", true);
         check_loss_field(batch.rejected_length, n, "rejected_length", true);

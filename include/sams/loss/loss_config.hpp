@@ -1,4 +1,4 @@
-// Run-time choice of a preference loss (SPEC §3): which member of the family and its
+// Run-time choice of a preference loss (docs/losses.md): which member of the family and its
 // parameters. evaluate_loss() (sams/loss/evaluate.hpp) dispatches on it.
 #pragma once
 
@@ -43,12 +43,14 @@ struct loss_config {
     /// Messages are built only on failure, so validating on every evaluation allocates nothing.
     void validate(const char* scope = "loss_config") const {
         using detail::require;
-        require(kind >= loss_kind::sigmoid && kind <= loss_kind::sppo_hard, {scope, "kind"},
-                [&] { return "must be one of the loss_kind enumerators, got " + std::to_string(static_cast<int>(kind)); });
+        require(kind >= loss_kind::sigmoid && kind <= loss_kind::sppo_hard, {scope, "kind"}, [&] {
+            return "must be one of the loss_kind enumerators, got " + std::to_string(static_cast<int>(kind));
+        });
         require(std::isfinite(beta) && beta > 0.0, {scope, "beta"},
                 [&] { return "must be a finite number > 0, got " + std::to_string(beta); });
         require(std::isfinite(label_smoothing) && label_smoothing >= 0.0 && label_smoothing < 0.5,
-                {scope, "label_smoothing"}, [&] { return "must be in [0, 0.5), got " + std::to_string(label_smoothing); });
+                {scope, "label_smoothing"},
+                [&] { return "must be in [0, 0.5), got " + std::to_string(label_smoothing); });
         require(std::isfinite(simpo_gamma), {scope, "simpo_gamma"}, "must be finite");
     }
 

@@ -1,4 +1,4 @@
-// The shipped preference losses (SPEC §3), one struct per member of the family, each a model
+// The shipped preference losses (docs/losses.md), one struct per member of the family, each a model
 // of sams::preference_loss; and visit_loss(), which turns a run-time loss_config into one.
 // Formulas, derivatives and stability notes: docs/losses.md.
 #pragma once
@@ -331,8 +331,8 @@ decltype(auto) visit_loss(const loss_config& config, F&& f) {
         case loss_kind::apo_zero: return f(apo_zero_loss{config.beta});
         case loss_kind::sppo_hard: return f(sppo_hard_loss{config.beta});
     }
-    detail::fail({"loss_config", "kind"},
-                 "must be one of the loss_kind enumerators, got " + std::to_string(static_cast<int>(config.kind)));
+    detail::fail({"loss_config", "kind"}, "must be one of the loss_kind enumerators, got " +
+                                              std::to_string(static_cast<int>(config.kind)));
 }
 
 }  // namespace sams

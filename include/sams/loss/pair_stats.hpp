@@ -16,7 +16,7 @@ struct batch_summary {
     double rejected_reward = 0.0;  ///< mean rejected implicit reward
 };
 
-/// Per-pair loss values and exact derivatives for a batch of B pairs (SPEC §2–§3).
+/// Per-pair loss values and exact derivatives for a batch of B pairs (docs/concepts.md, docs/losses.md).
 template <class T>
 struct pair_stats {
     std::vector<T> loss;               ///< ℓ_i

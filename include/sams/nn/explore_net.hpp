@@ -1,4 +1,4 @@
-// f2, the exploration net of SamS (SPEC §6): reads f1's block-averaged activations φ and
+// f2, the exploration net of SamS (docs/algorithm.md): reads f1's block-averaged activations φ and
 // predicts f1's error; every block's skip connection adds the network input φ. Written once
 // against the backend concept.
 #pragma once
@@ -11,9 +11,9 @@
 #include <vector>
 
 #include <sams/backend/concept.hpp>
-#include <sams/nn/network_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
+#include <sams/nn/network_config.hpp>
 #include <sams/nn/parameters.hpp>
 
 namespace sams {
@@ -81,21 +81,15 @@ public:
     double train(const matrix& phi, const vector& y2, std::size_t steps) {
         detail::check_net_input<Backend>(*be_, phi, input_dim_, &y2, "explore_net::train");
         if (steps == 0 || be_->rows(phi) == 0) return 0.0;
-        double loss = 0.0;
-        for (std::size_t s = 0; s < steps; ++s) {
-            forward(phi);
-            loss = be_->mse_loss(out_, y2, grad_out_);
-            if (loss < opt_.early_stop_mse) break;
-            backward(phi);
-            params_.adam_step(*be_, opt_);
-        }
-        return loss;
+        return detail::train_on_mse(
+            *be_, params_, opt_, steps, out_, y2, grad_out_, [&] { forward(phi); }, [&] { backward(phi); });
     }
 
     /// Forward and backward without a step; returns the MSE, gradients via visit_gradients().
     double compute_gradients(const matrix& phi, const vector& y2) {
         detail::check_net_input<Backend>(*be_, phi, input_dim_, &y2, "explore_net::compute_gradients");
-        detail::require(be_->rows(phi) > 0, "explore_net::compute_gradients", "phi must have at least one row");
+        detail::require(be_->rows(phi) > 0, "explore_net::compute_gradients",
+                        "phi must have at least one row");
         forward(phi);
         const double loss = be_->mse_loss(out_, y2, grad_out_);
         backward(phi);

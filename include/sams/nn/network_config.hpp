@@ -14,12 +14,12 @@ namespace sams {
 
 /// The exploitation net f1 and exploration net f2.
 struct network_config {
-    std::size_t hidden = 256;        ///< H, width of f1
-    std::size_t depth = 4;           ///< N ≥ 3: input layer, N-2 residual blocks, output layer
-    std::size_t block_size = 16;     ///< s: φ is the block mean of f1's hidden activations
-    std::size_t explore_depth = 4;   ///< N2 ≥ 2 for f2
+    std::size_t hidden = 256;       ///< H, width of f1
+    std::size_t depth = 4;          ///< N ≥ 3: input layer, N-2 residual blocks, output layer
+    std::size_t block_size = 16;    ///< s: φ is the block mean of f1's hidden activations
+    std::size_t explore_depth = 4;  ///< N2 ≥ 2 for f2
     activation act = activation::relu;
-    double dropout = 0.0;            ///< dropout probability in f1's residual blocks during training
+    double dropout = 0.0;  ///< dropout probability in f1's residual blocks during training
     double layer_norm_eps = 1e-6;
 
     /// E = H·(N-2)/s, the dimension of φ and the width of f2.
@@ -32,7 +32,8 @@ struct network_config {
         using detail::require;
         require(hidden > 0, {scope, "hidden"}, "must be > 0");
         require(depth >= 3, {scope, "depth"}, [&] {
-            return "must be >= 3 (input layer, at least one residual block, output), got " + std::to_string(depth);
+            return "must be >= 3 (input layer, at least one residual block, output), got " +
+                   std::to_string(depth);
         });
         require(block_size > 0, {scope, "block_size"}, "must be > 0");
         require((hidden * (depth - 2)) % block_size == 0, {scope, "block_size"}, [&] {
@@ -41,7 +42,8 @@ struct network_config {
         });
         require(explore_depth >= 2, {scope, "explore_depth"}, "must be >= 2");
         require(act == activation::relu || act == activation::silu, {scope, "act"}, "must be relu or silu");
-        require(std::isfinite(dropout) && dropout >= 0.0 && dropout < 1.0, {scope, "dropout"}, "must be in [0, 1)");
+        require(std::isfinite(dropout) && dropout >= 0.0 && dropout < 1.0, {scope, "dropout"},
+                "must be in [0, 1)");
         require(std::isfinite(layer_norm_eps) && layer_norm_eps > 0.0, {scope, "layer_norm_eps"},
                 "must be finite and > 0");
     }
@@ -56,10 +58,10 @@ struct optimizer_config {
     double beta2 = 0.999;
     double eps = 1e-8;
     double weight_decay = 1e-5;
-    bool reset_each_update = false;   ///< true: fresh Adam state per update (public code)
-    std::size_t exploit_steps = 4;    ///< E_1 full-batch steps for f1 per update
-    std::size_t explore_steps = 4;    ///< E_2 full-batch steps for f2 per update
-    double early_stop_mse = 5e-5;     ///< stop a net's steps once its per-sample MSE is below this
+    bool reset_each_update = false;  ///< true: fresh Adam state per update (public code)
+    std::size_t exploit_steps = 4;   ///< E_1 full-batch steps for f1 per update
+    std::size_t explore_steps = 4;   ///< E_2 full-batch steps for f2 per update
+    double early_stop_mse = 5e-5;    ///< stop a net's steps once its per-sample MSE is below this
 
     /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
     void validate(const char* scope = "optimizer_config") const {

@@ -12,10 +12,10 @@
 #include <vector>
 
 #include <sams/backend/concept.hpp>
-#include <sams/nn/network_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
+#include <sams/nn/network_config.hpp>
 
 namespace sams::detail {
 
@@ -164,16 +164,35 @@ private:
     std::uint64_t step_ = 0;
 };
 
+/// The training loop of both nets: up to `steps` full-batch Adam steps on the MSE between
+/// the net's output `out` and `y`. Each step runs `forward()` (train mode, writes `out`);
+/// when that MSE is below opt.early_stop_mse training stops without stepping; otherwise
+/// `backward()` (reads `grad_out`) and one Adam step. Returns the last forward's MSE.
+template <backend Backend, class Out, class Grad, class Forward, class Backward>
+double train_on_mse(Backend& be, parameter_store<Backend>& params, const optimizer_config& opt,
+                    std::size_t steps, const Out& out, const backend_vector_t<Backend>& y, Grad& grad_out,
+                    Forward&& forward, Backward&& backward) {
+    double loss = 0.0;
+    for (std::size_t s = 0; s < steps; ++s) {
+        forward();
+        loss = be.mse_loss(out, y, grad_out);
+        if (loss < opt.early_stop_mse) break;
+        backward();
+        params.adam_step(be, opt);
+    }
+    return loss;
+}
+
 /// Shape and finiteness checks shared by the nets' predict/train entry points.
 template <backend Backend>
 void check_net_input(Backend& be, const backend_matrix_t<Backend>& x, std::size_t input_dim,
                      const backend_vector_t<Backend>* y, const char* where) {
     if (be.cols(x) != input_dim)
         detail::fail(where, "x has " + std::to_string(be.cols(x)) +
-                               " columns, expected the input dimension " + std::to_string(input_dim));
+                                " columns, expected the input dimension " + std::to_string(input_dim));
     if (y != nullptr && be.size(*y) != be.rows(x))
         detail::fail(where, "targets have size " + std::to_string(be.size(*y)) +
-                               ", expected rows(x) = " + std::to_string(be.rows(x)));
+                                ", expected rows(x) = " + std::to_string(be.rows(x)));
     if (!be.all_finite(x)) detail::fail(where, "x contains NaN or Inf");
     if (y != nullptr && !be.all_finite(*y)) detail::fail(where, "targets contain NaN or Inf");
 }

@@ -1,4 +1,4 @@
-// The reward customisation point (SPEC §5): what a scheduler hands a reward function about
+// The reward customisation point (docs/algorithm.md): what a scheduler hands a reward function about
 // the previous ("pending") batch, and the concept a reward function models.
 // docs/concepts.md has a minimal skeleton.
 #pragma once

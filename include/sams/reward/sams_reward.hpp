@@ -1,4 +1,4 @@
-// The default lagged reward of SamS (SPEC §5): a batch term from the relative change of
+// The default lagged reward of SamS (docs/algorithm.md): a batch term from the relative change of
 // the progress metric, optionally smoothed by its running mean, and a per-pair sample term
 // from min-max normalised margin and chosen log-prob.
 #pragma once
@@ -10,17 +10,18 @@
 #include <span>
 #include <string>
 
-#include <sams/reward/reward_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/views.hpp>
+#include <sams/loss/stable_math.hpp>
 #include <sams/reward/progress.hpp>
+#include <sams/reward/reward_config.hpp>
 #include <sams/reward/reward_function.hpp>
 
 namespace sams {
 namespace detail {
 
 /// Min-max normalisation to [0, 1] over a batch; a constant batch maps to 0.5 (the public
-/// code divides by zero there, SPEC §9.5).
+/// code divides by zero there, docs/algorithm.md).
 class min_max_normalizer {
 public:
     /// Scans value(0) … value(n-1).
@@ -48,7 +49,7 @@ private:
 
 }  // namespace detail
 
-/// SamS's reward (SPEC §5), configured by reward_config. For the rows of batch t-1:
+/// SamS's reward (docs/algorithm.md), configured by reward_config. For the rows of batch t-1:
 ///
 ///     Δ_t  = (L_{t-1} - L_t) / max(L_{t-1}, L_t, 1e-12)            (> 0: progress)
 ///     Δ'_t = λ A + (1-λ) Δ_t   with smoothing, else Δ_t
@@ -109,16 +110,16 @@ public:
         const detail::min_max_normalizer norm_chosen(b, chosen);
         const detail::min_max_normalizer norm_reward(config_.chosen_reward_term ? b : 0, reward);
 
-        const double batch_term = detail::stable_logistic(config_.a * smoothed + config_.b);
-        const double weight_term = 10.0 * detail::stable_logistic(smoothed);
+        const double batch_term = detail::sigmoid(config_.a * smoothed + config_.b);
+        const double weight_term = 10.0 * detail::sigmoid(smoothed);
         for (std::size_t j = 0; j < in.selected.size(); ++j) {
             const std::size_t i = in.selected[j];
             double s = 0.5 * norm_margin(margin(i)) + 0.5 * (1.0 - norm_chosen(chosen(i)));
             if (config_.chosen_reward_term) s += norm_reward(reward(i));
             double y = 0.0;
             if (config_.mode == reward_mode::add) {
-                double sample_term = detail::stable_logistic(s);
-                if (config_.reference_compat) sample_term = detail::stable_logistic(sample_term);
+                double sample_term = detail::sigmoid(s);
+                if (config_.reference_compat) sample_term = detail::sigmoid(sample_term);
                 y = config_.alpha * batch_term + (1.0 - config_.alpha) * sample_term;
             } else {
                 y = weight_term * s;

@@ -17,9 +17,9 @@
 #include <type_traits>
 #include <vector>
 
-#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 
 namespace sams::detail {
 

@@ -1,5 +1,5 @@
 // The batch_scheduler concept: anything that looks at a batch and decides which pairs to
-// train on (SPEC §7–§8). sams_scheduler and every baseline selector model it, so a trainer
+// train on (docs/algorithm.md). sams_scheduler and every baseline selector model it, so a trainer
 // or benchmark can swap them. docs/concepts.md has a minimal skeleton.
 #pragma once
 

@@ -1,5 +1,5 @@
 // Shared by every scheduler: turns per-pair loss results and a chosen subset into the
-// decision handed back to the host (SPEC §8): mask, weights, weighted gradients, metrics.
+// decision handed back to the host (docs/algorithm.md): mask, weights, weighted gradients, metrics.
 #pragma once
 
 #include <cstddef>
@@ -7,18 +7,19 @@
 #include <span>
 #include <string>
 
-#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
 #include <sams/loss/pair_stats.hpp>
 #include <sams/reward/progress.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 
 namespace sams::detail {
 
 /// Throws sams::invalid_argument unless `stats` holds B > 0 pairs in vectors of one length
 /// and `selected` is strictly ascending with indices < B.
 template <class T>
-void check_decision_inputs(const pair_stats<T>& stats, std::span<const std::size_t> selected, const char* where) {
+void check_decision_inputs(const pair_stats<T>& stats, std::span<const std::size_t> selected,
+                           const char* where) {
     const std::size_t b = stats.loss.size();
     require(b > 0, where, "stats must hold at least one pair");
     for (const auto* v : {&stats.d_policy_chosen, &stats.d_policy_rejected, &stats.chosen_reward,
@@ -73,28 +74,38 @@ void fill_checked_decision(const pair_stats<T>& stats, std::span<const std::size
     m.rejected_reward = rejected / n;
 }
 
+/// As sams::fill_decision, with `progress` already computed as progress_metric(stats.margin)
+/// (the scheduler needs it before filling, and computes it once per step).
+template <class T>
+void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected, weight_scaling scaling,
+                   double progress, decision<T>& d) {
+    check_decision_inputs(stats, selected, "sams::fill_decision");
+    fill_checked_decision(stats, selected, scaling, progress, d);
+}
+
+}  // namespace sams::detail
+
+namespace sams {
+
 /// Fills `d` from `stats` (B pairs) and `selected` (strictly ascending indices < B):
 /// selected, mask, weight (1/K or 1/B on selected rows, 0 elsewhere), loss,
 /// d_policy_chosen/rejected = w_i ∂ℓ_i/∂a, and metrics batch_loss, selected_loss = Σ w ℓ,
 /// progress = mean σ(-m), reward_accuracy, mean_margin, chosen/rejected reward (means
 /// over the whole batch, recomputed in double). Leaves d.score and every other metric
 /// alone. Checks `selected` and the margins before writing anything; reuses d's buffers.
+/// This is how every shipped scheduler builds its decision; a host-side selector calls it
+/// with the statistics of sams::evaluate_loss and its own choice of rows.
 template <class T>
 void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected, weight_scaling scaling,
                    decision<T>& d) {
-    check_decision_inputs(stats, selected, "sams::detail::fill_decision");
+    detail::check_decision_inputs(stats, selected, "sams::fill_decision");
     // Also rejects a NaN/Inf margin, before d is touched.
     const double progress = progress_metric(std::span<const T>(stats.margin));
-    fill_checked_decision(stats, selected, scaling, progress, d);
+    detail::fill_checked_decision(stats, selected, scaling, progress, d);
 }
 
-/// As the overload above, with `progress` already computed as progress_metric(stats.margin)
-/// (the scheduler needs it before filling, and computes it once per step).
-template <class T>
-void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected, weight_scaling scaling,
-                   double progress, decision<T>& d) {
-    check_decision_inputs(stats, selected, "sams::detail::fill_decision");
-    fill_checked_decision(stats, selected, scaling, progress, d);
-}
+namespace detail {
+using sams::fill_decision;  // the name the library's own schedulers use
+}  // namespace detail
 
-}  // namespace sams::detail
+}  // namespace sams

@@ -24,20 +24,20 @@ struct pending_selection {
     using T = value_type;
     using matrix = backend_matrix_t<Backend>;
 
-    bool active = false;               ///< false until the first step, true from then on
-    double progress = 0.0;             ///< L_{t-1}, the progress metric of the pending batch
-    std::vector<std::size_t> selected; ///< selected rows of the pending batch, ascending
+    bool active = false;                ///< false until the first step, true from then on
+    double progress = 0.0;              ///< L_{t-1}, the progress metric of the pending batch
+    std::vector<std::size_t> selected;  ///< selected rows of the pending batch, ascending
     std::vector<T> margin, policy_chosen, chosen_length, chosen_reward;  ///< whole batch
-    std::vector<T> exploit_score;      ///< f1 of each selected row when it was scored
-    matrix contexts, features;         ///< the selected rows' contexts and φ (backend storage)
+    std::vector<T> exploit_score;  ///< f1 of each selected row when it was scored
+    matrix contexts, features;     ///< the selected rows' contexts and φ (backend storage)
 
     [[nodiscard]] std::size_t size() const noexcept { return selected.size(); }
 
     /// Keeps the selection `chosen` of `batch`: statistics from `stats`, f1 scores from
     /// `f1` (one per pair), contexts and φ from the scored batch's backend rows.
-    void keep(Backend& be, const pair_batch<T>& batch, const pair_stats<T>& stats, std::span<const std::size_t> chosen,
-              std::span<const T> f1, const matrix& batch_contexts, const matrix& batch_features,
-              double batch_progress) {
+    void keep(Backend& be, const pair_batch<T>& batch, const pair_stats<T>& stats,
+              std::span<const std::size_t> chosen, std::span<const T> f1, const matrix& batch_contexts,
+              const matrix& batch_features, double batch_progress) {
         progress = batch_progress;
         selected.assign(chosen.begin(), chosen.end());
         margin.assign(stats.margin.begin(), stats.margin.end());

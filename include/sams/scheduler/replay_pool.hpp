@@ -27,8 +27,11 @@ public:
     using vector = backend_vector_t<Backend>;
 
     /// Throws sams::invalid_argument if capacity_rows is 0.
-    replay_pool(std::size_t capacity_rows, std::size_t context_dim, std::size_t feature_dim, bool with_features)
-        : index_(capacity_rows), context_dim_(context_dim), feature_dim_(feature_dim),
+    replay_pool(std::size_t capacity_rows, std::size_t context_dim, std::size_t feature_dim,
+                bool with_features)
+        : index_(capacity_rows),
+          context_dim_(context_dim),
+          feature_dim_(feature_dim),
           with_features_(with_features) {}
 
     [[nodiscard]] std::size_t size() const noexcept { return index_.size(); }
@@ -40,7 +43,9 @@ public:
 
     /// Up to m distinct stored slots, ascending, drawn uniformly (see reservoir_index::sample).
     /// Draw before offer() of the rows being rewarded, so none is replayed against itself.
-    void sample(std::size_t m, rng& gen, std::vector<std::size_t>& slots) const { index_.sample(m, gen, slots); }
+    void sample(std::size_t m, rng& gen, std::vector<std::size_t>& slots) const {
+        index_.sample(m, gen, slots);
+    }
 
     /// x, y = the contexts and targets stored at `slots`.
     void gather(Backend& be, std::span<const std::size_t> slots, matrix& x, vector& y) const {

@@ -1,4 +1,4 @@
-// Bookkeeping of the replay pool (SPEC §6): which slot of a fixed-capacity row store each
+// Bookkeeping of the replay pool (docs/algorithm.md): which slot of a fixed-capacity row store each
 // new row goes to (reservoir sampling, Algorithm R), and uniform draws of filled slots.
 // The rows themselves live in the caller's storage; this class never allocates per row.
 #pragma once

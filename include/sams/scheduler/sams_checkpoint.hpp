@@ -43,19 +43,19 @@ void write_rows(Backend& be, byte_writer& w, const backend_vector_t<Backend>& ve
 }
 /// Reads what write_rows wrote for a matrix of rows×cols into `mat` (left alone when rows == 0).
 template <backend Backend>
-void read_rows(Backend& be, byte_reader& r, backend_matrix_t<Backend>& mat, std::size_t rows, std::size_t cols,
-               const char* what, std::vector<backend_value_t<Backend>>& host) {
+void read_rows(Backend& be, byte_reader& r, backend_matrix_t<Backend>& mat, std::size_t rows,
+               std::size_t cols, const char* what, std::vector<backend_value_t<Backend>>& host) {
     using T = backend_value_t<Backend>;
     const auto stored_cols = r.get<std::uint64_t>(what);
     if (rows > 0 && stored_cols != cols)
-        throw checkpoint_error(std::string("checkpoint: ") + what + " has width " + std::to_string(stored_cols) +
-                               ", expected " + std::to_string(cols));
+        throw checkpoint_error(std::string("checkpoint: ") + what + " has width " +
+                               std::to_string(stored_cols) + ", expected " + std::to_string(cols));
     r.get_array(host, what, rows * cols);
     if (rows > 0) be.upload(matrix_view<const T>{host.data(), rows, cols, cols}, mat);
 }
 template <backend Backend>
-void read_rows(Backend& be, byte_reader& r, backend_vector_t<Backend>& vec, std::size_t rows, const char* what,
-               std::vector<backend_value_t<Backend>>& host) {
+void read_rows(Backend& be, byte_reader& r, backend_vector_t<Backend>& vec, std::size_t rows,
+               const char* what, std::vector<backend_value_t<Backend>>& host) {
     using T = backend_value_t<Backend>;
     r.get_array(host, what, rows);
     if (rows > 0) be.upload(std::span<const T>(host), vec);
@@ -88,8 +88,9 @@ void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t
         } else if constexpr (std::is_same_v<V, backend_matrix_t<Backend>>) {
             const auto rows = r.get<std::uint64_t>(name);
             if (rows != be.rows(tensor))
-                throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " + std::to_string(rows) +
-                                       " rows, expected " + std::to_string(be.rows(tensor)));
+                throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " +
+                                       std::to_string(rows) + " rows, expected " +
+                                       std::to_string(be.rows(tensor)));
             read_rows(be, r, tensor, be.rows(tensor), be.cols(tensor), name, host);
         } else {
             read_rows(be, r, tensor, be.size(tensor), name, host);
@@ -168,7 +169,8 @@ struct sams_checkpoint {
         const scheduler_config cfg = read_config(r);
         const auto dim = r.get<std::uint64_t>("context_dim");
         const auto seed = r.get<std::uint64_t>("seed");
-        if (dim == 0 || dim > (std::uint64_t{1} << 32)) throw checkpoint_error("checkpoint: implausible context_dim");
+        if (dim == 0 || dim > (std::uint64_t{1} << 32))
+            throw checkpoint_error("checkpoint: implausible context_dim");
         Scheduler s(cfg, static_cast<std::size_t>(dim), seed, std::move(be), std::move(reward));
         read_state(s, r);
         if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");

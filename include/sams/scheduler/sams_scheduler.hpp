@@ -1,35 +1,37 @@
-// sams_scheduler: the SamS contextual-bandit sample scheduler (SPEC §5–§8). One step
+// sams_scheduler: the SamS contextual-bandit sample scheduler (docs/algorithm.md). One step
 // scores a batch with the exploitation net f1 and exploration net f2, selects K pairs, and
 // trains both nets one step late on the reward the previous selection earned.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <type_traits>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <sams/backend/concept.hpp>
-#include <sams/scheduler/scheduler_config.hpp>
+#include <sams/core/convert.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
 #include <sams/loss/evaluate.hpp>
 #include <sams/loss/pair_stats.hpp>
-#include <sams/nn/explore_net.hpp>
 #include <sams/nn/exploit_net.hpp>
+#include <sams/nn/explore_net.hpp>
 #include <sams/reward/reward_function.hpp>
 #include <sams/reward/sams_reward.hpp>
 #include <sams/scheduler/decision_fill.hpp>
 #include <sams/scheduler/pending_selection.hpp>
 #include <sams/scheduler/replay_pool.hpp>
 #include <sams/scheduler/sams_checkpoint.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 #include <sams/scheduler/selection.hpp>
 
 namespace sams {
@@ -100,8 +102,8 @@ public:
 
         // fill_decision sets the loss, progress and reward metrics and leaves the rest of m.
         out.metrics = m;
-        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.select.weights, p.progress,
-                              out);
+        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.select.weights,
+                              p.progress, out);
         out.score.assign(host_scores_.begin(), host_scores_.end());
         step_metrics& om = out.metrics;
         om.score_spread = score_spread(std::span<const T>(host_scores_));
@@ -112,6 +114,27 @@ public:
 
         pending_.keep(*backend_, batch, stats_, selected_, host_f1_, batch_x_, batch_phi_, p.progress);
         ++step_count_;
+    }
+
+    /// As step(batch), for a batch in another floating-point type in host memory (e.g. a
+    /// double host stepping a float scheduler): converted into buffers this scheduler reuses,
+    /// so steady-state steps still allocate nothing. Results equal stepping the batch after
+    /// static_cast<T> of every value.
+    template <std::floating_point U>
+        requires(!std::same_as<U, T>)
+    [[nodiscard]] decision<T> step(const pair_batch<U>& batch) {
+        decision<T> d;
+        step(batch, d);
+        return d;
+    }
+    template <std::floating_point U>
+        requires(!std::same_as<U, T>)
+    void step(const pair_batch<U>& batch, decision<T>& out) { step(converter_.convert(batch), out); }
+
+    /// K, the number of pairs a step selects from a batch of `batch_size` (≥ 1):
+    /// clamp(round(select.ratio · batch_size), 1, batch_size).
+    [[nodiscard]] std::size_t selection_count(std::size_t batch_size) const {
+        return selection_size(config_.select.ratio, batch_size);
     }
 
     [[nodiscard]] const scheduler_config& config() const noexcept { return config_; }
@@ -126,7 +149,9 @@ public:
     [[nodiscard]] const explore_net<Backend>& exploration_net() const noexcept { return *explore_; }
 
     /// The complete state as checkpoint bytes (see save(); the layout is in sams_checkpoint.hpp).
-    [[nodiscard]] std::vector<std::uint8_t> serialize() const { return detail::sams_checkpoint::serialize(*this); }
+    [[nodiscard]] std::vector<std::uint8_t> serialize() const {
+        return detail::sams_checkpoint::serialize(*this);
+    }
 
     /// Rebuilds a scheduler from serialize()'s bytes; throws sams::checkpoint_error on any
     /// inconsistency (never reads out of bounds).
@@ -214,15 +239,15 @@ private:
         });
         detail::require(c.stride() >= c.cols, where, "batch.contexts.row_stride must be >= cols");
         detail::require(batch.ids.empty() || batch.ids.size() == B, where,
-                          "batch.ids must be empty or have one entry per pair");
+                        "batch.ids must be empty or have one entry per pair");
         // Contexts may live where the backend computes (device memory for a GPU backend), so
         // they are checked there, in the scratch buffer that scoring reads next.
         backend_->upload(c, batch_x_);
         detail::require(backend_->all_finite(batch_x_), where, "batch.contexts contains NaN or Inf");
         if (config_.reward.length_normalized_chosen) {
             detail::require(batch.chosen_length.size() == B, where,
-                              "batch.chosen_length is required (reward_config.length_normalized_chosen) "
-                              "with one entry per pair");
+                            "batch.chosen_length is required (reward_config.length_normalized_chosen) "
+                            "with one entry per pair");
             for (const T n : batch.chosen_length)
                 detail::require(n > T(0), where, "batch.chosen_length must be > 0");
         }
@@ -333,6 +358,7 @@ private:
     std::uint64_t update_count_ = 0;
 
     // ---- scratch buffers, reused across steps (not state) --------------------------------
+    batch_converter<T> converter_;
     pair_stats<T> stats_;
     std::vector<T> targets_, host_scores_, host_f1_;
     std::vector<std::size_t> selected_, replay_slots_;

@@ -37,11 +37,11 @@ enum class weight_scaling {
 };
 
 struct selection_config {
-    double ratio = 0.5;                 ///< ρ in (0, 1]; K = clamp(round(ρB), 1, B)
+    double ratio = 0.5;  ///< ρ in (0, 1]; K = clamp(round(ρB), 1, B)
     selection_rule rule = selection_rule::top_k;
-    double temperature = 1.0;           ///< τ > 0 for softmax_sample
-    double explore_weight = 0.01;       ///< w in u = f1 + w f2
-    std::size_t warmup_steps = 0;       ///< random selection for this many steps; 0: until trained once
+    double temperature = 1.0;      ///< τ > 0 for softmax_sample
+    double explore_weight = 0.01;  ///< w in u = f1 + w f2
+    std::size_t warmup_steps = 0;  ///< random selection for this many steps; 0: until trained once
     weight_scaling weights = weight_scaling::per_selected;
 
     /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
@@ -53,8 +53,8 @@ struct selection_config {
                 "must be top_k or softmax_sample");
         require(std::isfinite(temperature) && temperature > 0.0, {scope, "temperature"}, "must be > 0");
         require(std::isfinite(explore_weight), {scope, "explore_weight"}, "must be finite");
-        require(weights == weight_scaling::per_selected || weights == weight_scaling::per_batch, {scope, "weights"},
-                "must be per_selected or per_batch");
+        require(weights == weight_scaling::per_selected || weights == weight_scaling::per_batch,
+                {scope, "weights"}, "must be per_selected or per_batch");
     }
     friend bool operator==(const selection_config&, const selection_config&) = default;
 };

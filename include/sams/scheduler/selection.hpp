@@ -1,4 +1,4 @@
-// Selection rules over the B scores of a batch (SPEC §7): the subset size K, top-K,
+// Selection rules over the B scores of a batch (docs/algorithm.md): the subset size K, top-K,
 // Gumbel-top-K sampling, a uniform K-subset, and the spread/entropy diagnostics.
 // Every rule writes ascending indices into a caller-owned vector, which is reused.
 #pragma once

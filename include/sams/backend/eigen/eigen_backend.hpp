@@ -2,7 +2,7 @@
 // Eigen maps over eigen_matrix / eigen_vector. Products go through Eigen's GEMM without
 // temporaries; elementwise kernels are Eigen array expressions, row by row where a row
 // reduction is involved. Built with -fopenmp, products and the Adam update run on
-// Eigen::nbThreads() OpenMP threads (products: tiles shared among threads, see gemm_apply).
+// Eigen::nbThreads() OpenMP threads (products: tiles shared among threads, see backend/eigen/gemm.hpp).
 #pragma once
 
 #include <algorithm>
@@ -19,7 +19,9 @@
 #endif
 
 #include <sams/backend/concept.hpp>
+#include <sams/backend/eigen/gemm.hpp>
 #include <sams/backend/eigen/tensor.hpp>
+#include <sams/backend/preconditions.hpp>
 #include <sams/backend/types.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/views.hpp>
@@ -72,7 +74,8 @@ public:
 
     void upload(matrix_view<const T> src, matrix& dst) {
         detail::require(src.rows == 0 || src.data != nullptr, "eigen_backend::upload", "src.data is null");
-        detail::require(src.stride() >= src.cols, "eigen_backend::upload", "src.row_stride must be >= src.cols");
+        detail::require(src.stride() >= src.cols, "eigen_backend::upload",
+                        "src.row_stride must be >= src.cols");
         dst.resize(src.rows, src.cols);
         using stride_map = Eigen::Map<const typename matrix::plain_type, Eigen::Unaligned, Eigen::OuterStride<>>;
         dst.map() = stride_map(src.data, detail::eigen_index(src.rows), detail::eigen_index(src.cols),
@@ -84,12 +87,12 @@ public:
     }
     void download(const matrix& src, std::span<T> dst) {
         detail::require(dst.size() == src.size(), "eigen_backend::download",
-                          "dst.size() must equal rows * cols of the source matrix");
+                        "dst.size() must equal rows * cols of the source matrix");
         std::copy(src.data(), src.data() + src.size(), dst.begin());
     }
     void download(const vector& src, std::span<T> dst) {
         detail::require(dst.size() == src.size(), "eigen_backend::download",
-                          "dst.size() must equal the size of the source vector");
+                        "dst.size() must equal the size of the source vector");
         std::copy(src.data(), src.data() + src.size(), dst.begin());
     }
 
@@ -103,7 +106,7 @@ public:
 
     void gather_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
         detail::require(&src != &dst, "eigen_backend::gather_rows", "src and dst must be different matrices");
-        check_indices(idx, src.rows(), "eigen_backend::gather_rows");
+        detail::check_indices(idx, src.rows(), "eigen_backend::gather_rows");
         dst.resize(idx.size(), src.cols());
         const std::size_t c = src.cols();
         for (std::size_t i = 0; i < idx.size(); ++i)
@@ -111,39 +114,41 @@ public:
     }
     void gather(const vector& src, std::span<const std::size_t> idx, vector& dst) {
         detail::require(&src != &dst, "eigen_backend::gather", "src and dst must be different vectors");
-        check_indices(idx, src.size(), "eigen_backend::gather");
+        detail::check_indices(idx, src.size(), "eigen_backend::gather");
         dst.resize(idx.size());
         for (std::size_t i = 0; i < idx.size(); ++i) dst[i] = src[idx[i]];
     }
     void set_rows(matrix& dst, std::size_t first_row, const matrix& src) {
         detail::require(&src != &dst, "eigen_backend::set_rows", "src and dst must be different matrices");
         detail::require(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::set_rows",
-                          "src must have as many columns as dst");
+                        "src must have as many columns as dst");
         detail::require(first_row <= dst.rows() && src.rows() <= dst.rows() - first_row,
-                          "eigen_backend::set_rows", "first_row + rows(src) must be <= rows(dst)");
+                        "eigen_backend::set_rows", "first_row + rows(src) must be <= rows(dst)");
         std::copy(src.data(), src.data() + src.size(), dst.data() + first_row * dst.cols());
     }
     void set_range(vector& dst, std::size_t first, const vector& src) {
         detail::require(&src != &dst, "eigen_backend::set_range", "src and dst must be different vectors");
         detail::require(first <= dst.size() && src.size() <= dst.size() - first, "eigen_backend::set_range",
-                          "first + size(src) must be <= size(dst)");
+                        "first + size(src) must be <= size(dst)");
         std::copy(src.data(), src.data() + src.size(), dst.data() + first);
     }
     void scatter_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
-        detail::require(&src != &dst, "eigen_backend::scatter_rows", "src and dst must be different matrices");
+        detail::require(&src != &dst, "eigen_backend::scatter_rows",
+                        "src and dst must be different matrices");
         detail::require(idx.size() == src.rows(), "eigen_backend::scatter_rows",
-                          "idx.size() must equal rows(src)");
+                        "idx.size() must equal rows(src)");
         detail::require(src.cols() == dst.cols() || src.rows() == 0, "eigen_backend::scatter_rows",
-                          "src must have as many columns as dst");
-        check_indices(idx, dst.rows(), "eigen_backend::scatter_rows");
+                        "src must have as many columns as dst");
+        detail::check_indices(idx, dst.rows(), "eigen_backend::scatter_rows");
         const std::size_t c = src.cols();
         for (std::size_t i = 0; i < idx.size(); ++i)
             std::copy(src.data() + i * c, src.data() + (i + 1) * c, dst.data() + idx[i] * c);
     }
     void scatter(const vector& src, std::span<const std::size_t> idx, vector& dst) {
         detail::require(&src != &dst, "eigen_backend::scatter", "src and dst must be different vectors");
-        detail::require(idx.size() == src.size(), "eigen_backend::scatter", "idx.size() must equal size(src)");
-        check_indices(idx, dst.size(), "eigen_backend::scatter");
+        detail::require(idx.size() == src.size(), "eigen_backend::scatter",
+                        "idx.size() must equal size(src)");
+        detail::check_indices(idx, dst.size(), "eigen_backend::scatter");
         for (std::size_t i = 0; i < idx.size(); ++i) dst[idx[i]] = src[i];
     }
     void axpby(T a, const vector& x, T b, const vector& y, vector& out) {
@@ -155,30 +160,23 @@ public:
     // ---- compute kernels --------------------------------------------------------------------
 
     void gemm(transpose ta, transpose tb, T alpha, const matrix& a, const matrix& b, T beta, matrix& c) {
-        detail::require(&c != &a && &c != &b, "eigen_backend::gemm", "c must not alias a or b");
+        const auto [m, n, k] =
+            detail::check_gemm(ta, tb, a.rows(), a.cols(), b.rows(), b.cols(), &c == &a || &c == &b,
+                               beta == T(0), c.rows(), c.cols(), "eigen_backend::gemm");
         const bool at = ta == transpose::yes;
         const bool bt = tb == transpose::yes;
-        const std::size_t m = at ? a.cols() : a.rows();
-        const std::size_t k = at ? a.rows() : a.cols();
-        const std::size_t kb = bt ? b.cols() : b.rows();
-        const std::size_t n = bt ? b.rows() : b.cols();
-        detail::require(k == kb, "eigen_backend::gemm", "inner dimensions of op(a) and op(b) differ");
-        if (beta == T(0))
-            c.resize(m, n);
-        else
-            detail::require(c.rows() == m && c.cols() == n, "eigen_backend::gemm",
-                              "c must have shape rows(op(a)) x cols(op(b)) when beta != 0");
+        if (beta == T(0)) c.resize(m, n);
         auto cm = c.map();
         const auto am = a.map();
         const auto bm = b.map();
         if (!at && !bt)
-            gemm_apply(alpha, am, bm, beta, cm);
+            detail::tiled_gemm(alpha, am, bm, beta, cm);
         else if (!at && bt)
-            gemm_apply(alpha, am, bm.transpose(), beta, cm);
+            detail::tiled_gemm(alpha, am, bm.transpose(), beta, cm);
         else if (at && !bt)
-            gemm_apply(alpha, am.transpose(), bm, beta, cm);
+            detail::tiled_gemm(alpha, am.transpose(), bm, beta, cm);
         else
-            gemm_apply(alpha, am.transpose(), bm.transpose(), beta, cm);
+            detail::tiled_gemm(alpha, am.transpose(), bm.transpose(), beta, cm);
     }
 
     void column_sums(const matrix& a, vector& out) {
@@ -213,7 +211,7 @@ public:
 
     void activation_backward(activation act, const matrix& z, const matrix& grad_a, matrix& grad_z) {
         detail::require(z.rows() == grad_a.rows() && z.cols() == grad_a.cols(),
-                          "eigen_backend::activation_backward", "z and grad_a must have the same shape");
+                        "eigen_backend::activation_backward", "z and grad_a must have the same shape");
         if (&grad_z != &z && &grad_z != &grad_a) grad_z.resize(z.rows(), z.cols());
         const auto zz = flat(z);
         const auto ga = flat(grad_a);
@@ -229,21 +227,21 @@ public:
 
     void add(const matrix& a, const matrix& b, matrix& out) {
         detail::require(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::add",
-                          "a and b must have the same shape");
+                        "a and b must have the same shape");
         if (&out != &a && &out != &b) out.resize(a.rows(), a.cols());
         flat(out) = flat(a) + flat(b);
     }
 
     void multiply(const matrix& a, const matrix& b, matrix& out) {
         detail::require(a.rows() == b.rows() && a.cols() == b.cols(), "eigen_backend::multiply",
-                          "a and b must have the same shape");
+                        "a and b must have the same shape");
         if (&out != &a && &out != &b) out.resize(a.rows(), a.cols());
         flat(out) = flat(a) * flat(b);
     }
 
     void dropout_mask(matrix& mask, double p, std::uint64_t seed) {
         detail::require(std::isfinite(p) && p >= 0.0 && p < 1.0, "eigen_backend::dropout_mask",
-                          "p must be in [0, 1)");
+                        "p must be in [0, 1)");
         const T keep = static_cast<T>(1.0 / (1.0 - p));
         T* d = mask.data();
         const std::size_t n = mask.size();
@@ -254,9 +252,10 @@ public:
                             matrix& x_hat, vector& rstd) {
         const char* where = "eigen_backend::layer_norm_forward";
         detail::require(gamma.size() == x.cols() && beta.size() == x.cols(), where,
-                          "size(gamma) and size(beta) must equal cols(x)");
+                        "size(gamma) and size(beta) must equal cols(x)");
         detail::require(x.cols() > 0, where, "x must have at least one column");
-        detail::require(&y != &x && &x_hat != &x && &y != &x_hat, where, "outputs must not alias x or each other");
+        detail::require(&y != &x && &x_hat != &x && &y != &x_hat, where,
+                        "outputs must not alias x or each other");
         y.resize(x.rows(), x.cols());
         x_hat.resize(x.rows(), x.cols());
         rstd.resize(x.rows());
@@ -279,13 +278,13 @@ public:
                              matrix& grad_x, vector& grad_gamma, vector& grad_beta) {
         const char* where = "eigen_backend::layer_norm_backward";
         detail::require(grad_y.rows() == x_hat.rows() && grad_y.cols() == x_hat.cols(), where,
-                          "grad_y and x_hat must have the same shape");
+                        "grad_y and x_hat must have the same shape");
         detail::require(rstd.size() == x_hat.rows(), where, "size(rstd) must equal rows(x_hat)");
         detail::require(gamma.size() == x_hat.cols(), where, "size(gamma) must equal cols(x_hat)");
         detail::require(&grad_x != &grad_y && &grad_x != &x_hat && &grad_gamma != &grad_beta &&
-                              &grad_gamma != &gamma && &grad_beta != &gamma && &grad_gamma != &rstd &&
-                              &grad_beta != &rstd,
-                          where, "outputs must not alias inputs or each other");
+                            &grad_gamma != &gamma && &grad_beta != &gamma && &grad_gamma != &rstd &&
+                            &grad_beta != &rstd,
+                        where, "outputs must not alias inputs or each other");
         grad_x.resize(grad_y.rows(), grad_y.cols());
         grad_gamma.resize(grad_y.cols());
         grad_beta.resize(grad_y.cols());
@@ -312,7 +311,7 @@ public:
         detail::require(&src != &dst, where, "src and dst must be different matrices");
         detail::require(dst.rows() == src.rows(), where, "dst must have as many rows as src");
         detail::require(src.cols() == 0 || (offset + src.cols() + block - 1) / block <= dst.cols(), where,
-                          "dst has fewer than (offset + cols(src)) / block columns");
+                        "dst has fewer than (offset + cols(src)) / block columns");
         const T inv = T(1) / static_cast<T>(block);
         const std::size_t c = src.cols();
         if (offset % block == 0 && c % block == 0) {
@@ -333,14 +332,15 @@ public:
     }
 
     void adam_update(matrix& param, const matrix& grad, matrix& m, matrix& v, const adam_hyperparameters& h) {
-        detail::require(grad.rows() == param.rows() && grad.cols() == param.cols() && m.rows() == param.rows() &&
-                              m.cols() == param.cols() && v.rows() == param.rows() && v.cols() == param.cols(),
-                          "eigen_backend::adam_update", "param, grad, m and v must have the same shape");
+        detail::require(grad.rows() == param.rows() && grad.cols() == param.cols() &&
+                            m.rows() == param.rows() && m.cols() == param.cols() &&
+                            v.rows() == param.rows() && v.cols() == param.cols(),
+                        "eigen_backend::adam_update", "param, grad, m and v must have the same shape");
         adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size(), h);
     }
     void adam_update(vector& param, const vector& grad, vector& m, vector& v, const adam_hyperparameters& h) {
         detail::require(grad.size() == param.size() && m.size() == param.size() && v.size() == param.size(),
-                          "eigen_backend::adam_update", "param, grad, m and v must have the same size");
+                        "eigen_backend::adam_update", "param, grad, m and v must have the same size");
         adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size(), h);
     }
 
@@ -372,96 +372,6 @@ private:
     static flat_map flat(matrix& m) noexcept { return flat_map(m.data(), detail::eigen_index(m.size())); }
     static const_flat_map flat(const matrix& m) noexcept {
         return const_flat_map(m.data(), detail::eigen_index(m.size()));
-    }
-
-    static void check_indices(std::span<const std::size_t> idx, std::size_t bound, const char* where) {
-        for (const std::size_t i : idx)
-            if (i >= bound)
-                detail::fail(where, "index " + std::to_string(i) + " is out of range (" +
-                                       std::to_string(bound) + " rows or elements)");
-    }
-
-    // c = alpha·a·b + beta·c over output tiles of at most gemm_tile rows and columns, each
-    // accumulated in steps of at most gemm_depth inner terms. Eigen packs GEMM operands into
-    // blocks of at most (rows·depth) and (depth·cols) elements, taken from the stack up to
-    // EIGEN_STACK_ALLOCATION_LIMIT bytes and from the heap beyond; these tiles keep both on
-    // the stack, so training allocates nothing at any size, and the tiled product measured
-    // as fast as Eigen's own blocking at the nets' shapes.
-    // Under OpenMP the tiles are shared among the threads, each running Eigen's sequential
-    // product. Eigen's own parallel GEMM would take the packed block from the heap at every
-    // call and fork once per tile and depth step; this forks once per product, and exactly
-    // when Eigen would have (gemm_threads), so no product reaches Eigen's parallel path.
-    static constexpr Eigen::Index gemm_tile = 256;
-    static constexpr Eigen::Index gemm_depth =
-        std::max<Eigen::Index>(8, EIGEN_STACK_ALLOCATION_LIMIT / Eigen::Index{sizeof(T)} / gemm_tile);
-
-    static Eigen::Index ceil_div(Eigen::Index a, Eigen::Index b) noexcept { return (a + b - 1) / b; }
-
-    // Threads for an m×n×k product: Eigen::nbThreads() where Eigen would run its parallel
-    // GEMM (at least 2·50000 multiply-adds, not a GEMV) outside a parallel region, else 1.
-    static int gemm_threads([[maybe_unused]] Eigen::Index m, [[maybe_unused]] Eigen::Index n,
-                            [[maybe_unused]] Eigen::Index k) noexcept {
-#if defined(_OPENMP)
-        if (m > 1 && n > 1 && static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= 1e5 &&
-            !omp_in_parallel())
-            return std::max(1, Eigen::nbThreads());
-#endif
-        return 1;
-    }
-
-    template <class A, class B, class C>
-    static void gemm_apply(T alpha, const A& a, const B& b, T beta, C& c) {
-        using index = Eigen::Index;
-        const index m = c.rows(), n = c.cols(), k = a.cols();
-        const int threads = gemm_threads(m, n, k);
-        index tile_rows = gemm_tile, tile_cols = gemm_tile;
-        if (threads > 1) {
-            // At least two tiles a thread where the shape allows (tiles of at least 64 columns
-            // and 32 rows), of even sizes rounded up to 16.
-            const index want = 2 * index{threads};
-            index ct = ceil_div(n, gemm_tile), rt = ceil_div(m, gemm_tile);
-            if (rt * ct < want) ct = std::max(ct, std::min(std::max<index>(1, n / 64), ceil_div(want, rt)));
-            if (rt * ct < want) rt = std::max(rt, std::min(std::max<index>(1, m / 32), ceil_div(want, ct)));
-            tile_cols = std::min(gemm_tile, ceil_div(ceil_div(n, ct), 16) * 16);
-            tile_rows = std::min(gemm_tile, ceil_div(ceil_div(m, rt), 16) * 16);
-        }
-        const index col_tiles = ceil_div(n, tile_cols);
-        const index tiles = ceil_div(m, tile_rows) * col_tiles;
-        const auto run_tile = [&](index t) {
-            const index r0 = (t / col_tiles) * tile_rows, c0 = (t % col_tiles) * tile_cols;
-            const index nr = std::min(tile_rows, m - r0), nc = std::min(tile_cols, n - c0);
-            auto cb = c.block(r0, c0, nr, nc);
-            if (beta == T(0) && k == 0)
-                cb.setZero();
-            else if (beta != T(0) && beta != T(1))
-                cb *= beta;
-            for (index k0 = 0; k0 < k; k0 += gemm_depth) {
-                const index nk = std::min(gemm_depth, k - k0);
-                const auto ab = a.block(r0, k0, nr, nk);
-                const auto bb = b.block(k0, c0, nk, nc);
-                // alpha == 1 stays out of the expression: where a product degenerates
-                // to a GEMV, Eigen copies a scaled operand into a heap temporary.
-                if (k0 == 0 && beta == T(0)) {
-                    if (alpha == T(1))
-                        cb.noalias() = ab * bb;
-                    else
-                        cb.noalias() = alpha * ab * bb;
-                } else {
-                    if (alpha == T(1))
-                        cb.noalias() += ab * bb;
-                    else
-                        cb.noalias() += alpha * ab * bb;
-                }
-            }
-        };
-#if defined(_OPENMP)
-        if (threads > 1) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-            for (index t = 0; t < tiles; ++t) run_tile(t);
-            return;
-        }
-#endif
-        for (index t = 0; t < tiles; ++t) run_tile(t);
     }
 
     static void adam_apply(T* p, const T* g, T* m, T* v, std::size_t n, const adam_hyperparameters& h) {

@@ -57,7 +57,7 @@ struct finite_bound<double> {
     static constexpr double value = DBL_MAX;
 };
 
-/// detail::counter_uniform of backend/concept.hpp, callable from kernels. The static_assert
+/// sams::counter_uniform of backend/concept.hpp, callable from kernels. The static_assert
 /// below pins it to the concept's formula, so every backend draws the same dropout masks.
 SAMS_HOST_DEVICE constexpr double kernel_counter_uniform(std::uint64_t seed, std::uint64_t index) noexcept {
     std::uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ULL;
@@ -68,8 +68,9 @@ SAMS_HOST_DEVICE constexpr double kernel_counter_uniform(std::uint64_t seed, std
 }
 static_assert(kernel_counter_uniform(0, 0) == counter_uniform(0, 0) &&
                   kernel_counter_uniform(42, 7) == counter_uniform(42, 7) &&
-                  kernel_counter_uniform(0xDEADBEEFULL, 123456789ULL) == counter_uniform(0xDEADBEEFULL, 123456789ULL),
-              "thrust backend: kernel_counter_uniform must equal sams::detail::counter_uniform");
+                  kernel_counter_uniform(0xDEADBEEFULL, 123456789ULL) ==
+                      counter_uniform(0xDEADBEEFULL, 123456789ULL),
+              "thrust backend: kernel_counter_uniform must equal sams::counter_uniform");
 
 template <class T>
 SAMS_HOST_DEVICE inline T activate(activation act, T z) {

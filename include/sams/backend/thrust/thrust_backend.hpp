@@ -25,6 +25,7 @@
 #include <thrust/transform_reduce.h>
 
 #include <sams/backend/concept.hpp>
+#include <sams/backend/preconditions.hpp>
 #include <sams/backend/thrust/config.hpp>
 #include <sams/backend/thrust/functors.hpp>
 #include <sams/backend/thrust/storage.hpp>
@@ -40,6 +41,8 @@
 #include <sams/backend/cuda/runtime.cuh>
 #else
 #include <Eigen/Core>
+
+#include <sams/backend/eigen/gemm.hpp>
 #endif
 
 namespace sams {
@@ -155,8 +158,8 @@ public:
         if (count == 0) return;
         if (p == nullptr) detail::fail(where, std::string(name) + " is null");
         if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0)
-            detail::fail(where, std::string(name) + " is not aligned to " +
-                                   std::to_string(alignof(T)) + " bytes (the size of its element type)");
+            detail::fail(where, std::string(name) + " is not aligned to " + std::to_string(alignof(T)) +
+                                    " bytes (the size of its element type)");
 #endif
     }
 
@@ -241,14 +244,16 @@ public:
     /// dst = src (row-major); synchronises the stream, so dst is ready on return.
     void download(const matrix& src, std::span<T> dst) {
         constexpr const char* where = "thrust_backend::download";
-        detail::require(dst.size() == src.size(), where, "dst.size() must equal rows * cols of the source matrix");
+        detail::require(dst.size() == src.size(), where,
+                        "dst.size() must equal rows * cols of the source matrix");
         check_pointer(dst.data(), dst.size(), where, "dst");
         copy_to_host_async(src.data(), src.size(), dst.data(), where);
         synchronize();
     }
     void download(const vector& src, std::span<T> dst) {
         constexpr const char* where = "thrust_backend::download";
-        detail::require(dst.size() == src.size_, where, "dst.size() must equal the size of the source vector");
+        detail::require(dst.size() == src.size_, where,
+                        "dst.size() must equal the size of the source vector");
         check_pointer(dst.data(), dst.size(), where, "dst");
         copy_to_host_async(src.data(), src.size_, dst.data(), where);
         synchronize();
@@ -262,7 +267,7 @@ public:
     void gather_rows(const matrix& src, std::span<const std::size_t> idx, matrix& dst) {
         constexpr const char* where = "thrust_backend::gather_rows";
         detail::require(&src != &dst, where, "src and dst must be different matrices");
-        check_indices(idx, src.rows_, where);
+        detail::check_indices(idx, src.rows_, where);
         resize(dst, idx.size(), src.cols_);
         const std::size_t n = dst.size();
         if (n == 0) return;
@@ -272,7 +277,7 @@ public:
     void gather(const vector& src, std::span<const std::size_t> idx, vector& dst) {
         constexpr const char* where = "thrust_backend::gather";
         detail::require(&src != &dst, where, "src and dst must be different vectors");
-        check_indices(idx, src.size_, where);
+        detail::check_indices(idx, src.size_, where);
         resize(dst, idx.size());
         if (idx.empty()) return;
         for_each_index(idx.size(), detail::gather_fn<T>{src.data(), dst.data(), device_indices(idx, where)}, where);
@@ -280,9 +285,10 @@ public:
     void set_rows(matrix& dst, std::size_t first_row, const matrix& src) {
         constexpr const char* where = "thrust_backend::set_rows";
         detail::require(&src != &dst, where, "src and dst must be different matrices");
-        detail::require(src.cols_ == dst.cols_ || src.rows_ == 0, where, "src must have as many columns as dst");
+        detail::require(src.cols_ == dst.cols_ || src.rows_ == 0, where,
+                        "src must have as many columns as dst");
         detail::require(first_row <= dst.rows_ && src.rows_ <= dst.rows_ - first_row, where,
-                          "first_row + rows(src) must be <= rows(dst)");
+                        "first_row + rows(src) must be <= rows(dst)");
         if (src.size() == 0) return;
         detail::device_copy_bytes(dst.data() + first_row * dst.cols_, src.data(), src.size() * sizeof(T),
                                   stream_handle(), where);
@@ -291,7 +297,7 @@ public:
         constexpr const char* where = "thrust_backend::set_range";
         detail::require(&src != &dst, where, "src and dst must be different vectors");
         detail::require(first <= dst.size_ && src.size_ <= dst.size_ - first, where,
-                          "first + size(src) must be <= size(dst)");
+                        "first + size(src) must be <= size(dst)");
         if (src.size_ == 0) return;
         detail::device_copy_bytes(dst.data() + first, src.data(), src.size_ * sizeof(T), stream_handle(), where);
     }
@@ -299,8 +305,9 @@ public:
         constexpr const char* where = "thrust_backend::scatter_rows";
         detail::require(&src != &dst, where, "src and dst must be different matrices");
         detail::require(idx.size() == src.rows_, where, "idx.size() must equal rows(src)");
-        detail::require(src.cols_ == dst.cols_ || src.rows_ == 0, where, "src must have as many columns as dst");
-        check_indices(idx, dst.rows_, where);
+        detail::require(src.cols_ == dst.cols_ || src.rows_ == 0, where,
+                        "src must have as many columns as dst");
+        detail::check_indices(idx, dst.rows_, where);
         const std::size_t n = src.size();
         if (n == 0) return;
         for_each_index(n, detail::scatter_rows_fn<T>{src.data(), dst.data(), device_indices(idx, where), src.cols_},
@@ -310,7 +317,7 @@ public:
         constexpr const char* where = "thrust_backend::scatter";
         detail::require(&src != &dst, where, "src and dst must be different vectors");
         detail::require(idx.size() == src.size_, where, "idx.size() must equal size(src)");
-        check_indices(idx, dst.size_, where);
+        detail::check_indices(idx, dst.size_, where);
         if (idx.empty()) return;
         for_each_index(idx.size(), detail::scatter_fn<T>{src.data(), dst.data(), device_indices(idx, where)}, where);
     }
@@ -327,19 +334,12 @@ public:
     /// row-major product as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ; host systems: Eigen.
     void gemm(transpose ta, transpose tb, T alpha, const matrix& a, const matrix& b, T beta, matrix& c) {
         constexpr const char* where = "thrust_backend::gemm";
-        detail::require(&c != &a && &c != &b, where, "c must not alias a or b");
+        const auto [m, n, k] =
+            detail::check_gemm(ta, tb, a.rows_, a.cols_, b.rows_, b.cols_, &c == &a || &c == &b, beta == T(0),
+                               c.rows_, c.cols_, where);
         const bool at = ta == transpose::yes;
         const bool bt = tb == transpose::yes;
-        const std::size_t m = at ? a.cols_ : a.rows_;
-        const std::size_t k = at ? a.rows_ : a.cols_;
-        const std::size_t kb = bt ? b.cols_ : b.rows_;
-        const std::size_t n = bt ? b.rows_ : b.cols_;
-        detail::require(k == kb, where, "inner dimensions of op(a) and op(b) differ");
-        if (beta == T(0))
-            resize(c, m, n);
-        else
-            detail::require(c.rows_ == m && c.cols_ == n, where,
-                              "c must have shape rows(op(a)) x cols(op(b)) when beta != 0");
+        if (beta == T(0)) resize(c, m, n);
         if (m == 0 || n == 0) return;
         if (k == 0) {  // an empty sum: c = beta·c (beta == 0 ignores c's old contents, NaN included)
             if (beta == T(0))
@@ -376,13 +376,13 @@ public:
         const auto am = map(a.data(), a.rows_, a.cols_);
         const auto bm = map(b.data(), b.rows_, b.cols_);
         if (!at && !bt)
-            gemm_apply(alpha, am, bm, beta, cm);
+            detail::tiled_gemm(alpha, am, bm, beta, cm);
         else if (!at && bt)
-            gemm_apply(alpha, am, bm.transpose(), beta, cm);
+            detail::tiled_gemm(alpha, am, bm.transpose(), beta, cm);
         else if (at && !bt)
-            gemm_apply(alpha, am.transpose(), bm, beta, cm);
+            detail::tiled_gemm(alpha, am.transpose(), bm, beta, cm);
         else
-            gemm_apply(alpha, am.transpose(), bm.transpose(), beta, cm);
+            detail::tiled_gemm(alpha, am.transpose(), bm.transpose(), beta, cm);
 #endif
     }
 
@@ -416,7 +416,7 @@ public:
     void activation_backward(activation act, const matrix& z, const matrix& grad_a, matrix& grad_z) {
         constexpr const char* where = "thrust_backend::activation_backward";
         detail::require(z.rows_ == grad_a.rows_ && z.cols_ == grad_a.cols_, where,
-                          "z and grad_a must have the same shape");
+                        "z and grad_a must have the same shape");
         if (&grad_z != &z && &grad_z != &grad_a) resize(grad_z, z.rows_, z.cols_);
         transform2(z.data(), grad_a.data(), grad_z.data(), z.size(), detail::activation_grad_fn<T>{act}, where);
     }
@@ -449,9 +449,10 @@ public:
                             matrix& x_hat, vector& rstd) {
         constexpr const char* where = "thrust_backend::layer_norm_forward";
         detail::require(gamma.size_ == x.cols_ && beta.size_ == x.cols_, where,
-                          "size(gamma) and size(beta) must equal cols(x)");
+                        "size(gamma) and size(beta) must equal cols(x)");
         detail::require(x.cols_ > 0, where, "x must have at least one column");
-        detail::require(&y != &x && &x_hat != &x && &y != &x_hat, where, "outputs must not alias x or each other");
+        detail::require(&y != &x && &x_hat != &x && &y != &x_hat, where,
+                        "outputs must not alias x or each other");
         const std::size_t n = x.rows_, h = x.cols_;
         resize(y, n, h);
         resize(x_hat, n, h);
@@ -475,14 +476,14 @@ public:
                              matrix& grad_x, vector& grad_gamma, vector& grad_beta) {
         constexpr const char* where = "thrust_backend::layer_norm_backward";
         detail::require(grad_y.rows_ == x_hat.rows_ && grad_y.cols_ == x_hat.cols_, where,
-                          "grad_y and x_hat must have the same shape");
+                        "grad_y and x_hat must have the same shape");
         detail::require(rstd.size_ == x_hat.rows_, where, "size(rstd) must equal rows(x_hat)");
         detail::require(gamma.size_ == x_hat.cols_, where, "size(gamma) must equal cols(x_hat)");
         detail::require(static_cast<const void*>(&grad_x) != &grad_y &&
-                              static_cast<const void*>(&grad_x) != &x_hat && &grad_gamma != &grad_beta &&
-                              &grad_gamma != &gamma && &grad_beta != &gamma && &grad_gamma != &rstd &&
-                              &grad_beta != &rstd,
-                          where, "outputs must not alias inputs or each other");
+                            static_cast<const void*>(&grad_x) != &x_hat && &grad_gamma != &grad_beta &&
+                            &grad_gamma != &gamma && &grad_beta != &gamma && &grad_gamma != &rstd &&
+                            &grad_beta != &rstd,
+                        where, "outputs must not alias inputs or each other");
         const std::size_t n = grad_y.rows_, h = grad_y.cols_;
         resize(grad_x, n, h);
         resize(grad_gamma, h);
@@ -511,7 +512,7 @@ public:
         detail::require(&src != &dst, where, "src and dst must be different matrices");
         detail::require(dst.rows_ == src.rows_, where, "dst must have as many rows as src");
         detail::require(src.cols_ == 0 || (offset + src.cols_ + block - 1) / block <= dst.cols_, where,
-                          "dst has fewer than (offset + cols(src)) / block columns");
+                        "dst has fewer than (offset + cols(src)) / block columns");
         if (src.size() == 0) return;
         const std::size_t first = offset / block;
         const std::size_t last = (offset + src.cols_ - 1) / block;
@@ -524,13 +525,13 @@ public:
 
     void adam_update(matrix& param, const matrix& grad, matrix& m, matrix& v, const adam_hyperparameters& h) {
         detail::require(grad.rows_ == param.rows_ && grad.cols_ == param.cols_ && m.rows_ == param.rows_ &&
-                              m.cols_ == param.cols_ && v.rows_ == param.rows_ && v.cols_ == param.cols_,
-                          "thrust_backend::adam_update", "param, grad, m and v must have the same shape");
+                            m.cols_ == param.cols_ && v.rows_ == param.rows_ && v.cols_ == param.cols_,
+                        "thrust_backend::adam_update", "param, grad, m and v must have the same shape");
         adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size(), h);
     }
     void adam_update(vector& param, const vector& grad, vector& m, vector& v, const adam_hyperparameters& h) {
         detail::require(grad.size_ == param.size_ && m.size_ == param.size_ && v.size_ == param.size_,
-                          "thrust_backend::adam_update", "param, grad, m and v must have the same size");
+                        "thrust_backend::adam_update", "param, grad, m and v must have the same size");
         adam_apply(param.data(), grad.data(), m.data(), v.data(), param.size_, h);
     }
 
@@ -652,13 +653,6 @@ private:
         return buffer.data();
     }
 
-    static void check_indices(std::span<const std::size_t> idx, std::size_t bound, const char* where) {
-        for (const std::size_t i : idx)
-            if (i >= bound)
-                detail::fail(where, "index " + std::to_string(i) + " is out of range (" +
-                                       std::to_string(bound) + " rows or elements)");
-    }
-
     void adam_apply(T* p, const T* g, T* m, T* v, std::size_t n, const adam_hyperparameters& h) {
         if (n == 0) return;
         const double step = static_cast<double>(h.step);
@@ -746,23 +740,6 @@ private:
         return Eigen::Map<const plain_matrix>(p, detail_index(r), detail_index(c));
     }
 
-    // As the Eigen backend: alpha == 1 stays out of the expression so that GEMV-shaped
-    // products do not copy a scaled operand.
-    template <class A, class B, class C>
-    static void gemm_apply(T alpha, const A& a, const B& b, T beta, C& c) {
-        if (beta == T(0)) {
-            if (alpha == T(1))
-                c.noalias() = a * b;
-            else
-                c.noalias() = alpha * a * b;
-        } else {
-            if (beta != T(1)) c *= beta;
-            if (alpha == T(1))
-                c.noalias() += a * b;
-            else
-                c.noalias() += alpha * a * b;
-        }
-    }
 #endif
 
     std::shared_ptr<detail::thrust_backend_state<T>> state_;
