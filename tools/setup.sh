@@ -21,6 +21,9 @@ SAMS_PACKAGES=(
     libtorch-dev       # examples/libtorch (CPU LibTorch 1.13), built by the dev preset
     libopenmpi-dev openmpi-bin  # sams/distributed/mpi.hpp, its tests under mpirun, examples/mpi
     libgloo-dev        # gloo's headers: LibTorch's c10d ProcessGroupGloo (examples/libtorch)
+    # python/ (SAMS_BUILD_PYTHON, on in the dev preset): the module, its install and pytest suite
+    pybind11-dev python3-dev python3-numpy python3-torch python3-pytest python3-pip python3-setuptools
+    python3-venv
 )
 
 read -r -a extra_from_env <<< "${SAMS_EXTRA_PACKAGES:-}"
