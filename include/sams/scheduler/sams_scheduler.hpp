@@ -10,6 +10,8 @@
 #include <optional>
 #include <type_traits>
 #include <span>
+#include <stdexcept>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -182,11 +184,21 @@ public:
         const scheduler_config cfg = detail::read_config(r);
         const auto dim = r.get<std::uint64_t>("context_dim");
         const auto seed = r.get<std::uint64_t>("seed");
-        if (dim == 0 || dim > (std::uint64_t{1} << 32)) throw checkpoint_error("checkpoint: implausible context_dim");
-        sams_scheduler s(cfg, static_cast<std::size_t>(dim), seed, std::move(be), std::move(reward));
-        s.read_state(r);
-        if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");
-        return s;
+        if (dim == 0) throw checkpoint_error("checkpoint: context_dim is 0");
+        // Sizes first, against the caps and the bytes left: the nets are built from them.
+        detail::check_nets_fit(cfg, dim, sizeof(T), r.remaining());
+        try {
+            sams_scheduler s(cfg, static_cast<std::size_t>(dim), seed, std::move(be), std::move(reward));
+            s.read_state(r);
+            if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");
+            return s;
+        } catch (const error&) {
+            throw;
+        } catch (const std::bad_alloc&) {
+            throw checkpoint_error("checkpoint: out of memory building the stored scheduler");
+        } catch (const std::length_error&) {
+            throw checkpoint_error("checkpoint: the stored scheduler is too large to build");
+        }
     }
 
     /// Writes the complete state (configuration, both nets with their Adam moments, the
@@ -461,6 +473,7 @@ private:
         if (rows > 0 && stored_cols != cols)
             throw checkpoint_error(std::string("checkpoint: ") + what + " has width " + std::to_string(stored_cols) +
                                    ", expected " + std::to_string(cols));
+        r.require_elements(rows, cols * sizeof(T), what);  // rows·cols cannot wrap past this
         r.get_array(host_buffer_, what, rows * cols);
         if (rows > 0) backend_->upload(matrix_view<const T>{host_buffer_.data(), rows, cols, cols}, mat);
     }
@@ -536,6 +549,8 @@ private:
                                    std::to_string(config_.pool.capacity_rows));
         const auto rows = static_cast<std::size_t>(size);
         const std::size_t e = config_.net.feature_dim();
+        // The pool's rows must be in the file before storage for them is allocated.
+        r.require_elements(size, (context_dim_ + 1 + (compat() ? e + 1 : 0)) * sizeof(T), "pool rows");
         pool_index_.set_state({config_.pool.capacity_rows, seen});
         if (rows > 0) grow_pool(rows);
         read_rows(r, pool_contexts_, rows, context_dim_, "pool contexts");

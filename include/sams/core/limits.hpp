@@ -1,0 +1,84 @@
+// The library's documented caps (docs/limits.md): upper bounds on every size a configuration
+// or a checkpoint can ask for, the accepted range of input values, and overflow-checked
+// size arithmetic. One list, read by config validation, the nets, the loss family and the
+// checkpoint decoder, so a value the library accepts can never hang it, exhaust memory by
+// itself or overflow its arithmetic.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+
+namespace sams::limits {
+
+// ---- sizes ----------------------------------------------------------------------------------
+/// Widths: net.hidden, the context width D and the feature width E = H·(N-2)/s.
+inline constexpr std::uint64_t max_width = std::uint64_t{1} << 20;
+/// Depths: net.depth and net.explore_depth (layers, so a loop over them is short).
+inline constexpr std::uint64_t max_depth = 1024;
+/// Trainable parameters of one net (f1 or f2). Each is held four times (value, gradient,
+/// two Adam moments). The paper's f1 at D = 4096 has about 0.25·2^30.
+inline constexpr std::uint64_t max_net_parameters = std::uint64_t{1} << 32;
+/// Full-batch training steps per lagged update: opt.exploit_steps and opt.explore_steps.
+inline constexpr std::uint64_t max_train_steps = std::uint64_t{1} << 16;
+/// pool.replay_batches (P): rows replayed per update = P·K.
+inline constexpr std::uint64_t max_replay_batches = std::uint64_t{1} << 16;
+/// pool.capacity_rows.
+inline constexpr std::uint64_t max_pool_rows = std::uint64_t{1} << 32;
+/// Elements the full pool holds: capacity_rows·(D + 1) (+ capacity_rows·(E + 1) with
+/// reward.reference_compat).
+inline constexpr std::uint64_t max_pool_elements = std::uint64_t{1} << 36;
+/// Size of a checkpoint file that load() reads into memory.
+inline constexpr std::uint64_t max_checkpoint_bytes = std::uint64_t{1} << 40;
+
+// ---- values ---------------------------------------------------------------------------------
+/// β of every loss: [min_beta, max_beta]. Keeps the margins β·h and IPO's target 1/(2β)
+/// finite in float for every accepted log-prob.
+inline constexpr double min_beta = 1e-6;
+inline constexpr double max_beta = 1e6;
+/// |log-prob| (policy and reference) that the loss family and the schedulers accept. A
+/// sequence log-prob of 10^5 tokens at the float floor of a softmax (≈ -104 per token)
+/// is about 10^7; beyond 10^9 no loss of the family stays meaningful in float.
+inline constexpr double max_abs_log_prob = 1e9;
+/// Response lengths n_w, n_l are token counts: at least 1 (so u/n never exceeds |u|).
+inline constexpr double min_length = 1.0;
+/// |context value| that a scheduler accepts. The nets' activations grow linearly with the
+/// inputs, their squared errors and Adam's second moments with the fourth power; this bound
+/// keeps all of them finite in float at every accepted width (see docs/limits.md).
+inline constexpr double max_abs_context = 1e4;
+
+}  // namespace sams::limits
+
+namespace sams::detail {
+
+/// a·b, or nothing when it does not fit in 64 bits.
+[[nodiscard]] constexpr std::optional<std::uint64_t> checked_mul(std::uint64_t a, std::uint64_t b) noexcept {
+    if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return std::nullopt;
+    return a * b;
+}
+/// a + b, or nothing when it does not fit in 64 bits.
+[[nodiscard]] constexpr std::optional<std::uint64_t> checked_add(std::uint64_t a, std::uint64_t b) noexcept {
+    if (b > std::numeric_limits<std::uint64_t>::max() - a) return std::nullopt;
+    return a + b;
+}
+
+/// Parameters of f1 (input width d, width h, depth n) or nothing on overflow:
+/// input layer h·d + h, n-2 residual blocks of h·h + 3h (linear, LayerNorm γ and β),
+/// output layer h + 1.
+[[nodiscard]] constexpr std::optional<std::uint64_t> residual_net_parameters(std::uint64_t d, std::uint64_t h,
+                                                                             std::uint64_t n) noexcept {
+    if (n < 2) return std::nullopt;
+    const auto input = checked_mul(h, d);
+    const auto square = checked_mul(h, h);
+    if (!input || !square) return std::nullopt;
+    const auto block = checked_add(*square, 3 * h);  // h < 2^32 here (h·h fitted), so 3h cannot wrap
+    if (!block) return std::nullopt;
+    const auto blocks = checked_mul(*block, n - 2);
+    if (!blocks) return std::nullopt;
+    auto total = checked_add(*input, h);
+    if (total) total = checked_add(*total, *blocks);
+    if (total) total = checked_add(*total, h + 1);
+    return total;
+}
+
+}  // namespace sams::detail
