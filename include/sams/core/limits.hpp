@@ -42,6 +42,10 @@ inline constexpr double max_beta = 1e6;
 inline constexpr double max_abs_log_prob = 1e9;
 /// Response lengths n_w, n_l are token counts: at least 1 (so u/n never exceeds |u|).
 inline constexpr double min_length = 1.0;
+/// rDPO's assumed flip rate ε (label_smoothing of the robust loss): it divides by 1 - 2ε.
+inline constexpr double max_robust_flip_rate = 0.49;
+/// |γ| of SimPO.
+inline constexpr double max_abs_simpo_gamma = 1e6;
 /// |context value| that a scheduler accepts. The nets' activations grow linearly with the
 /// inputs, their squared errors and Adam's second moments with the fourth power; this bound
 /// keeps all of them finite in float at every accepted width (see docs/limits.md).

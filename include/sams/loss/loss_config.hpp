@@ -6,6 +6,7 @@
 #include <string>
 
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 
 namespace sams {
 
@@ -47,10 +48,17 @@ struct loss_config {
                                    std::to_string(static_cast<int>(kind)));
         if (!(std::isfinite(beta) && beta > 0.0))
             throw invalid_argument("loss_config.beta: must be a finite number > 0, got " + std::to_string(beta));
+        // A β outside this range overflows the margins β·h (or IPO's target 1/(2β)) in float.
+        if (!(beta >= limits::min_beta && beta <= limits::max_beta))
+            throw invalid_argument("loss_config.beta: must be in [1e-6, 1e6], got " + std::to_string(beta));
         if (!(std::isfinite(label_smoothing) && label_smoothing >= 0.0 && label_smoothing < 0.5))
             throw invalid_argument("loss_config.label_smoothing: must be in [0, 0.5), got " +
                                    std::to_string(label_smoothing));
-        if (!std::isfinite(simpo_gamma)) throw invalid_argument("loss_config.simpo_gamma: must be finite");
+        if (kind == loss_kind::robust && !(label_smoothing <= limits::max_robust_flip_rate))
+            throw invalid_argument("loss_config.label_smoothing: must be at most 0.49 for the robust loss (it divides "
+                                   "by 1 - 2ε), got " + std::to_string(label_smoothing));
+        if (!(std::isfinite(simpo_gamma) && std::abs(simpo_gamma) <= limits::max_abs_simpo_gamma))
+            throw invalid_argument("loss_config.simpo_gamma: must be finite with |γ| <= 1e6");
     }
 
     friend bool operator==(const loss_config&, const loss_config&) = default;

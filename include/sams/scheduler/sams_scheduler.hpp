@@ -281,7 +281,8 @@ private:
                               "batch.chosen_length is required (reward_config.length_normalized_chosen) "
                               "with one entry per pair");
             for (const T n : batch.chosen_length)
-                detail::check_arg(n > T(0), where, "batch.chosen_length must be > 0");
+                detail::check_arg(n > T(0) && double(n) >= limits::min_length, where,
+                                  "batch.chosen_length must be >= 1 (a token count)");
         }
         evaluate_loss(config_.loss, batch, stats_);
     }
