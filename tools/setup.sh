@@ -17,6 +17,7 @@ SAMS_PACKAGES=(
     libbenchmark-dev   # bench/
     libthrust-dev      # thrust backend, tested on the CPU (CPP system)
     libtorch-dev       # examples/libtorch (CPU LibTorch 1.13), built by the dev preset
+    clang libclang-rt-14-dev  # tests/fuzz: the checkpoint decoder under libFuzzer (.ci/run)
 )
 
 read -r -a extra_from_env <<< "${SAMS_EXTRA_PACKAGES:-}"
