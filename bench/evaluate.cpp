@@ -80,8 +80,12 @@ options parse(int argc, char** argv) {
             o.methods = split_list(v);
             for (const auto& m : o.methods)
                 if (!sb::is_method(m)) throw std::runtime_error("unknown method '" + m + "' (see --help)");
-                else if (m.rfind("sams", 0) == 0)
+                else if (m.rfind("sams", 0) == 0 && m.rfind("sams-agree", 0) != 0)
                     (void)sb::sams_setup(m, sams::loss_config{});  // reject bad overrides before any run
+                else if (m.rfind("guided", 0) == 0)
+                    (void)sb::guided_setup(m, sams::loss_config{});
+                else if (m.rfind("matched:", 0) == 0)
+                    (void)sb::guided_setup(m.substr(8), sams::loss_config{});
         } else if (a == "--etas") {
             o.etas.clear();
             for (const auto& x : split_list(v)) o.etas.push_back(std::stod(x));

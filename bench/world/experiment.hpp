@@ -135,9 +135,15 @@ public:
     /// Trains a fresh copy of the initial policy by DPO, each step on the pairs and with the
     /// loss gradients that `scheduler` returns, and evaluates it. `on_window` is called
     /// after every epoch.
+    /// Called before every scheduler step with the current policy, the batch's tokens and
+    /// forward cache; it may add what a scheduler needs beyond the usual fields (guided
+    /// selection's gradient sketches) to the batch.
+    using step_hook = std::function<void(const policy_type&, const token_batch<float>&, const policy_cache<float>&,
+                                         pair_batch<float>&)>;
+
     template <class Scheduler>
     run_result run(Scheduler& scheduler, const std::function<void(const window_log&)>& on_window = {},
-                   context_mode contexts = context_mode::average) const {
+                   context_mode contexts = context_mode::average, const step_hook& before_step = {}) const {
         const auto start = std::chrono::steady_clock::now();
         const std::size_t b = train_.batch_size;
         const std::size_t d = context_dim(contexts);
@@ -183,7 +189,7 @@ public:
                 }
                 pair_contexts(tokens, cache, b, ctx, contexts);
                 const std::span<const float> lp(log_prob);
-                const pair_batch<float> batch{.policy_chosen = lp.first(b),
+                pair_batch<float> batch{.policy_chosen = lp.first(b),
                                               .policy_rejected = lp.subspan(b, b),
                                               .reference_chosen = ref_w,
                                               .reference_rejected = ref_l,
@@ -191,6 +197,7 @@ public:
                                               .rejected_length = len_l,
                                               .contexts = {ctx.data(), b, d, 0},
                                               .ids = ids};
+                if (before_step) before_step(pi, tokens, cache, batch);
                 scheduler.step(batch, dec);
                 for (std::size_t i = 0; i < b; ++i) {
                     if (dec.mask[i] != 0) {

@@ -17,6 +17,7 @@
 #include <sams/core/config.hpp>
 #include <sams/core/error.hpp>
 #include <sams/core/rng.hpp>
+#include <sams/guided/guided_scheduler.hpp>
 #include <sams/loss/loss_config.hpp>
 #include <sams/scheduler/baselines.hpp>
 #include <sams/scheduler/concept.hpp>
@@ -24,13 +25,15 @@
 #include <sams/scheduler/selection.hpp>
 
 #include "experiment.hpp"
+#include "guidance.hpp"
 
 namespace sams::bench {
 
 /// Every method name run_method() accepts, in the order tables list them.
 [[nodiscard]] inline const std::vector<std::string>& method_names() {
     static const std::vector<std::string> names{"full",       "sams",       "sams-paper", "uniform",
-                                                "small-loss", "large-loss", "margin",     "oracle"};
+                                                "small-loss", "large-loss", "margin",     "oracle",
+                                                "cdpo",       "rdpo",       "guided",     "matched:guided"};
     return names;
 }
 
@@ -44,6 +47,10 @@ namespace sams::bench {
     if (name == "large-loss") return "DPO on the K largest-loss pairs";
     if (name == "margin") return "DPO on the K smallest-margin pairs";
     if (name == "oracle") return "DPO on a random K-subset of the unflipped pairs (knows the flips; headroom)";
+    if (name == "cdpo") return "cDPO on all pairs, label smoothing eps = eta (knows the noise rate)";
+    if (name == "rdpo") return "rDPO on all pairs, eps = eta (knows the noise rate)";
+    if (name == "guided") return "DPO + guided selection, library defaults (T=256 trusted pairs, estimated drop)";
+    if (name == "matched:guided") return "DPO on a random subset of the same size per step as 'guided' trains on";
     return {};
 }
 
@@ -189,10 +196,152 @@ struct sams_method {
     return m;
 }
 
+/// A guided method: the scheduler's configuration and what the host computes for it.
+struct guided_method {
+    guided_config config;
+    guidance_options host;
+};
+
+/// The guided setup behind "guided[:key=value...]": library defaults, the host's trusted set
+/// of T = 256 pairs and exact full-gradient sketches, with overrides drop (none|fixed|
+/// estimated), q, maxdrop, z, horizon, refresh, T, sketch (full|count|last|lastcount), k.
+[[nodiscard]] inline guided_method guided_setup(std::string_view name, const loss_config& loss) {
+    const auto parts = detail::split_on(name, ':');
+    sams::detail::require(parts[0] == "guided", "sams::bench::guided_setup", "not a guided method: " + std::string(name));
+    guided_method m;
+    guided_config& c = m.config;
+    c.loss = loss;
+    for (std::size_t i = 1; i < parts.size(); ++i) {
+        const std::size_t eq = parts[i].find('=');
+        sams::detail::require(eq != std::string::npos, "sams::bench::guided_setup",
+                              "override '" + parts[i] + "' is not key=value");
+        const std::string key = parts[i].substr(0, eq), v = parts[i].substr(eq + 1);
+        if (key == "drop") {
+            sams::detail::require(v == "none" || v == "fixed" || v == "estimated", "sams::bench::guided_setup",
+                                  "drop is none, fixed or estimated");
+            c.drop = v == "none" ? guided_drop::none : v == "fixed" ? guided_drop::fixed_fraction : guided_drop::estimated;
+        } else if (key == "q") c.drop_fraction = detail::number(key, v);
+        else if (key == "maxdrop") c.max_drop_fraction = detail::number(key, v);
+        else if (key == "z") c.estimate_confidence = detail::number(key, v);
+        else if (key == "horizon") c.estimate_horizon = detail::number(key, v);
+        else if (key == "refresh") c.refresh_interval = detail::count(key, v);
+        else if (key == "T") m.host.trusted_pairs = detail::count(key, v);
+        else if (key == "k") m.host.width = detail::count(key, v);
+        else if (key == "sketch") {
+            sams::detail::require(v == "full" || v == "count" || v == "last" || v == "lastcount",
+                                  "sams::bench::guided_setup", "sketch is full, count, last or lastcount");
+            m.host.sketch = v == "full" ? sketch_kind::full : v == "count" ? sketch_kind::count
+                          : v == "last" ? sketch_kind::last_layer : sketch_kind::last_count;
+        } else
+            throw invalid_argument("sams::bench::guided_setup: unknown override key '" + key + "'");
+    }
+    return m;
+}
+
+/// Records how many pairs each step of a wrapped scheduler trained on.
+template <class Inner>
+class counting_scheduler {
+public:
+    explicit counting_scheduler(Inner& inner) : inner_(inner) {}
+    decision<float> step(const pair_batch<float>& batch) {
+        decision<float> d;
+        step(batch, d);
+        return d;
+    }
+    void step(const pair_batch<float>& batch, decision<float>& d) {
+        inner_.step(batch, d);
+        counts.push_back(d.selected.size());
+    }
+    std::vector<std::size_t> counts;
+
+private:
+    Inner& inner_;
+};
+
+/// The equal-count random control: at step t a uniform random subset of counts[t] pairs
+/// (the number another method trained on at that step), weights 1/K_t.
+class count_matched_selector {
+public:
+    count_matched_selector(const loss_config& loss, std::vector<std::size_t> counts, std::uint64_t seed)
+        : loss_(loss), counts_(std::move(counts)), gen_(seed, 8) {}
+    decision<float> step(const pair_batch<float>& batch) {
+        decision<float> d;
+        step(batch, d);
+        return d;
+    }
+    void step(const pair_batch<float>& batch, decision<float>& d) {
+        sams::detail::require(t_ < counts_.size(), "sams::bench::count_matched_selector", "more steps than counts");
+        evaluate_loss(loss_, batch, stats_);
+        const std::size_t b = batch.size();
+        select_uniform(b, std::min(counts_[t_++], b), gen_, selected_);
+        sams::detail::fill_decision(stats_, std::span<const std::size_t>(selected_), weight_scaling::per_selected, d);
+    }
+
+private:
+    loss_config loss_;
+    std::vector<std::size_t> counts_;
+    std::size_t t_ = 0;
+    rng gen_;
+    pair_stats<float> stats_;
+    std::vector<std::size_t> selected_;
+};
+
+/// SamS carrying the guidance: the reward of a pair trained at step t−1 is its agreement with
+/// the trusted direction (cosine of its gradient sketch with g), which f1 learns to predict
+/// from contexts, so sketches are needed only for the pairs that were trained.
+struct agreement_reward {
+    struct state_type {
+        std::uint64_t unused = 0;
+    };
+    const std::vector<float>* previous = nullptr;  ///< agreements of batch t−1, per row (the host's)
+
+    void targets(const reward_inputs<float>& in, std::span<float> out) const {
+        sams::detail::require(previous != nullptr && previous->size() == in.batch_size(), "agreement_reward",
+                              "needs the previous batch's agreements");
+        for (std::size_t j = 0; j < in.selected.size(); ++j) out[j] = (*previous)[in.selected[j]];
+    }
+    [[nodiscard]] state_type state() const noexcept { return {}; }
+    void set_state(const state_type&) noexcept {}
+};
+
+/// The host side of agreement_reward: each step, the cosines of this batch's sketches with
+/// the freshly refreshed trusted direction, kept for the next step's reward.
+class agreement_host {
+public:
+    agreement_host(const experiment& e, const guidance_options& o) : guide_(e, o) {}
+    const std::vector<float>* previous() const noexcept { return &previous_; }
+    experiment::step_hook hook() {
+        return [this](const experiment::policy_type& pi, const token_batch<float>& tokens,
+                      const policy_cache<float>& cache, pair_batch<float>& batch) {
+            const std::size_t b = batch.size(), k = guide_.sketch_dim();
+            previous_.swap(current_);
+            if (previous_.size() != b) previous_.assign(b, 0.0f);
+            guide_.trusted_direction(pi, direction_);
+            guide_.pair_sketches(pi, tokens, cache, b, sketches_);
+            double gn = 0.0;
+            for (const float v : direction_) gn += static_cast<double>(v) * v;
+            current_.resize(b);
+            for (std::size_t i = 0; i < b; ++i) {
+                double dot = 0.0, n = 0.0;
+                for (std::size_t c = 0; c < k; ++c) {
+                    dot += static_cast<double>(sketches_[i * k + c]) * direction_[c];
+                    n += static_cast<double>(sketches_[i * k + c]) * sketches_[i * k + c];
+                }
+                current_[i] = n > 0 && gn > 0 ? static_cast<float>(dot / std::sqrt(n * gn)) : 0.0f;
+            }
+        };
+    }
+
+private:
+    trusted_guidance guide_;
+    std::vector<float> previous_, current_, direction_, sketches_;
+};
+
 /// True for the names run_method() accepts: the base names and SamS variants.
 [[nodiscard]] inline bool is_method(std::string_view name) {
     const auto base = detail::split_on(name, ':')[0];
-    if (base == "sams" || base == "sams-paper") return true;
+    if (base == "sams" || base == "sams-paper" || base == "guided" || base == "sams-agree") return true;
+    if (base == "matched") return name.size() > 8 && is_method(name.substr(8));
     for (const auto& n : method_names())
         if (n == name) return true;
     return false;
@@ -231,6 +380,53 @@ inline run_result run_method(const experiment& e, std::string_view name, std::ui
     }
     if (name == "oracle") {
         oracle_selector s(loss, e, seed);
+        return e.run(s, on_window);
+    }
+    const double eta = e.get_world().config().noise_rate;
+    if (name == "cdpo" || name == "rdpo") {
+        loss_config l = loss;
+        l.kind = name == "cdpo" ? loss_kind::sigmoid : loss_kind::robust;
+        l.label_smoothing = std::min(eta, 0.49);
+        full_batch<float> s(l, select);
+        return e.run(s, on_window);
+    }
+    if (base == "sams-agree") {
+        // "sams-agree[:T=..:sketch=..:k=..][:<sams overrides>]": guidance keys go to the host,
+        // the rest to the SamS configuration.
+        std::string sams_name = "sams", guided_name = "guided";
+        for (const auto& part : detail::split_on(name, ':')) {
+            if (part == "sams-agree") continue;
+            const auto key = part.substr(0, part.find('='));
+            (key == "T" || key == "sketch" || key == "k" ? guided_name : sams_name) += ":" + part;
+        }
+        const sams_method m = sams_setup(sams_name, loss);
+        agreement_host host(e, guided_setup(guided_name, loss).host);
+        agreement_reward reward{host.previous()};
+        sams_scheduler<eigen_backend<float>, agreement_reward> s(m.config, e.context_dim(m.contexts), seed,
+                                                                 eigen_backend<float>{}, reward);
+        return e.run(s, on_window, m.contexts, host.hook());
+    }
+    if (base == "guided") {
+        const guided_method m = guided_setup(name, loss);
+        trusted_guidance host(e, m.host);
+        guided_config c = m.config;
+        c.sketch_dim = host.sketch_dim();
+        guided_scheduler<float> s(c);
+        return e.run(s, on_window, context_mode::average, host.hook(s));
+    }
+    if (base == "matched") {
+        // Run the matched method first to learn how many pairs it trained on per step.
+        const std::string_view inner = name.substr(8);
+        sams::detail::require(detail::split_on(inner, ':')[0] == "guided", "sams::bench::run_method",
+                              "matched: needs a guided method");
+        const guided_method m = guided_setup(inner, loss);
+        trusted_guidance host(e, m.host);
+        guided_config c = m.config;
+        c.sketch_dim = host.sketch_dim();
+        guided_scheduler<float> g(c);
+        counting_scheduler<guided_scheduler<float>> counted(g);
+        (void)e.run(counted, {}, context_mode::average, host.hook(g));
+        count_matched_selector s(loss, counted.counts, seed);
         return e.run(s, on_window);
     }
     throw invalid_argument("sams::bench::run_method: unknown method '" + std::string(name) + "'");

@@ -155,6 +155,50 @@ public:
         gb1 = d1.colwise().sum().transpose();
     }
 
+    /// grad = ∇θ(log π(y_i|x_i) − log π(y_j|x_j)) for responses i and j of a batch, from the
+    /// forward cache: the per-pair gradient of h = a_w − a_l that guided selection sketches.
+    /// With `last_layer_only` only the output layer's entries (Wo, bo) are computed and the
+    /// rest of `grad` is zero.
+    void pair_gradient(const token_batch<T>& b, const policy_cache<T>& cache, std::size_t i, std::size_t j,
+                       vector& grad, bool last_layer_only = false) const {
+        sams::detail::require(i < b.sequences() && j < b.sequences(), "sams::bench::policy::pair_gradient",
+                              "response index out of range");
+        const auto ni = detail::eidx(b.offset[i + 1] - b.offset[i]);
+        const auto nj = detail::eidx(b.offset[j + 1] - b.offset[j]);
+        const auto n = ni + nj;
+        const auto f = detail::eidx(f_), h = detail::eidx(h_), c = detail::eidx(c_);
+        // The rows of both responses, side by side: i's with weight +1, j's with −1.
+        matrix x(n, f), h1(n, h), h2(n, h), dz(n, c);
+        const Eigen::Map<const row_matrix> all_x(b.features.data(), detail::eidx(b.rows()), f);
+        const auto take = [&](std::size_t seq, Eigen::Index at, Eigen::Index rows, T sign) {
+            const auto r0 = detail::eidx(b.offset[seq]);
+            x.middleRows(at, rows) = all_x.middleRows(r0, rows);
+            h1.middleRows(at, rows) = cache.h1.middleRows(r0, rows);
+            h2.middleRows(at, rows) = cache.h2.middleRows(r0, rows);
+            dz.middleRows(at, rows) = -cache.prob.middleRows(r0, rows);
+            for (Eigen::Index r = 0; r < rows; ++r) {
+                dz(at + r, b.target[b.offset[seq] + static_cast<std::size_t>(r)]) += T(1);
+                dz.row(at + r) *= sign;
+            }
+        };
+        take(i, 0, ni, T(1));
+        take(j, ni, nj, T(-1));
+        grad.setZero(detail::eidx(size()));
+        map(grad, off_wo(), c, h).noalias() = dz.transpose() * h2;
+        map(grad, off_bo(), c, 1) = dz.colwise().sum().transpose();
+        if (last_layer_only) return;
+        const matrix d2 = (dz * wo()).array() * (T(1) - h2.array().square());
+        map(grad, off_w2(), h, h).noalias() = d2.transpose() * h1;
+        map(grad, off_b2(), h, 1) = d2.colwise().sum().transpose();
+        const matrix d1 = (d2 * w2()).array() * (T(1) - h1.array().square());
+        map(grad, off_w1(), h, f).noalias() = d1.transpose() * x;
+        map(grad, off_b1(), h, 1) = d1.colwise().sum().transpose();
+    }
+
+    /// Where the output layer (Wo then bo) starts in the flat parameter vector, and its size.
+    [[nodiscard]] std::size_t output_layer_offset() const noexcept { return off_wo(); }
+    [[nodiscard]] std::size_t output_layer_size() const noexcept { return c_ * h_ + c_; }
+
 private:
     std::size_t off_w1() const noexcept { return 0; }
     std::size_t off_b1() const noexcept { return h_ * f_; }

@@ -189,11 +189,24 @@ public:
         return d;
     }
 
+    /// A trusted set of `pairs` clean pairs on prompts of their own (neither training,
+    /// validation nor test prompts): labelled by the same Bradley–Terry process as the
+    /// training pairs, without the injected flips, so "clean" means what it means for the
+    /// oracle. Its own stream: the other splits do not change with it.
+    [[nodiscard]] split make_trusted(std::size_t pairs) const {
+        rng data(seed_, stream_trusted);
+        const std::size_t per = config_.pairs_per_prompt;
+        split s = make_split(data, (pairs + per - 1) / per, true);
+        s.pairs.resize(pairs);
+        return s;
+    }
+
 private:
     static constexpr std::uint64_t stream_teacher = 101;
     static constexpr std::uint64_t stream_calibration = 102;
     static constexpr std::uint64_t stream_data = 103;
     static constexpr std::uint64_t stream_noise = 104;
+    static constexpr std::uint64_t stream_trusted = 105;
 
     static const world_config& checked(const world_config& c) {
         c.validate();

@@ -43,9 +43,19 @@
 #include <sams/scheduler/checkpoint.hpp>
 #include <sams/scheduler/concept.hpp>
 #include <sams/scheduler/decision_fill.hpp>
+#include <sams/scheduler/pending_selection.hpp>
+#include <sams/scheduler/replay_pool.hpp>
 #include <sams/scheduler/reservoir.hpp>
+#include <sams/scheduler/sams_checkpoint.hpp>
 #include <sams/scheduler/sams_scheduler.hpp>
 #include <sams/scheduler/selection.hpp>
+
+// guided/
+#include <sams/guided/agreement_memory.hpp>
+#include <sams/guided/guided_config.hpp>
+#include <sams/guided/guided_scheduler.hpp>
+#include <sams/guided/noise_model.hpp>
+#include <sams/guided/sketch.hpp>
 
 // backend/ (the concept), then backend/eigen/ (the default CPU backend)
 #include <sams/backend/concept.hpp>

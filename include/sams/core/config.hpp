@@ -8,6 +8,7 @@
 #include <string>
 
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 #include <sams/loss/loss_config.hpp>
 
 namespace sams {
@@ -126,6 +127,16 @@ struct scheduler_config {
                 [&] { return "must be >= 3 (input layer, at least one residual block, output), got " +
                     std::to_string(net.depth); });
         require(net.block_size > 0, "scheduler_config.net.block_size", "must be > 0");
+        // Caps first (docs/limits.md), so the products below cannot wrap.
+        require(net.hidden <= limits::max_width, "scheduler_config.net.hidden",
+                [&] { return "must be <= " + std::to_string(limits::max_width) + ", got " + std::to_string(net.hidden); });
+        require(net.depth <= limits::max_depth, "scheduler_config.net.depth",
+                [&] { return "must be <= " + std::to_string(limits::max_depth) + ", got " + std::to_string(net.depth); });
+        require(net.explore_depth <= limits::max_depth, "scheduler_config.net.explore_depth", [&] {
+            return "must be <= " + std::to_string(limits::max_depth) + ", got " + std::to_string(net.explore_depth);
+        });
+        require(net.act == activation::relu || net.act == activation::silu, "scheduler_config.net.act",
+                [&] { return "must be relu or silu, got " + std::to_string(static_cast<int>(net.act)); });
         require((net.hidden * (net.depth - 2)) % net.block_size == 0, "scheduler_config.net.block_size",
                 [&] { return "must divide hidden*(depth-2) = " + std::to_string(net.hidden * (net.depth - 2)) +
                     ", got " + std::to_string(net.block_size); });
@@ -134,28 +145,51 @@ struct scheduler_config {
                 "scheduler_config.net.dropout", "must be in [0, 1)");
         require(std::isfinite(net.layer_norm_eps) && net.layer_norm_eps > 0.0,
                 "scheduler_config.net.layer_norm_eps", "must be > 0");
-        require(std::isfinite(opt.learning_rate) && opt.learning_rate > 0.0,
-                "scheduler_config.opt.learning_rate", "must be > 0");
+        require(std::isfinite(opt.learning_rate) && opt.learning_rate > 0.0 && opt.learning_rate <= 1.0,
+                "scheduler_config.opt.learning_rate", "must be in (0, 1]");
         require(opt.beta1 >= 0.0 && opt.beta1 < 1.0, "scheduler_config.opt.beta1", "must be in [0, 1)");
         require(opt.beta2 >= 0.0 && opt.beta2 < 1.0, "scheduler_config.opt.beta2", "must be in [0, 1)");
         require(std::isfinite(opt.eps) && opt.eps > 0.0, "scheduler_config.opt.eps", "must be > 0");
-        require(std::isfinite(opt.weight_decay) && opt.weight_decay >= 0.0,
-                "scheduler_config.opt.weight_decay", "must be >= 0");
+        require(std::isfinite(opt.weight_decay) && opt.weight_decay >= 0.0 && opt.weight_decay <= 1.0,
+                "scheduler_config.opt.weight_decay", "must be in [0, 1]");
+        require(opt.exploit_steps <= limits::max_train_steps && opt.explore_steps <= limits::max_train_steps,
+                "scheduler_config.opt.exploit_steps/explore_steps", [&] {
+                    return "must be <= " + std::to_string(limits::max_train_steps) + ", got " +
+                           std::to_string(opt.exploit_steps) + " / " + std::to_string(opt.explore_steps);
+                });
         require(std::isfinite(opt.early_stop_mse) && opt.early_stop_mse >= 0.0,
                 "scheduler_config.opt.early_stop_mse", "must be >= 0");
+        require(reward.mode == reward_mode::add || reward.mode == reward_mode::weight, "scheduler_config.reward.mode",
+                [&] { return "must be add or weight, got " + std::to_string(static_cast<int>(reward.mode)); });
         require(std::isfinite(reward.a) && std::isfinite(reward.b), "scheduler_config.reward.a/b",
                 "must be finite");
         require(reward.alpha >= 0.0 && reward.alpha <= 1.0, "scheduler_config.reward.alpha",
                 "must be in [0, 1]");
         require(reward.smoothing_lambda >= 0.0 && reward.smoothing_lambda < 1.0,
                 "scheduler_config.reward.smoothing_lambda", "must be in [0, 1)");
-        require(pool.capacity_rows > 0, "scheduler_config.pool.capacity_rows", "must be > 0");
+        require(pool.capacity_rows > 0 && pool.capacity_rows <= limits::max_pool_rows,
+                "scheduler_config.pool.capacity_rows", [&] {
+                    return "must be in [1, " + std::to_string(limits::max_pool_rows) + "], got " +
+                           std::to_string(pool.capacity_rows);
+                });
+        require(pool.replay_batches <= limits::max_replay_batches, "scheduler_config.pool.replay_batches", [&] {
+            return "must be <= " + std::to_string(limits::max_replay_batches) + ", got " +
+                   std::to_string(pool.replay_batches);
+        });
         require(std::isfinite(select.ratio) && select.ratio > 0.0 && select.ratio <= 1.0,
                 "scheduler_config.select.ratio", [&] { return "must be in (0, 1], got " + std::to_string(select.ratio); });
-        require(std::isfinite(select.temperature) && select.temperature > 0.0,
-                "scheduler_config.select.temperature", "must be > 0");
-        require(std::isfinite(select.explore_weight), "scheduler_config.select.explore_weight",
-                "must be finite");
+        require(select.rule == selection_rule::top_k || select.rule == selection_rule::softmax_sample,
+                "scheduler_config.select.rule",
+                [&] { return "must be top_k or softmax_sample, got " + std::to_string(static_cast<int>(select.rule)); });
+        require(select.weights == weight_scaling::per_selected || select.weights == weight_scaling::per_batch,
+                "scheduler_config.select.weights", [&] {
+                    return "must be per_selected or per_batch, got " + std::to_string(static_cast<int>(select.weights));
+                });
+        // u/τ and w·f2 stay finite for finite scores.
+        require(std::isfinite(select.temperature) && select.temperature >= 1e-6 && select.temperature <= 1e6,
+                "scheduler_config.select.temperature", "must be in [1e-6, 1e6]");
+        require(std::isfinite(select.explore_weight) && std::abs(select.explore_weight) <= 1e6,
+                "scheduler_config.select.explore_weight", "must be finite with |w| <= 1e6");
     }
 
     friend bool operator==(const scheduler_config&, const scheduler_config&) = default;

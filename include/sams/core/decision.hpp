@@ -28,6 +28,9 @@ struct step_metrics {
     std::size_t pool_capacity = 0;
     std::size_t trained_rows = 0;     ///< rows f1/f2 trained on this step (0: no update)
     bool warmup = false;              ///< selection was uniform random (warm-up)
+    double estimated_noise = 0.0;     ///< guided: fitted share of flipped labels (0 until fitted)
+    double mean_agreement = 0.0;      ///< guided: mean cosine of the batch's sketches with the trusted direction
+    std::size_t dropped = 0;          ///< guided: pairs of the batch not trained on
 };
 
 /// The scheduler's answer for one batch of B pairs.

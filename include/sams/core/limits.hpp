@@ -46,10 +46,13 @@ inline constexpr double min_length = 1.0;
 inline constexpr double max_robust_flip_rate = 0.49;
 /// |γ| of SimPO.
 inline constexpr double max_abs_simpo_gamma = 1e6;
-/// |context value| that a scheduler accepts. The nets' activations grow linearly with the
-/// inputs, their squared errors and Adam's second moments with the fourth power; this bound
-/// keeps all of them finite in float at every accepted width (see docs/limits.md).
-inline constexpr double max_abs_context = 1e4;
+/// A scheduler accepts context values with |x| < max_abs_context = 2^14 (and so do restored
+/// pools and pending rows, for contexts and pool targets). The nets' activations grow
+/// linearly with the inputs, their squared errors and Adam's second moments with the fourth
+/// power; this bound keeps them finite in float at realistic widths (docs/limits.md). A
+/// power of two, so a backend can check it exactly by scaling (see sams_scheduler::prepare).
+inline constexpr int max_abs_context_log2 = 14;
+inline constexpr double max_abs_context = 16384.0;
 
 }  // namespace sams::limits
 

@@ -14,6 +14,7 @@
 #include <sams/backend/concept.hpp>
 #include <sams/core/config.hpp>
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
 
@@ -171,6 +172,9 @@ inline void validate_network(const network_config& net, const char* where) {
             [&] { return "network_config.depth must be >= 3 (input layer, at least one residual block, output), got " +
                 std::to_string(net.depth); });
     require(net.block_size > 0, where, "network_config.block_size must be > 0");
+    // Caps (sams/core/limits.hpp) before the product, so it cannot wrap; a loop over depth stays short.
+    require(net.hidden <= limits::max_width && net.depth <= limits::max_depth && net.explore_depth <= limits::max_depth,
+            where, "network_config.hidden must be <= 2^20 and depth, explore_depth <= 1024");
     require((net.hidden * (net.depth - 2)) % net.block_size == 0, where,
             [&] { return "network_config.block_size must divide hidden*(depth-2) = " +
                 std::to_string(net.hidden * (net.depth - 2)) + ", got " + std::to_string(net.block_size); });

@@ -15,16 +15,10 @@
 
 namespace sams::detail {
 
-/// Fills `d` from `stats` (B pairs) and `selected` (strictly ascending indices < B):
-/// selected, mask, weight (1/K or 1/B on selected rows, 0 elsewhere), loss,
-/// d_policy_chosen/rejected = w_i ∂ℓ_i/∂a, and metrics batch_loss, selected_loss = Σ w ℓ,
-/// progress = mean σ(-m), reward_accuracy, mean_margin, chosen/rejected reward (means
-/// over the whole batch, recomputed in double). Leaves d.score and every other metric
-/// alone. Checks `selected` before writing anything; reuses d's buffers.
+/// Throws sams::invalid_argument unless `stats` holds B > 0 pairs in vectors of one length
+/// and `selected` is strictly ascending with indices < B.
 template <class T>
-void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected, weight_scaling scaling,
-                   decision<T>& d) {
-    constexpr const char* where = "sams::detail::fill_decision";
+void check_decision_inputs(const pair_stats<T>& stats, std::span<const std::size_t> selected, const char* where) {
     const std::size_t b = stats.loss.size();
     require(b > 0, where, "stats must hold at least one pair");
     for (const auto* v : {&stats.d_policy_chosen, &stats.d_policy_rejected, &stats.chosen_reward,
@@ -34,10 +28,13 @@ void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> sele
         require(selected[j] < b, where, [&] { return "selected index " + std::to_string(selected[j]) + " is out of range"; });
         require(j == 0 || selected[j - 1] < selected[j], where, "selected must be strictly ascending");
     }
+}
 
-    // Also rejects a NaN/Inf margin, before d is touched.
-    const double progress = progress_metric(std::span<const T>(stats.margin));
-
+/// fill_decision once its inputs are checked and the progress metric is known.
+template <class T>
+void fill_checked_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected,
+                           weight_scaling scaling, double progress, decision<T>& d) {
+    const std::size_t b = stats.loss.size();
     const std::size_t k = selected.size();
     const double denominator = static_cast<double>(scaling == weight_scaling::per_batch ? b : k);
     const T w = k == 0 ? T(0) : static_cast<T>(1.0 / denominator);
@@ -74,6 +71,30 @@ void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> sele
     m.mean_margin = margin / n;
     m.chosen_reward = chosen / n;
     m.rejected_reward = rejected / n;
+}
+
+/// Fills `d` from `stats` (B pairs) and `selected` (strictly ascending indices < B):
+/// selected, mask, weight (1/K or 1/B on selected rows, 0 elsewhere), loss,
+/// d_policy_chosen/rejected = w_i ∂ℓ_i/∂a, and metrics batch_loss, selected_loss = Σ w ℓ,
+/// progress = mean σ(-m), reward_accuracy, mean_margin, chosen/rejected reward (means
+/// over the whole batch, recomputed in double). Leaves d.score and every other metric
+/// alone. Checks `selected` and the margins before writing anything; reuses d's buffers.
+template <class T>
+void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected, weight_scaling scaling,
+                   decision<T>& d) {
+    check_decision_inputs(stats, selected, "sams::detail::fill_decision");
+    // Also rejects a NaN/Inf margin, before d is touched.
+    const double progress = progress_metric(std::span<const T>(stats.margin));
+    fill_checked_decision(stats, selected, scaling, progress, d);
+}
+
+/// As the overload above, with `progress` already computed as progress_metric(stats.margin)
+/// (the scheduler needs it before filling, and computes it once per step).
+template <class T>
+void fill_decision(const pair_stats<T>& stats, std::span<const std::size_t> selected, weight_scaling scaling,
+                   double progress, decision<T>& d) {
+    check_decision_inputs(stats, selected, "sams::detail::fill_decision");
+    fill_checked_decision(stats, selected, scaling, progress, d);
 }
 
 }  // namespace sams::detail

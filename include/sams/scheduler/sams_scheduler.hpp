@@ -4,14 +4,14 @@
 #pragma once
 
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <type_traits>
 #include <span>
-#include <stdexcept>
-#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +20,7 @@
 #include <sams/core/config.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
 #include <sams/loss/evaluate.hpp>
@@ -28,9 +29,10 @@
 #include <sams/nn/exploit_net.hpp>
 #include <sams/reward/reward_function.hpp>
 #include <sams/reward/sams_reward.hpp>
-#include <sams/scheduler/checkpoint.hpp>
 #include <sams/scheduler/decision_fill.hpp>
-#include <sams/scheduler/reservoir.hpp>
+#include <sams/scheduler/pending_selection.hpp>
+#include <sams/scheduler/replay_pool.hpp>
+#include <sams/scheduler/sams_checkpoint.hpp>
 #include <sams/scheduler/selection.hpp>
 
 namespace sams {
@@ -53,6 +55,7 @@ public:
     using backend_type = Backend;
     using value_type = typename Backend::value_type;
     using T = value_type;
+    using reward_type = Reward;
 
     /// @param config       validated here (throws sams::invalid_argument)
     /// @param context_dim  D, the width of the contexts every batch must carry
@@ -69,11 +72,17 @@ public:
           select_rng_(seed, select_stream),
           pool_rng_(seed, pool_stream),
           reward_(reward ? std::move(*reward) : make_reward(config_)),
-          pool_index_(config_.pool.capacity_rows) {
+          pool_(config_.pool.capacity_rows, context_dim_, config_.net.feature_dim(),
+                config_.reward.reference_compat) {
         rng init(seed, init_stream);
-        exploit_ = std::make_unique<exploit_net<Backend>>(*backend_, context_dim_, config_.net, config_.opt, init);
-        explore_ = std::make_unique<explore_net<Backend>>(*backend_, config_.net.feature_dim(), config_.net,
-                                                          config_.opt, init);
+        try {
+            exploit_ = std::make_unique<exploit_net<Backend>>(*backend_, context_dim_, config_.net, config_.opt, init);
+            explore_ = std::make_unique<explore_net<Backend>>(*backend_, config_.net.feature_dim(), config_.net,
+                                                              config_.opt, init);
+        } catch (const std::bad_alloc&) {  // sizes within the caps can still exceed this machine
+            throw invalid_argument("sams_scheduler: not enough memory for the nets of this configuration (net.hidden, "
+                                   "net.depth, context_dim)");
+        }
     }
 
     sams_scheduler(sams_scheduler&&) noexcept = default;
@@ -88,35 +97,28 @@ public:
 
     /// As step(batch), writing into `out` so that steady-state steps reuse its buffers.
     void step(const pair_batch<T>& batch, decision<T>& out) {
-        validate_batch(batch);  // nothing below may throw sams::error: state changes from here on
-        const std::size_t B = batch.size();
-        const double progress = progress_metric(std::span<const T>(stats_.margin));
+        const prepared_batch p = prepare(batch);  // the last check: state changes from here on
 
         step_metrics m{};
         m.step = static_cast<std::size_t>(step_count_);
-        if (has_pending_) learn_from_pending(progress, m);
+        if (pending_.active) learn_from_pending(p.progress, m);
 
-        score(batch);
-        choose(B);
+        score(p.size);
+        choose(p.size);
 
-        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.select.weights, out);
-        out.score.assign(host_scores_.begin(), host_scores_.end());
-        m.batch_loss = out.metrics.batch_loss;
-        m.selected_loss = out.metrics.selected_loss;
-        m.progress = progress;
-        m.reward_accuracy = out.metrics.reward_accuracy;
-        m.mean_margin = out.metrics.mean_margin;
-        m.chosen_reward = out.metrics.chosen_reward;
-        m.rejected_reward = out.metrics.rejected_reward;
-        m.score_spread = score_spread(std::span<const T>(host_scores_));
-        m.selection_entropy =
-            softmax_entropy(std::span<const T>(host_scores_), config_.select.temperature);
-        m.pool_size = pool_index_.size();
-        m.pool_capacity = pool_index_.capacity();
-        m.warmup = last_warmup_;
+        // fill_decision sets the loss, progress and reward metrics and leaves the rest of m.
         out.metrics = m;
+        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.select.weights, p.progress,
+                              out);
+        out.score.assign(host_scores_.begin(), host_scores_.end());
+        step_metrics& om = out.metrics;
+        om.score_spread = score_spread(std::span<const T>(host_scores_));
+        om.selection_entropy = softmax_entropy(std::span<const T>(host_scores_), config_.select.temperature);
+        om.pool_size = pool_.size();
+        om.pool_capacity = pool_.capacity();
+        om.warmup = last_warmup_;
 
-        keep_pending(batch, progress);
+        pending_.keep(*backend_, batch, stats_, selected_, host_f1_, batch_x_, batch_phi_, p.progress);
         ++step_count_;
     }
 
@@ -126,79 +128,19 @@ public:
     [[nodiscard]] std::uint64_t steps() const noexcept { return step_count_; }
     /// Lagged updates of f1/f2 so far (one per step after the first).
     [[nodiscard]] std::uint64_t updates() const noexcept { return update_count_; }
-    [[nodiscard]] std::size_t pool_size() const noexcept { return pool_index_.size(); }
+    [[nodiscard]] std::size_t pool_size() const noexcept { return pool_.size(); }
     [[nodiscard]] Backend& backend() noexcept { return *backend_; }
     [[nodiscard]] const exploit_net<Backend>& exploitation_net() const noexcept { return *exploit_; }
     [[nodiscard]] const explore_net<Backend>& exploration_net() const noexcept { return *explore_; }
 
-    /// The complete state as checkpoint bytes (see save()).
-    [[nodiscard]] std::vector<std::uint8_t> serialize() const {
-        detail::byte_writer w;
-        w.put<std::uint32_t>(static_cast<std::uint32_t>(sizeof(T)));
-        detail::write_config(w, config_);
-        w.put<std::uint64_t>(context_dim_);
-        w.put<std::uint64_t>(seed_);
-        w.put<std::uint64_t>(step_count_);
-        w.put<std::uint64_t>(update_count_);
-        detail::write_rng(w, dropout_rng_);
-        detail::write_rng(w, select_rng_);
-        detail::write_rng(w, pool_rng_);
-        w.put_tag("reward");
-        write_reward_state(w);
-        w.put_tag("exploit");
-        write_net(w, *exploit_);
-        w.put_tag("explore");
-        write_net(w, *explore_);
-        w.put_tag("pool");
-        w.put<std::uint64_t>(pool_index_.size());
-        w.put<std::uint64_t>(pool_index_.seen());
-        write_rows(w, pool_contexts_, pool_index_.size());
-        write_rows(w, pool_targets_, pool_index_.size());
-        write_rows(w, pool_phi_, compat() ? pool_index_.size() : 0);
-        write_rows(w, pool_explore_targets_, compat() ? pool_index_.size() : 0);
-        w.put_tag("pending");
-        w.put<std::uint8_t>(has_pending_ ? 1 : 0);
-        if (has_pending_) {
-            w.put<double>(pending_progress_);
-            w.put_array(std::span<const std::uint64_t>(to_u64(pending_selected_)));
-            w.put_array(std::span<const T>(pending_margin_));
-            w.put_array(std::span<const T>(pending_policy_chosen_));
-            w.put_array(std::span<const T>(pending_chosen_length_));
-            w.put_array(std::span<const T>(pending_chosen_reward_));
-            w.put_array(std::span<const T>(pending_exploit_score_));
-            write_rows(w, pending_contexts_, pending_selected_.size());
-            write_rows(w, pending_phi_, pending_selected_.size());
-        }
-        return detail::frame_checkpoint(w.bytes());
-    }
+    /// The complete state as checkpoint bytes (see save(); the layout is in sams_checkpoint.hpp).
+    [[nodiscard]] std::vector<std::uint8_t> serialize() const { return detail::sams_checkpoint::serialize(*this); }
 
     /// Rebuilds a scheduler from serialize()'s bytes; throws sams::checkpoint_error on any
     /// inconsistency (never reads out of bounds).
     [[nodiscard]] static sams_scheduler deserialize(std::span<const std::uint8_t> bytes, Backend be = Backend{},
                                                     std::optional<Reward> reward = std::nullopt) {
-        detail::byte_reader r(detail::unframe_checkpoint(bytes));
-        const auto scalar_size = r.get<std::uint32_t>("value size");
-        if (scalar_size != sizeof(T))
-            throw checkpoint_error("checkpoint: written with " + std::to_string(scalar_size) +
-                                   "-byte scalars, this scheduler uses " + std::to_string(sizeof(T)));
-        const scheduler_config cfg = detail::read_config(r);
-        const auto dim = r.get<std::uint64_t>("context_dim");
-        const auto seed = r.get<std::uint64_t>("seed");
-        if (dim == 0) throw checkpoint_error("checkpoint: context_dim is 0");
-        // Sizes first, against the caps and the bytes left: the nets are built from them.
-        detail::check_nets_fit(cfg, dim, sizeof(T), r.remaining());
-        try {
-            sams_scheduler s(cfg, static_cast<std::size_t>(dim), seed, std::move(be), std::move(reward));
-            s.read_state(r);
-            if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");
-            return s;
-        } catch (const error&) {
-            throw;
-        } catch (const std::bad_alloc&) {
-            throw checkpoint_error("checkpoint: out of memory building the stored scheduler");
-        } catch (const std::length_error&) {
-            throw checkpoint_error("checkpoint: the stored scheduler is too large to build");
-        }
+        return detail::sams_checkpoint::deserialize<sams_scheduler>(bytes, std::move(be), std::move(reward));
     }
 
     /// Writes the complete state (configuration, both nets with their Adam moments, the
@@ -236,12 +178,23 @@ public:
     static constexpr std::uint64_t init_stream = 1, dropout_stream = 2, select_stream = 3, pool_stream = 4;
 
 private:
+    friend struct detail::sams_checkpoint;
     using matrix = typename Backend::matrix;
     using vector = typename Backend::vector;
+
+    /// What prepare() leaves for the rest of the step: the batch's size and progress; its
+    /// contexts are uploaded to batch_x_ and its per-pair statistics are in stats_.
+    struct prepared_batch {
+        std::size_t size;
+        double progress;  ///< L_t = mean σ(-m) over the batch, computed once per step
+    };
 
     static const scheduler_config& checked(const scheduler_config& c, std::size_t context_dim) {
         c.validate();
         detail::require(context_dim > 0, "sams_scheduler: context_dim", "must be > 0");
+        // The caps that depend on D as well (docs/limits.md): widths, parameters, pool elements.
+        const std::string why = detail::size_limit_violation(c, context_dim);
+        detail::require(why.empty(), "sams_scheduler", [&] { return why; });
         return c;
     }
 
@@ -254,9 +207,10 @@ private:
 
     [[nodiscard]] bool compat() const noexcept { return config_.reward.reference_compat; }
 
-    /// Everything the batch must satisfy, checked before any state changes. The loss
-    /// evaluation writes only the scratch stats_ buffer.
-    void validate_batch(const pair_batch<T>& batch) {
+    /// Checks everything the batch must satisfy, uploads its contexts, evaluates the loss
+    /// and the progress metric. Writes only scratch (batch_x_, stats_): a batch that fails
+    /// here changes no state, and nothing after it throws sams::error.
+    prepared_batch prepare(const pair_batch<T>& batch) {
         constexpr const char* where = "sams_scheduler::step";
         const std::size_t B = batch.size();
         detail::check_arg(B > 0, where, "batch is empty (policy_chosen has no entries)");
@@ -276,6 +230,14 @@ private:
         // they are checked there, in the scratch buffer that scoring reads next.
         backend_->upload(c, batch_x_);
         detail::check_arg(backend_->all_finite(batch_x_), where, "batch.contexts contains NaN or Inf");
+        // |x| < 2^14 = limits::max_abs_context, checked where the contexts live: scaled by the
+        // power of two 2^(max_exponent - 14), which is exact, x overflows exactly when |x| >= 2^14.
+        backend_->resize(range_probe_, B, context_dim_);
+        backend_->fill(range_probe_, std::ldexp(T(1), std::numeric_limits<T>::max_exponent - limits::max_abs_context_log2));
+        backend_->multiply(batch_x_, range_probe_, range_probe_);
+        detail::check_arg(backend_->all_finite(range_probe_), where,
+                          "batch.contexts holds a value with |x| >= 16384 (limits::max_abs_context); scale the "
+                          "contexts down");
         if (config_.reward.length_normalized_chosen) {
             detail::check_arg(batch.chosen_length.size() == B, where,
                               "batch.chosen_length is required (reward_config.length_normalized_chosen) "
@@ -285,40 +247,32 @@ private:
                                   "batch.chosen_length must be >= 1 (a token count)");
         }
         evaluate_loss(config_.loss, batch, stats_);
+        return {B, progress_metric(std::span<const T>(stats_.margin))};
     }
 
     /// Lagged update: reward the pairs selected last step, train f1 then f2, grow the pool.
     void learn_from_pending(double progress, step_metrics& m) {
         Backend& be = *backend_;
-        const std::size_t k = pending_selected_.size();
+        const std::size_t k = pending_.size();
 
         // 1. Targets for the pending rows from this step's progress.
         targets_.resize(k);
-        reward_inputs<T> in;
-        in.margin = pending_margin_;
-        in.policy_chosen = pending_policy_chosen_;
-        in.chosen_length = pending_chosen_length_;
-        in.chosen_reward = pending_chosen_reward_;
-        in.selected = pending_selected_;
-        in.previous_progress = pending_progress_;
-        in.current_progress = progress;
-        reward_.targets(in, std::span<T>(targets_));
+        reward_.targets(pending_.inputs(progress), std::span<T>(targets_));
         if constexpr (requires { reward_.last_delta(); }) m.progress_delta = reward_.last_delta();
 
         // 2. Replay rows drawn before the pending rows join the pool, so none is drawn twice.
-        pool_index_.sample(config_.pool.replay_batches * k, pool_rng_, replay_slots_);
+        pool_.sample(config_.pool.replay_batches * k, pool_rng_, replay_slots_);
         const std::size_t r = replay_slots_.size();
         const std::size_t n = k + r;
 
         be.resize(train_x_, n, context_dim_);
-        be.set_rows(train_x_, 0, pending_contexts_);
+        be.set_rows(train_x_, 0, pending_.contexts);
         be.upload(std::span<const T>(targets_), pending_targets_);
         be.resize(train_y_, n);
         be.set_range(train_y_, 0, pending_targets_);
         if (r > 0) {
-            be.gather_rows(pool_contexts_, replay_slots_, replay_x_);
+            pool_.gather(be, replay_slots_, replay_x_, replay_y_);
             be.set_rows(train_x_, k, replay_x_);
-            be.gather(pool_targets_, replay_slots_, replay_y_);
             be.set_range(train_y_, k, replay_y_);
         }
 
@@ -333,14 +287,13 @@ private:
         const std::size_t e = config_.net.feature_dim();
         be.resize(train_phi_, n, e);
         be.resize(train_y2_, n);
-        be.set_rows(train_phi_, 0, pending_phi_);
-        be.upload(std::span<const T>(pending_exploit_score_), pending_exploit_);
+        be.set_rows(train_phi_, 0, pending_.features);
+        be.upload(std::span<const T>(pending_.exploit_score), pending_exploit_);
         be.axpby(T(1), pending_targets_, T(-1), pending_exploit_, pending_y2_);
         be.set_range(train_y2_, 0, pending_y2_);
         if (r > 0) {
             if (compat()) {
-                be.gather_rows(pool_phi_, replay_slots_, replay_phi_);
-                be.gather(pool_explore_targets_, replay_slots_, replay_y2_);
+                pool_.gather_features(be, replay_slots_, replay_phi_, replay_y2_);
             } else {
                 exploit_->predict(replay_x_, replay_f1_, replay_phi_);
                 be.axpby(T(1), replay_y_, T(-1), replay_f1_, replay_y2_);
@@ -351,27 +304,7 @@ private:
         m.explore_mse = explore_->train(train_phi_, train_y2_, config_.opt.explore_steps);
 
         // 4. The rewarded rows join the pool (reservoir sampling once it is full).
-        pool_index_.offer(k, pool_rng_, offer_slots_);
-        grow_pool(pool_index_.size());
-        keep_rows_.clear();
-        write_slots_.clear();
-        for (std::size_t i = 0; i < k; ++i) {
-            if (offer_slots_[i] < 0) continue;
-            keep_rows_.push_back(i);
-            write_slots_.push_back(static_cast<std::size_t>(offer_slots_[i]));
-        }
-        if (!keep_rows_.empty()) {
-            be.gather_rows(pending_contexts_, keep_rows_, replay_x_);
-            be.scatter_rows(replay_x_, write_slots_, pool_contexts_);
-            be.gather(pending_targets_, keep_rows_, replay_y_);
-            be.scatter(replay_y_, write_slots_, pool_targets_);
-            if (compat()) {
-                be.gather_rows(pending_phi_, keep_rows_, replay_phi_);
-                be.scatter_rows(replay_phi_, write_slots_, pool_phi_);
-                be.gather(pending_y2_, keep_rows_, replay_y2_);
-                be.scatter(replay_y2_, write_slots_, pool_explore_targets_);
-            }
-        }
+        pool_.offer(be, pool_rng_, pending_.contexts, pending_targets_, pending_.features, pending_y2_);
 
         double sum = 0.0;
         for (const T y : targets_) sum += static_cast<double>(y);
@@ -380,42 +313,15 @@ private:
         ++update_count_;
     }
 
-    /// Grows pool storage geometrically up to the configured capacity, never beyond it.
-    void grow_pool(std::size_t needed) {
-        Backend& be = *backend_;
-        if (needed <= pool_rows_allocated_) return;
-        const std::size_t cap = config_.pool.capacity_rows;
-        std::size_t rows = pool_rows_allocated_ == 0 ? needed : pool_rows_allocated_;
-        while (rows < needed) rows *= 2;
-        rows = std::min(rows, cap);
-        if (pool_rows_allocated_ == 0) {
-            be.resize(pool_contexts_, rows, context_dim_);
-            be.resize(pool_targets_, rows);
-        } else {
-            be.resize_rows_preserve(pool_contexts_, rows);
-            be.resize_preserve(pool_targets_, rows);
-        }
-        if (compat()) {
-            if (pool_rows_allocated_ == 0) {
-                be.resize(pool_phi_, rows, config_.net.feature_dim());
-                be.resize(pool_explore_targets_, rows);
-            } else {
-                be.resize_rows_preserve(pool_phi_, rows);
-                be.resize_preserve(pool_explore_targets_, rows);
-            }
-        }
-        pool_rows_allocated_ = rows;
-    }
-
-    /// u = f1(c) + w·f2(φ) for every pair of the batch (uploaded by validate_batch), in eval mode.
-    void score(const pair_batch<T>& batch) {
+    /// u = f1(c) + w·f2(φ) for every pair of the prepared batch, in eval mode.
+    void score(std::size_t B) {
         Backend& be = *backend_;
         exploit_->predict(batch_x_, batch_f1_, batch_phi_);
         explore_->predict(batch_phi_, batch_f2_);
         be.axpby(T(1), batch_f1_, static_cast<T>(config_.select.explore_weight), batch_f2_, batch_u_);
-        host_scores_.resize(batch.size());
+        host_scores_.resize(B);
         be.download(batch_u_, std::span<T>(host_scores_));
-        host_f1_.resize(batch.size());
+        host_f1_.resize(B);
         be.download(batch_f1_, std::span<T>(host_f1_));
     }
 
@@ -432,160 +338,7 @@ private:
             select_gumbel_top_k(u, k, config_.select.temperature, select_rng_, selected_, gumbel_keys_);
     }
 
-    /// The selected pairs wait for next step's reward: their statistics, contexts, φ and f1.
-    void keep_pending(const pair_batch<T>& batch, double progress) {
-        Backend& be = *backend_;
-        const std::size_t B = batch.size();
-        pending_progress_ = progress;
-        pending_selected_ = selected_;
-        pending_margin_.assign(stats_.margin.begin(), stats_.margin.end());
-        pending_policy_chosen_.assign(batch.policy_chosen.begin(), batch.policy_chosen.end());
-        pending_chosen_length_.assign(batch.chosen_length.begin(), batch.chosen_length.end());
-        pending_chosen_reward_.assign(stats_.chosen_reward.begin(), stats_.chosen_reward.end());
-        pending_exploit_score_.resize(selected_.size());
-        for (std::size_t i = 0; i < selected_.size(); ++i) pending_exploit_score_[i] = host_f1_[selected_[i]];
-        be.gather_rows(batch_x_, selected_, pending_contexts_);
-        be.gather_rows(batch_phi_, selected_, pending_phi_);
-        has_pending_ = true;
-        (void)B;
-    }
-
-    // ---- checkpoint helpers -------------------------------------------------------------
-
-    static std::vector<std::uint64_t> to_u64(const std::vector<std::size_t>& v) {
-        return {v.begin(), v.end()};
-    }
-
-    /// Writes the first `rows` rows of a backend matrix (row-major) with its width.
-    void write_rows(detail::byte_writer& w, const matrix& mat, std::size_t rows) const {
-        const std::size_t cols = rows == 0 ? 0 : backend_->cols(mat);
-        w.put<std::uint64_t>(cols);
-        host_buffer_.resize(backend_->rows(mat) * cols);
-        if (rows > 0) backend_->download(mat, std::span<T>(host_buffer_));
-        w.put_array(std::span<const T>(host_buffer_.data(), rows * cols));
-    }
-    void write_rows(detail::byte_writer& w, const vector& vec, std::size_t rows) const {
-        host_buffer_.resize(rows == 0 ? 0 : backend_->size(vec));
-        if (rows > 0) backend_->download(vec, std::span<T>(host_buffer_));
-        w.put_array(std::span<const T>(host_buffer_.data(), rows));
-    }
-    void read_rows(detail::byte_reader& r, matrix& mat, std::size_t rows, std::size_t cols, const char* what) {
-        const auto stored_cols = r.get<std::uint64_t>(what);
-        if (rows > 0 && stored_cols != cols)
-            throw checkpoint_error(std::string("checkpoint: ") + what + " has width " + std::to_string(stored_cols) +
-                                   ", expected " + std::to_string(cols));
-        r.require_elements(rows, cols * sizeof(T), what);  // rows·cols cannot wrap past this
-        r.get_array(host_buffer_, what, rows * cols);
-        if (rows > 0) backend_->upload(matrix_view<const T>{host_buffer_.data(), rows, cols, cols}, mat);
-    }
-    void read_rows(detail::byte_reader& r, vector& vec, std::size_t rows, const char* what) {
-        r.get_array(host_buffer_, what, rows);
-        if (rows > 0) backend_->upload(std::span<const T>(host_buffer_), vec);
-    }
-
-    template <class Net>
-    void write_net(detail::byte_writer& w, Net& net) const {
-        net.visit_state([&](const char* name, auto& tensor) {
-            using V = std::remove_cvref_t<decltype(tensor)>;
-            w.put_tag(name);
-            if constexpr (std::is_same_v<V, std::uint64_t>) {
-                w.put(tensor);
-            } else if constexpr (std::is_same_v<V, matrix>) {
-                w.put<std::uint64_t>(backend_->rows(tensor));
-                write_rows(w, tensor, backend_->rows(tensor));
-            } else {
-                write_rows(w, tensor, backend_->size(tensor));
-            }
-        });
-    }
-    template <class Net>
-    void read_net(detail::byte_reader& r, Net& net) {
-        net.visit_state([&](const char* name, auto& tensor) {
-            using V = std::remove_cvref_t<decltype(tensor)>;
-            r.expect_tag(name);
-            if constexpr (std::is_same_v<V, std::uint64_t>) {
-                tensor = r.get<std::uint64_t>(name);
-            } else if constexpr (std::is_same_v<V, matrix>) {
-                const auto rows = r.get<std::uint64_t>(name);
-                if (rows != backend_->rows(tensor))
-                    throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " +
-                                           std::to_string(rows) + " rows, expected " +
-                                           std::to_string(backend_->rows(tensor)));
-                read_rows(r, tensor, backend_->rows(tensor), backend_->cols(tensor), name);
-            } else {
-                read_rows(r, tensor, backend_->size(tensor), name);
-            }
-        });
-    }
-
-    void write_reward_state(detail::byte_writer& w) const {
-        const typename Reward::state_type s = reward_.state();
-        w.put(s);
-    }
-    void read_reward_state(detail::byte_reader& r) {
-        reward_.set_state(r.get<typename Reward::state_type>("reward state"));
-    }
-
-    /// Reads everything serialize() wrote after the header fields, into a freshly
-    /// constructed scheduler of the stored configuration.
-    void read_state(detail::byte_reader& r) {
-        step_count_ = r.get<std::uint64_t>("step count");
-        update_count_ = r.get<std::uint64_t>("update count");
-        detail::read_rng(r, dropout_rng_, "dropout rng");
-        detail::read_rng(r, select_rng_, "selection rng");
-        detail::read_rng(r, pool_rng_, "pool rng");
-        r.expect_tag("reward");
-        read_reward_state(r);
-        r.expect_tag("exploit");
-        read_net(r, *exploit_);
-        r.expect_tag("explore");
-        read_net(r, *explore_);
-
-        r.expect_tag("pool");
-        const auto size = r.get<std::uint64_t>("pool size");
-        const auto seen = r.get<std::uint64_t>("pool seen");
-        if (size > config_.pool.capacity_rows || seen < size || (seen > size && size != config_.pool.capacity_rows))
-            throw checkpoint_error("checkpoint: inconsistent pool size " + std::to_string(size) + " / seen " +
-                                   std::to_string(seen) + " for capacity " +
-                                   std::to_string(config_.pool.capacity_rows));
-        const auto rows = static_cast<std::size_t>(size);
-        const std::size_t e = config_.net.feature_dim();
-        // The pool's rows must be in the file before storage for them is allocated.
-        r.require_elements(size, (context_dim_ + 1 + (compat() ? e + 1 : 0)) * sizeof(T), "pool rows");
-        pool_index_.set_state({config_.pool.capacity_rows, seen});
-        if (rows > 0) grow_pool(rows);
-        read_rows(r, pool_contexts_, rows, context_dim_, "pool contexts");
-        read_rows(r, pool_targets_, rows, "pool targets");
-        read_rows(r, pool_phi_, compat() ? rows : 0, e, "pool features");
-        read_rows(r, pool_explore_targets_, compat() ? rows : 0, "pool explore targets");
-
-        r.expect_tag("pending");
-        has_pending_ = r.get<std::uint8_t>("pending flag") != 0;
-        if (!has_pending_) return;
-        pending_progress_ = r.get<double>("pending progress");
-        std::vector<std::uint64_t> sel;
-        r.get_array(sel, "pending selection");
-        r.get_array(pending_margin_, "pending margins");
-        const std::size_t B = pending_margin_.size();
-        if (sel.empty() || sel.size() > B)
-            throw checkpoint_error("checkpoint: pending selection of " + std::to_string(sel.size()) +
-                                   " rows for a batch of " + std::to_string(B));
-        pending_selected_.clear();
-        for (const auto i : sel) {
-            if (i >= B) throw checkpoint_error("checkpoint: pending selection index out of range");
-            pending_selected_.push_back(static_cast<std::size_t>(i));
-        }
-        r.get_array(pending_policy_chosen_, "pending chosen log-probs", B);
-        r.get_array(pending_chosen_length_, "pending chosen lengths");
-        if (!pending_chosen_length_.empty() && pending_chosen_length_.size() != B)
-            throw checkpoint_error("checkpoint: pending chosen lengths do not match the batch");
-        r.get_array(pending_chosen_reward_, "pending chosen rewards", B);
-        r.get_array(pending_exploit_score_, "pending f1 scores", sel.size());
-        read_rows(r, pending_contexts_, sel.size(), context_dim_, "pending contexts");
-        read_rows(r, pending_phi_, sel.size(), e, "pending features");
-    }
-
-    // ---- state (all of it is in the checkpoint) ------------------------------------------
+    // ---- state (all of it is in the checkpoint, see sams_checkpoint.hpp) ------------------
     scheduler_config config_;
     std::size_t context_dim_;
     std::uint64_t seed_;
@@ -594,29 +347,18 @@ private:
     std::unique_ptr<explore_net<Backend>> explore_;
     rng dropout_rng_, select_rng_, pool_rng_;
     Reward reward_;
-    reservoir_index pool_index_;
+    replay_pool<Backend> pool_;
+    pending_selection<Backend> pending_;
     std::uint64_t step_count_ = 0;
     std::uint64_t update_count_ = 0;
-
-    std::size_t pool_rows_allocated_ = 0;
-    matrix pool_contexts_, pool_phi_;
-    vector pool_targets_, pool_explore_targets_;
-
-    bool has_pending_ = false;
-    double pending_progress_ = 0.0;
-    std::vector<std::size_t> pending_selected_;
-    std::vector<T> pending_margin_, pending_policy_chosen_, pending_chosen_length_, pending_chosen_reward_;
-    std::vector<T> pending_exploit_score_;
-    matrix pending_contexts_, pending_phi_;
 
     // ---- scratch buffers, reused across steps (not state) --------------------------------
     pair_stats<T> stats_;
     std::vector<T> targets_, host_scores_, host_f1_;
-    mutable std::vector<T> host_buffer_;
-    std::vector<std::size_t> selected_, replay_slots_, keep_rows_, write_slots_;
-    std::vector<std::ptrdiff_t> offer_slots_;
+    std::vector<std::size_t> selected_, replay_slots_;
     std::vector<double> gumbel_keys_;
     bool last_warmup_ = false;
+    matrix range_probe_;  // prepare()'s scaled copy of the contexts (range check)
     matrix batch_x_, batch_phi_, train_x_, train_phi_, replay_x_, replay_phi_;
     vector batch_f1_, batch_f2_, batch_u_, train_y_, train_y2_, replay_y_, replay_y2_, replay_f1_;
     vector pending_targets_, pending_exploit_, pending_y2_;
