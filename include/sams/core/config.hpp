@@ -149,6 +149,9 @@ struct scheduler_config {
                 "scheduler_config.opt.learning_rate", "must be in (0, 1]");
         require(opt.beta1 >= 0.0 && opt.beta1 < 1.0, "scheduler_config.opt.beta1", "must be in [0, 1)");
         require(opt.beta2 >= 0.0 && opt.beta2 < 1.0, "scheduler_config.opt.beta2", "must be in [0, 1)");
+        // Adam's condition β1² < β2 bounds |m| by a multiple of √v, hence every update.
+        require(opt.beta1 == 0.0 || opt.beta1 * opt.beta1 < opt.beta2, "scheduler_config.opt.beta2",
+                "must exceed beta1² (Adam's condition; else an update m/√v is unbounded)");
         require(std::isfinite(opt.eps) && opt.eps > 0.0, "scheduler_config.opt.eps", "must be > 0");
         require(std::isfinite(opt.weight_decay) && opt.weight_decay >= 0.0 && opt.weight_decay <= 1.0,
                 "scheduler_config.opt.weight_decay", "must be in [0, 1]");

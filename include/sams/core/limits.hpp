@@ -28,6 +28,13 @@ inline constexpr std::uint64_t max_pool_rows = std::uint64_t{1} << 32;
 /// Elements the full pool holds: capacity_rows·(D + 1) (+ capacity_rows·(E + 1) with
 /// reward.reference_compat).
 inline constexpr std::uint64_t max_pool_elements = std::uint64_t{1} << 36;
+/// What a checkpoint may restore into a net: |parameter| <= max_abs_restored_weight (trained
+/// weights start at 1/√fan_in and move by at most the learning rate per Adam step), and Adam
+/// second moments v <= max_restored_second_moment (|gradient| up to 2^32).
+inline constexpr double max_abs_restored_weight = 256.0;
+inline constexpr double max_restored_second_moment = 0x1p64;
+/// |value| of restored activations: f1's features φ and scores, f2's stored targets.
+inline constexpr double max_abs_restored_activation = 0x1p30;
 /// Size of a checkpoint file that load() reads into memory.
 inline constexpr std::uint64_t max_checkpoint_bytes = std::uint64_t{1} << 40;
 

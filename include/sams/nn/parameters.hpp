@@ -192,6 +192,8 @@ inline void validate_optimizer(const optimizer_config& opt, const char* where) {
             "optimizer_config.learning_rate must be finite and > 0");
     require(opt.beta1 >= 0.0 && opt.beta1 < 1.0, where, "optimizer_config.beta1 must be in [0, 1)");
     require(opt.beta2 >= 0.0 && opt.beta2 < 1.0, where, "optimizer_config.beta2 must be in [0, 1)");
+    require(opt.beta1 == 0.0 || opt.beta1 * opt.beta1 < opt.beta2, where,
+            "optimizer_config.beta2 must exceed beta1² (Adam's condition)");
     require(std::isfinite(opt.eps) && opt.eps > 0.0, where, "optimizer_config.eps must be finite and > 0");
     require(std::isfinite(opt.weight_decay) && opt.weight_decay >= 0.0, where,
             "optimizer_config.weight_decay must be finite and >= 0");

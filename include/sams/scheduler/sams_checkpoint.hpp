@@ -57,9 +57,11 @@ struct value_range {
     double hi = std::numeric_limits<double>::max();
 };
 /// Contexts and the targets the nets train on: |x| < limits::max_abs_context, as for inputs.
-inline constexpr value_range context_range{-std::nextafter(limits::max_abs_context, 0.0),
-                                           std::nextafter(limits::max_abs_context, 0.0)};
-inline constexpr value_range nonnegative_range{0.0, std::numeric_limits<double>::max()};
+inline constexpr value_range context_range{-0x1.fffffffffffffp+13, 0x1.fffffffffffffp+13};  // the double below 2^14
+static_assert(0x1.fffffffffffffp+13 < limits::max_abs_context && limits::max_abs_context == 0x1p14);
+/// φ, f1 scores and f2 targets restored into the pool or the pending selection.
+inline constexpr value_range activation_range{-limits::max_abs_restored_activation,
+                                              limits::max_abs_restored_activation};
 
 /// Throws checkpoint_error naming `what` unless every value is finite and within `range`.
 template <class T>
@@ -116,20 +118,50 @@ void write_net(Backend& be, byte_writer& w, Net& net, std::vector<backend_value_
 /// 0 (the bias correction 1 - β^0 = 0 would divide by zero).
 inline constexpr std::uint64_t max_restored_steps = std::uint64_t{1} << 62;
 
-/// Reads write_net's section into a net of the same shape (checked tensor by tensor): values
-/// and first moments finite, second moments ("adam_v.*") finite and >= 0 (a negative one
-/// makes Adam's √v NaN), the step count below max_restored_steps.
+/// Reads write_net's section into a net of the same shape (checked tensor by tensor), so
+/// that the restored net computes finite values on accepted inputs and its next Adam steps
+/// are bounded:
+///   - parameter values |w| <= limits::max_abs_restored_weight;
+///   - second moments v in [0, limits::max_restored_second_moment] (v < 0 makes √v NaN);
+///   - first moments |m| <= 2K·√v + 2^-20 with K = (1-β1)/√((1-β2)(1-β1²/β2)): Adam's own
+///     recursion keeps |m| <= K√v (Cauchy-Schwarz; the config ensures β1² < β2), so an honest state passes
+///     with room for rounding and a forged m cannot make the update lr·m̂/(√v̂+ε) explode;
+///   - the step count below max_restored_steps.
 template <backend Backend, class Net>
-void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t<Backend>>& host) {
+void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t<Backend>>& host,
+              const optimizer_config& opt) {
+    using T = backend_value_t<Backend>;
+    std::vector<std::vector<T>> first_moments;
+    std::size_t second_index = 0;
+    const double b1 = opt.beta1, b2 = opt.beta2;
+    // The config is validated: β1 = 0 or β1² < β2, so the ratio is finite.
+    const double ratio = b1 == 0.0 ? 1.0 / std::sqrt(1.0 - b2) : (1.0 - b1) / std::sqrt((1.0 - b2) * (1.0 - b1 * b1 / b2));
+    const auto check_moments = [&](const char* name) {
+        if (second_index >= first_moments.size())
+            throw checkpoint_error(std::string("checkpoint: ") + name + " has no first moment");
+        const std::vector<T>& m = first_moments[second_index++];
+        if (m.size() != host.size()) throw checkpoint_error(std::string("checkpoint: ") + name + " has the wrong size");
+        for (std::size_t i = 0; i < m.size(); ++i) {
+            const double bound = 2.0 * ratio * std::sqrt(static_cast<double>(host[i])) + 0x1p-20;
+            if (!(std::abs(static_cast<double>(m[i])) <= bound))
+                throw checkpoint_error(std::string("checkpoint: the first moment of ") + name + "[" +
+                                       std::to_string(i) + "] is inconsistent with its second moment");
+        }
+    };
     net.visit_state([&](const char* name, auto& tensor) {
         using V = std::remove_cvref_t<decltype(tensor)>;
         r.expect_tag(name);
-        const value_range range = std::string_view(name).starts_with("adam_v.") ? nonnegative_range : value_range{};
+        const std::string_view n(name);
+        const bool is_m = n.starts_with("adam_m."), is_v = n.starts_with("adam_v.");
+        const value_range range = is_v   ? value_range{0.0, limits::max_restored_second_moment}
+                                  : is_m ? value_range{}
+                                         : value_range{-limits::max_abs_restored_weight, limits::max_abs_restored_weight};
         if constexpr (std::is_same_v<V, std::uint64_t>) {
             tensor = r.get<std::uint64_t>(name);
             if (tensor >= max_restored_steps)
                 throw checkpoint_error(std::string("checkpoint: ") + name + " = " + std::to_string(tensor) +
                                        " is out of range");
+            return;
         } else if constexpr (std::is_same_v<V, backend_matrix_t<Backend>>) {
             const auto rows = r.get<std::uint64_t>(name);
             if (rows != be.rows(tensor))
@@ -139,6 +171,8 @@ void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t
         } else {
             read_rows(be, r, tensor, be.size(tensor), name, host, range);
         }
+        if (is_m) first_moments.push_back(host);
+        if (is_v) check_moments(name);
     });
 }
 
@@ -253,9 +287,9 @@ private:
         r.expect_tag("reward");
         s.reward_.set_state(r.get<typename Scheduler::reward_type::state_type>("reward state"));
         r.expect_tag("exploit");
-        read_net(be, r, *s.exploit_, host);
+        read_net(be, r, *s.exploit_, host, config.opt);
         r.expect_tag("explore");
-        read_net(be, r, *s.explore_, host);
+        read_net(be, r, *s.explore_, host, config.opt);
 
         r.expect_tag("pool");
         const auto size = r.get<std::uint64_t>("pool size");
@@ -273,8 +307,8 @@ private:
         pool.restore(be, seen);
         read_rows(be, r, pool.contexts(), rows, s.context_dim_, "pool contexts", host, context_range);
         read_rows(be, r, pool.targets(), rows, "pool targets", host, context_range);
-        read_rows(be, r, pool.features(), feature_rows, e, "pool features", host);
-        read_rows(be, r, pool.explore_targets(), feature_rows, "pool explore targets", host);
+        read_rows(be, r, pool.features(), feature_rows, e, "pool features", host, activation_range);
+        read_rows(be, r, pool.explore_targets(), feature_rows, "pool explore targets", host, activation_range);
 
         auto& p = s.pending_;
         r.expect_tag("pending");
@@ -316,9 +350,9 @@ private:
         r.get_array(p.chosen_reward, "pending chosen rewards", B);
         check_values(std::span<const T>(p.chosen_reward), "pending chosen rewards");
         r.get_array(p.exploit_score, "pending f1 scores", sel.size());
-        check_values(std::span<const T>(p.exploit_score), "pending f1 scores");
+        check_values(std::span<const T>(p.exploit_score), "pending f1 scores", activation_range);
         read_rows(be, r, p.contexts, sel.size(), s.context_dim_, "pending contexts", host, context_range);
-        read_rows(be, r, p.features, sel.size(), e, "pending features", host);
+        read_rows(be, r, p.features, sel.size(), e, "pending features", host, activation_range);
     }
 };
 
