@@ -335,3 +335,177 @@ TEST_CASE("checkpoint limits: concurrent saves to one path all succeed and reade
     CHECK(std::distance(std::filesystem::directory_iterator(dir), {}) == 1);  // no temporary left behind
     std::filesystem::remove_all(dir);
 }
+
+// ---- property: every bad-input class is refused and leaves the target byte-identical -----
+
+namespace {
+
+/// Finds the n-th occurrence of a double value in a payload (a stored tensor element).
+std::size_t find_double(const bytes_t& payload, double value) {
+    for (std::size_t k = 0; k + 8 <= payload.size(); ++k)
+        if (peek<double>(payload, k) == value) return k;
+    return SIZE_MAX;
+}
+
+/// Writes `file` and restores it into `target`: must throw checkpoint_error, target unchanged.
+void check_restore_refused(scheduler_d& target, const bytes_t& file, const char* expected_text) {
+    const auto dir = scratch_dir("restore");
+    const auto path = dir / "forged.bin";
+    {
+        std::ofstream out(path, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(file.data()), static_cast<std::streamsize>(file.size()));
+    }
+    const bytes_t before = target.serialize();
+    CHECK_THROWS_WITH_AS(target.restore(path), doctest::Contains(expected_text), sams::checkpoint_error);
+    CHECK(target.serialize() == before);
+    std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint limits: restored values that could not step are refused, the target unchanged") {
+    scheduler_d target = stepped(5, 3);
+    const bytes_t payload = payload_of(stepped(3).serialize());
+    const std::size_t rng_at = after_config() + 8 * 4;  // context_dim, seed, step and update counts
+
+    SUBCASE("an all-zero generator state (the next step never returned)") {
+        auto p = payload;
+        for (int w = 0; w < 4; ++w) poke<std::uint64_t>(p, rng_at + 32 + 8 * w, 0);  // the selection rng
+        check_restore_refused(target, reframe(p), "all-zero");
+    }
+    SUBCASE("a non-finite or huge net weight") {
+        // The first element of f1's input weight: just after its tag, row count, width, length.
+        const std::size_t at = after_tag(payload, "input.weight") + 8 * 3;
+        for (const double bad : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(), 1e30}) {
+            auto p = payload;
+            poke<double>(p, at, bad);
+            check_restore_refused(target, reframe(p), "input.weight");
+        }
+    }
+    SUBCASE("a negative Adam second moment, and a first moment too large for its second") {
+        auto p = payload;
+        const std::size_t v_at = after_tag(payload, "adam_v.input.weight") + 8 * 3;
+        poke<double>(p, v_at, -1.0);
+        check_restore_refused(target, reframe(p), "adam_v.input.weight");
+        auto q = payload;
+        const std::size_t m_at = after_tag(payload, "adam_m.input.weight") + 8 * 3;
+        poke<double>(q, m_at, 1e6);
+        check_restore_refused(target, reframe(q), "first moment");
+    }
+    SUBCASE("an inconsistent pending selection") {
+        const std::size_t at = after_tag(payload, "pending") + 1 + 8 + 8;  // flag, progress, selection length
+        auto p = payload;
+        poke<std::uint64_t>(p, at + 8, peek<std::uint64_t>(p, at));  // second index = first: not ascending
+        check_restore_refused(target, reframe(p), "pending selection");
+        auto q = payload;
+        poke<double>(q, after_tag(payload, "pending") + 1, 2.0);  // progress outside [0, 1]
+        check_restore_refused(target, reframe(q), "pending progress");
+    }
+    SUBCASE("a pool context beyond the accepted range, and an inconsistent pool size") {
+        auto p = payload;
+        const std::size_t at = after_tag(payload, "pool") + 16 + 16;  // size, seen, width, length
+        poke<double>(p, at, 1e30);
+        check_restore_refused(target, reframe(p), "pool contexts");
+        auto q = payload;
+        poke<std::uint64_t>(q, after_tag(payload, "pool") + 8, 0);  // seen < size
+        check_restore_refused(target, reframe(q), "inconsistent pool");
+    }
+    SUBCASE("forged sizes through restore()") {
+        auto p = payload;
+        poke<std::uint64_t>(p, config_field_offset("net.depth"), std::uint64_t{1} << 40);
+        check_restore_refused(target, reframe(p), "net.depth");
+    }
+    CHECK(find_double(payload, 12345.678) == SIZE_MAX);  // the helpers read the payload, not a copy
+}
+
+TEST_CASE("value limits: a scheduler refuses out-of-range inputs unchanged and keeps stepping after extremes") {
+    scheduler_d s = stepped(9, 3);
+    sams::rng g(77);
+    const auto good = [&] { return random_batch(g, B, D); };
+    const auto refused = [&](const owned_batch& b, const char* text) {
+        const bytes_t before = s.serialize();
+        CHECK_THROWS_WITH_AS((void)s.step(b.batch()), doctest::Contains(text), sams::invalid_argument);
+        CHECK(s.serialize() == before);
+    };
+    SUBCASE("contexts of 1e30, FLT_MAX and exactly 2^14 (1e30 used to poison the nets)") {
+        for (const double bad : {1e30, double(std::numeric_limits<float>::max()), sams::limits::max_abs_context,
+                                 -sams::limits::max_abs_context}) {
+            auto b = good();
+            b.ctx[4] = bad;
+            CAPTURE(bad);
+            refused(b, "16384");
+        }
+    }
+    SUBCASE("log-probs beyond 1e9") {
+        auto b = good();
+        b.r_w[1] = -1e20;
+        refused(b, "reference_chosen[1]");
+    }
+    SUBCASE("accepted extremes: contexts just below 2^14, log-probs at ±1e9, then good batches step") {
+        for (int t = 0; t < 6; ++t) {
+            auto b = good();
+            for (std::size_t k = 0; k < b.ctx.size(); ++k)
+                b.ctx[k] = (k % 2 == 0 ? 1.0 : -1.0) * std::nextafter(sams::limits::max_abs_context, 0.0);
+            b.a_w[0] = sams::limits::max_abs_log_prob;
+            b.a_l[0] = -sams::limits::max_abs_log_prob;
+            CHECK_NOTHROW((void)s.step(b.batch()));
+        }
+        for (int t = 0; t < 10; ++t) {
+            const auto d = s.step(good().batch());
+            for (const double u : d.score) CHECK(std::isfinite(u));
+        }
+        CHECK(s.updates() >= 15);
+        // The state it reached saves and loads.
+        CHECK(scheduler_d::deserialize(s.serialize()).serialize() == s.serialize());
+    }
+}
+
+TEST_CASE("value limits: configurations beyond the caps are refused at construction, naming the field") {
+    const auto refused = [](const sams::scheduler_config& c, const char* text, std::size_t dim = D) {
+        CHECK_THROWS_WITH_AS(scheduler_d(c, dim, 1), doctest::Contains(text), sams::invalid_argument);
+    };
+    auto c = small_config();
+    c.select.rule = static_cast<sams::selection_rule>(5);
+    refused(c, "select.rule");
+    c = small_config();
+    c.select.weights = static_cast<sams::weight_scaling>(-1);
+    refused(c, "select.weights");
+    c = small_config();
+    c.reward.mode = static_cast<sams::reward_mode>(9);
+    refused(c, "reward.mode");
+    c = small_config();
+    c.net.act = static_cast<sams::activation>(3);
+    refused(c, "net.act");
+    c = small_config();
+    c.net.hidden = std::size_t{1} << 40;
+    refused(c, "net.hidden");
+    c = small_config();
+    c.net.depth = 1'000'000'000'000;
+    refused(c, "net.depth");
+    c = small_config();  // hidden·(depth-2) = 2^64 wrapped to 0 and passed the divisibility check
+    c.net.hidden = std::size_t{1} << 32;
+    c.net.depth = (std::size_t{1} << 32) + 2;
+    refused(c, "scheduler_config.net");
+    c = small_config();
+    c.opt.exploit_steps = 1'000'000'000'000;
+    c.opt.early_stop_mse = 0.0;
+    refused(c, "exploit_steps");
+    c = small_config();
+    c.loss.beta = 1e300;
+    refused(c, "loss_config.beta");
+    c = small_config();
+    c.opt.beta1 = 0.9;
+    c.opt.beta2 = 0.5;
+    refused(c, "beta2");
+    c = small_config();
+    c.pool.capacity_rows = std::size_t{1} << 33;
+    refused(c, "capacity_rows");
+    c = small_config();
+    c.pool.capacity_rows = std::size_t{1} << 30;
+    refused(c, "pool", 1000);  // 2^30 rows · 1001 elements > 2^36
+    refused(small_config(), "context_dim", std::size_t{1} << 21);
+    c = small_config();
+    c.net.hidden = 1 << 17;  // 2^34 parameters in a 2^17-wide block
+    c.net.block_size = 1 << 10;
+    refused(c, "parameters");
+}
