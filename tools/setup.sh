@@ -24,6 +24,7 @@ SAMS_PACKAGES=(
     # python/ (SAMS_BUILD_PYTHON, on in the dev preset): the module, its install and pytest suite
     pybind11-dev python3-dev python3-numpy python3-torch python3-pytest python3-pip python3-setuptools
     python3-venv
+    clang libclang-rt-14-dev  # tests/fuzz: the checkpoint decoder under libFuzzer (.ci/run)
 )
 
 read -r -a extra_from_env <<< "${SAMS_EXTRA_PACKAGES:-}"

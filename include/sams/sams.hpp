@@ -10,6 +10,7 @@
 #include <sams/core/convert.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
 

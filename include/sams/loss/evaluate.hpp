@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 #include <sams/core/views.hpp>
 #include <sams/loss/concept.hpp>
 #include <sams/loss/loss_config.hpp>
@@ -31,7 +32,9 @@ std::string loss_label() {
         return "the loss";
 }
 
-/// A field of the batch: length B, every value finite, and > 0 where `positive` (lengths).
+/// A field of the batch: length B, every value finite; log-probs within ±limits::max_abs_log_prob,
+/// lengths (`positive`) at least limits::min_length. Within these every shipped loss is finite
+/// in float and double (docs/limits.md).
 template <class T>
 void check_loss_field(std::span<const T> values, std::size_t batch_size, const char* name, bool positive) {
     if (values.size() != batch_size)
@@ -45,6 +48,12 @@ void check_loss_field(std::span<const T> values, std::size_t batch_size, const c
         if (positive && !(values[i] > T(0)))
             fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " +
                                           number_text(double(values[i])) + ", expected a length > 0");
+        if (positive && !(double(values[i]) >= limits::min_length))
+            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " +
+                                          number_text(double(values[i])) + ", expected a length >= 1 (a token count)");
+        if (!positive && !(std::abs(double(values[i])) <= limits::max_abs_log_prob))
+            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " +
+                                          number_text(double(values[i])) + ", expected a log-prob within ±1e9");
     }
 }
 

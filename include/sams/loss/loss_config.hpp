@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 
 namespace sams {
 
@@ -48,10 +50,22 @@ struct loss_config {
         });
         require(std::isfinite(beta) && beta > 0.0, {scope, "beta"},
                 [&] { return "must be a finite number > 0, got " + std::to_string(beta); });
+        // A β outside this range overflows the margins β·h (or IPO's target 1/(2β)) in float.
+        require(beta >= limits::min_beta && beta <= limits::max_beta, {scope, "beta"}, [&] {
+            char text[32];
+            std::snprintf(text, sizeof text, "%.9g", beta);
+            return std::string("must be in [1e-6, 1e6], got ") + text;
+        });
         require(std::isfinite(label_smoothing) && label_smoothing >= 0.0 && label_smoothing < 0.5,
                 {scope, "label_smoothing"},
                 [&] { return "must be in [0, 0.5), got " + std::to_string(label_smoothing); });
-        require(std::isfinite(simpo_gamma), {scope, "simpo_gamma"}, "must be finite");
+        require(kind != loss_kind::robust || label_smoothing <= limits::max_robust_flip_rate, {scope, "label_smoothing"},
+                [&] {
+                    return "must be at most 0.49 for the robust loss (it divides by 1 - 2ε), got " +
+                           std::to_string(label_smoothing);
+                });
+        require(std::isfinite(simpo_gamma) && std::abs(simpo_gamma) <= limits::max_abs_simpo_gamma, {scope, "simpo_gamma"},
+                "must be finite with |γ| <= 1e6");
     }
 
     friend bool operator==(const loss_config&, const loss_config&) = default;

@@ -1,6 +1,8 @@
 // The shipped preference losses (docs/losses.md), one struct per member of the family, each a model
 // of sams::preference_loss; and visit_loss(), which turns a run-time loss_config into one.
 // Formulas, derivatives and stability notes: docs/losses.md.
+// Inside the accepted range (β, |log-prob|, lengths: sams/core/limits.hpp) every value and
+// derivative is finite in float and double; evaluate_loss() refuses inputs outside it.
 #pragma once
 
 #include <cmath>
@@ -10,6 +12,7 @@
 #include <string_view>
 
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 #include <sams/loss/concept.hpp>
 #include <sams/loss/loss_config.hpp>
 #include <sams/loss/stable_math.hpp>
@@ -25,9 +28,29 @@ inline std::string number_text(double x) {
 }
 
 // Messages are built only on failure: validation runs on every evaluation and must not allocate.
+/// β > 0 and within [limits::min_beta, limits::max_beta]: with every accepted log-prob
+/// (|x| <= limits::max_abs_log_prob) every loss of the family is then finite in float.
 inline void require_beta(double beta, const char* where) {
     require(std::isfinite(beta) && beta > 0.0, where,
             [&] { return "must be a finite number > 0, got " + number_text(beta); });
+    require(beta >= limits::min_beta && beta <= limits::max_beta, where, [&] {
+        return "must be in [" + number_text(limits::min_beta) + ", " + number_text(limits::max_beta) +
+               "] (larger or smaller β overflows the margins), got " + number_text(beta);
+    });
+}
+/// rDPO divides by 1 - 2ε: ε is kept at most limits::max_robust_flip_rate so that stays finite.
+inline void require_flip_rate(double eps, const char* where) {
+    require(eps <= limits::max_robust_flip_rate, where, [&] {
+        return "must be at most " + number_text(limits::max_robust_flip_rate) +
+               " for the robust loss (it divides by 1 - 2ε), got " + number_text(eps);
+    });
+}
+/// SimPO's γ: finite and |γ| <= limits::max_abs_simpo_gamma (it is cast to float).
+inline void require_gamma(double gamma, const char* where) {
+    require(std::isfinite(gamma) && std::abs(gamma) <= limits::max_abs_simpo_gamma, where, [&] {
+        return "must be finite with |γ| <= " + number_text(limits::max_abs_simpo_gamma) + ", got " +
+               number_text(gamma);
+    });
 }
 
 inline void require_smoothing(double eps, const char* where) {
@@ -88,6 +111,7 @@ struct robust_loss {
     void validate() const {
         detail::require_beta(beta, "robust_loss.beta");
         detail::require_smoothing(label_smoothing, "robust_loss.label_smoothing");
+        detail::require_flip_rate(label_smoothing, "robust_loss.label_smoothing");
     }
 
     template <std::floating_point T>
@@ -197,8 +221,7 @@ struct simpo_loss {
     /// Throws sams::invalid_argument naming the offending field.
     void validate() const {
         detail::require_beta(beta, "simpo_loss.beta");
-        detail::require(std::isfinite(gamma), {"simpo_loss", "gamma"},
-                        [&] { return "must be finite, got " + detail::number_text(gamma); });
+        detail::require_gamma(gamma, "simpo_loss.gamma");
         detail::require_smoothing(label_smoothing, "simpo_loss.label_smoothing");
     }
 

@@ -13,6 +13,7 @@
 
 #include <sams/backend/concept.hpp>
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
 #include <sams/nn/network_config.hpp>

@@ -11,6 +11,7 @@
 #include <string>
 
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 #include <sams/core/views.hpp>
 #include <sams/loss/stable_math.hpp>
 #include <sams/reward/progress.hpp>
@@ -164,7 +165,8 @@ private:
         check_span(in.chosen_length, b, config_.length_normalized_chosen, where, "inputs.chosen_length");
         if (config_.length_normalized_chosen) {
             for (const T& n : in.chosen_length)
-                require(n > T(0), where, "inputs.chosen_length must be > 0 with length_normalized_chosen");
+                require(n > T(0) && double(n) >= limits::min_length, where,
+                        "inputs.chosen_length must be >= 1 (a token count) with length_normalized_chosen");
         }
         check_span(in.chosen_reward, b, config_.chosen_reward_term, where, "inputs.chosen_reward");
         for (const std::size_t i : in.selected)

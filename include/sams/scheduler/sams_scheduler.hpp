@@ -5,7 +5,9 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -19,6 +21,7 @@
 #include <sams/core/convert.hpp>
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 #include <sams/core/rng.hpp>
 #include <sams/core/views.hpp>
 #include <sams/loss/evaluate.hpp>
@@ -74,9 +77,14 @@ public:
           pool_(config_.pool.capacity_rows, context_dim_, config_.net.feature_dim(),
                 config_.reward.reference_compat) {
         rng init(seed, init_stream);
-        exploit_ = std::make_unique<exploit_net<Backend>>(*backend_, context_dim_, config_.net, config_.opt, init);
-        explore_ = std::make_unique<explore_net<Backend>>(*backend_, config_.net.feature_dim(), config_.net,
-                                                          config_.opt, init);
+        try {
+            exploit_ = std::make_unique<exploit_net<Backend>>(*backend_, context_dim_, config_.net, config_.opt, init);
+            explore_ = std::make_unique<explore_net<Backend>>(*backend_, config_.net.feature_dim(), config_.net,
+                                                              config_.opt, init);
+        } catch (const std::bad_alloc&) {  // sizes within the caps can still exceed this machine
+            throw invalid_argument("sams_scheduler: not enough memory for the nets of this configuration (net.hidden, "
+                                   "net.depth, context_dim)");
+        }
     }
 
     sams_scheduler(sams_scheduler&&) noexcept = default;
@@ -209,6 +217,9 @@ private:
     static const scheduler_config& checked(const scheduler_config& c, std::size_t context_dim) {
         c.validate();
         detail::require(context_dim > 0, "sams_scheduler: context_dim", "must be > 0");
+        // The caps that depend on D as well (docs/limits.md): widths, parameters, pool elements.
+        const std::string why = detail::size_limit_violation(c, context_dim);
+        detail::require(why.empty(), "sams_scheduler", [&] { return why; });
         return c;
     }
 
@@ -244,12 +255,21 @@ private:
         // they are checked there, in the scratch buffer that scoring reads next.
         backend_->upload(c, batch_x_);
         detail::require(backend_->all_finite(batch_x_), where, "batch.contexts contains NaN or Inf");
+        // |x| < 2^14 = limits::max_abs_context, checked where the contexts live: scaled by the
+        // power of two 2^(max_exponent - 14), which is exact, x overflows exactly when |x| >= 2^14.
+        backend_->resize(range_probe_, B, context_dim_);
+        backend_->fill(range_probe_, std::ldexp(T(1), std::numeric_limits<T>::max_exponent - limits::max_abs_context_log2));
+        backend_->multiply(batch_x_, range_probe_, range_probe_);
+        detail::require(backend_->all_finite(range_probe_), where,
+                        "batch.contexts holds a value with |x| >= 16384 (limits::max_abs_context); scale the "
+                        "contexts down");
         if (config_.reward.length_normalized_chosen) {
             detail::require(batch.chosen_length.size() == B, where,
                             "batch.chosen_length is required (reward_config.length_normalized_chosen) "
                             "with one entry per pair");
             for (const T n : batch.chosen_length)
-                detail::require(n > T(0), where, "batch.chosen_length must be > 0");
+                detail::require(n > T(0) && double(n) >= limits::min_length, where,
+                                "batch.chosen_length must be >= 1 (a token count)");
         }
         evaluate_loss(config_.loss, batch, stats_);
         return {B, progress_metric(std::span<const T>(stats_.margin))};
@@ -364,6 +384,7 @@ private:
     std::vector<std::size_t> selected_, replay_slots_;
     std::vector<double> gumbel_keys_;
     bool last_warmup_ = false;
+    matrix range_probe_;  // prepare()'s scaled copy of the contexts (range check)
     matrix batch_x_, batch_phi_, train_x_, train_phi_, replay_x_, replay_phi_;
     vector batch_f1_, batch_f2_, batch_u_, train_y_, train_y2_, replay_y_, replay_y2_, replay_f1_;
     vector pending_targets_, pending_exploit_, pending_y2_;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include <sams/core/error.hpp>
+#include <sams/core/limits.hpp>
 #include <sams/loss/loss_config.hpp>
 #include <sams/nn/network_config.hpp>
 #include <sams/reward/reward_config.hpp>
@@ -21,7 +22,12 @@ struct pool_config {
 
     /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
     void validate(const char* scope = "pool_config") const {
-        detail::require(capacity_rows > 0, {scope, "capacity_rows"}, "must be > 0");
+        detail::require(capacity_rows > 0 && capacity_rows <= limits::max_pool_rows, {scope, "capacity_rows"}, [&] {
+            return "must be in [1, " + std::to_string(limits::max_pool_rows) + "], got " + std::to_string(capacity_rows);
+        });
+        detail::require(replay_batches <= limits::max_replay_batches, {scope, "replay_batches"}, [&] {
+            return "must be <= " + std::to_string(limits::max_replay_batches) + ", got " + std::to_string(replay_batches);
+        });
     }
     friend bool operator==(const pool_config&, const pool_config&) = default;
 };
@@ -51,8 +57,11 @@ struct selection_config {
                 [&] { return "must be in (0, 1], got " + std::to_string(ratio); });
         require(rule == selection_rule::top_k || rule == selection_rule::softmax_sample, {scope, "rule"},
                 "must be top_k or softmax_sample");
-        require(std::isfinite(temperature) && temperature > 0.0, {scope, "temperature"}, "must be > 0");
-        require(std::isfinite(explore_weight), {scope, "explore_weight"}, "must be finite");
+        // u/τ and w·f2 stay finite for finite scores.
+        require(std::isfinite(temperature) && temperature >= 1e-6 && temperature <= 1e6, {scope, "temperature"},
+                "must be in [1e-6, 1e6]");
+        require(std::isfinite(explore_weight) && std::abs(explore_weight) <= 1e6, {scope, "explore_weight"},
+                "must be finite with |w| <= 1e6");
         require(weights == weight_scaling::per_selected || weights == weight_scaling::per_batch,
                 {scope, "weights"}, "must be per_selected or per_batch");
     }
