@@ -318,6 +318,106 @@ struct decision {
 
 }  // namespace sams
 // ---- end sams/core/decision.hpp ----
+// ---- begin sams/core/limits.hpp ----
+// The library's documented caps (docs/limits.md): upper bounds on every size a configuration
+// or a checkpoint can ask for, the accepted range of input values, and overflow-checked
+// size arithmetic. One list, read by config validation, the nets, the loss family and the
+// checkpoint decoder, so a value the library accepts can never hang it, exhaust memory by
+// itself or overflow its arithmetic.
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+
+namespace sams::limits {
+
+// ---- sizes ----------------------------------------------------------------------------------
+/// Widths: net.hidden, the context width D and the feature width E = H·(N-2)/s.
+inline constexpr std::uint64_t max_width = std::uint64_t{1} << 20;
+/// Depths: net.depth and net.explore_depth (layers, so a loop over them is short).
+inline constexpr std::uint64_t max_depth = 1024;
+/// Trainable parameters of one net (f1 or f2). Each is held four times (value, gradient,
+/// two Adam moments). The paper's f1 at D = 4096 has about 0.25·2^30.
+inline constexpr std::uint64_t max_net_parameters = std::uint64_t{1} << 32;
+/// Full-batch training steps per lagged update: opt.exploit_steps and opt.explore_steps (the
+/// paper uses 4; 38914 steps on a tiny net took 12 s under ASan in the fuzzer).
+inline constexpr std::uint64_t max_train_steps = std::uint64_t{1} << 12;
+/// pool.replay_batches (P): rows replayed per update = P·K.
+inline constexpr std::uint64_t max_replay_batches = std::uint64_t{1} << 16;
+/// pool.capacity_rows.
+inline constexpr std::uint64_t max_pool_rows = std::uint64_t{1} << 32;
+/// Elements the full pool holds: capacity_rows·(D + 1) (+ capacity_rows·(E + 1) with
+/// reward.reference_compat).
+inline constexpr std::uint64_t max_pool_elements = std::uint64_t{1} << 36;
+/// What a checkpoint may restore into a net: |parameter| <= max_abs_restored_weight (trained
+/// weights start at 1/√fan_in and move by at most the learning rate per Adam step), and Adam
+/// second moments v <= max_restored_second_moment (|gradient| up to 2^32).
+inline constexpr double max_abs_restored_weight = 256.0;
+inline constexpr double max_restored_second_moment = 0x1p64;
+/// |value| of restored activations: f1's features φ and scores, f2's stored targets.
+inline constexpr double max_abs_restored_activation = 0x1p30;
+/// Size of a checkpoint file that load() reads into memory.
+inline constexpr std::uint64_t max_checkpoint_bytes = std::uint64_t{1} << 40;
+
+// ---- values ---------------------------------------------------------------------------------
+/// β of every loss: [min_beta, max_beta]. Keeps the margins β·h and IPO's target 1/(2β)
+/// finite in float for every accepted log-prob.
+inline constexpr double min_beta = 1e-6;
+inline constexpr double max_beta = 1e6;
+/// |log-prob| (policy and reference) that the loss family and the schedulers accept. A
+/// sequence log-prob of 10^5 tokens at the float floor of a softmax (≈ -104 per token)
+/// is about 10^7; beyond 10^9 no loss of the family stays meaningful in float.
+inline constexpr double max_abs_log_prob = 1e9;
+/// Response lengths n_w, n_l are token counts: at least 1 (so u/n never exceeds |u|).
+inline constexpr double min_length = 1.0;
+/// rDPO's assumed flip rate ε (label_smoothing of the robust loss): it divides by 1 - 2ε.
+inline constexpr double max_robust_flip_rate = 0.49;
+/// |γ| of SimPO.
+inline constexpr double max_abs_simpo_gamma = 1e6;
+/// A scheduler accepts context values with |x| < max_abs_context = 2^14 (and so do restored
+/// pools and pending rows, for contexts and pool targets). The nets' activations grow
+/// linearly with the inputs, their squared errors and Adam's second moments with the fourth
+/// power; this bound keeps them finite in float at realistic widths (docs/limits.md). A
+/// power of two, so a backend can check it exactly by scaling (see sams_scheduler::prepare).
+inline constexpr int max_abs_context_log2 = 14;
+inline constexpr double max_abs_context = 16384.0;
+
+}  // namespace sams::limits
+
+namespace sams::detail {
+
+/// a·b, or nothing when it does not fit in 64 bits.
+[[nodiscard]] constexpr std::optional<std::uint64_t> checked_mul(std::uint64_t a, std::uint64_t b) noexcept {
+    if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return std::nullopt;
+    return a * b;
+}
+/// a + b, or nothing when it does not fit in 64 bits.
+[[nodiscard]] constexpr std::optional<std::uint64_t> checked_add(std::uint64_t a, std::uint64_t b) noexcept {
+    if (b > std::numeric_limits<std::uint64_t>::max() - a) return std::nullopt;
+    return a + b;
+}
+
+/// Parameters of f1 (input width d, width h, depth n) or nothing on overflow:
+/// input layer h·d + h, n-2 residual blocks of h·h + 3h (linear, LayerNorm γ and β),
+/// output layer h + 1.
+[[nodiscard]] constexpr std::optional<std::uint64_t> residual_net_parameters(std::uint64_t d, std::uint64_t h,
+                                                                             std::uint64_t n) noexcept {
+    if (n < 2) return std::nullopt;
+    const auto input = checked_mul(h, d);
+    const auto square = checked_mul(h, h);
+    if (!input || !square) return std::nullopt;
+    const auto block = checked_add(*square, 3 * h);  // h < 2^32 here (h·h fitted), so 3h cannot wrap
+    if (!block) return std::nullopt;
+    const auto blocks = checked_mul(*block, n - 2);
+    if (!blocks) return std::nullopt;
+    auto total = checked_add(*input, h);
+    if (total) total = checked_add(*total, *blocks);
+    if (total) total = checked_add(*total, h + 1);
+    return total;
+}
+
+}  // namespace sams::detail
+// ---- end sams/core/limits.hpp ----
 // ---- begin sams/core/rng.hpp ----
 // The library's random number generator: xoshiro256** seeded through splitmix64, with
 // its own uniform, normal and Gumbel draws. Standard-library distributions are
@@ -487,6 +587,7 @@ concept preference_loss = requires(const L& l, const pair_input<T>& p) {
 // parameters. evaluate_loss() (sams/loss/evaluate.hpp) dispatches on it.
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 
@@ -531,10 +632,22 @@ struct loss_config {
         });
         require(std::isfinite(beta) && beta > 0.0, {scope, "beta"},
                 [&] { return "must be a finite number > 0, got " + std::to_string(beta); });
+        // A β outside this range overflows the margins β·h (or IPO's target 1/(2β)) in float.
+        require(beta >= limits::min_beta && beta <= limits::max_beta, {scope, "beta"}, [&] {
+            char text[32];
+            std::snprintf(text, sizeof text, "%.9g", beta);
+            return std::string("must be in [1e-6, 1e6], got ") + text;
+        });
         require(std::isfinite(label_smoothing) && label_smoothing >= 0.0 && label_smoothing < 0.5,
                 {scope, "label_smoothing"},
                 [&] { return "must be in [0, 0.5), got " + std::to_string(label_smoothing); });
-        require(std::isfinite(simpo_gamma), {scope, "simpo_gamma"}, "must be finite");
+        require(kind != loss_kind::robust || label_smoothing <= limits::max_robust_flip_rate, {scope, "label_smoothing"},
+                [&] {
+                    return "must be at most 0.49 for the robust loss (it divides by 1 - 2ε), got " +
+                           std::to_string(label_smoothing);
+                });
+        require(std::isfinite(simpo_gamma) && std::abs(simpo_gamma) <= limits::max_abs_simpo_gamma, {scope, "simpo_gamma"},
+                "must be finite with |γ| <= 1e6");
     }
 
     friend bool operator==(const loss_config&, const loss_config&) = default;
@@ -546,6 +659,8 @@ struct loss_config {
 // The shipped preference losses (docs/losses.md), one struct per member of the family, each a model
 // of sams::preference_loss; and visit_loss(), which turns a run-time loss_config into one.
 // Formulas, derivatives and stability notes: docs/losses.md.
+// Inside the accepted range (β, |log-prob|, lengths: sams/core/limits.hpp) every value and
+// derivative is finite in float and double; evaluate_loss() refuses inputs outside it.
 
 #include <cmath>
 #include <concepts>
@@ -612,9 +727,29 @@ inline std::string number_text(double x) {
 }
 
 // Messages are built only on failure: validation runs on every evaluation and must not allocate.
+/// β > 0 and within [limits::min_beta, limits::max_beta]: with every accepted log-prob
+/// (|x| <= limits::max_abs_log_prob) every loss of the family is then finite in float.
 inline void require_beta(double beta, const char* where) {
     require(std::isfinite(beta) && beta > 0.0, where,
             [&] { return "must be a finite number > 0, got " + number_text(beta); });
+    require(beta >= limits::min_beta && beta <= limits::max_beta, where, [&] {
+        return "must be in [" + number_text(limits::min_beta) + ", " + number_text(limits::max_beta) +
+               "] (larger or smaller β overflows the margins), got " + number_text(beta);
+    });
+}
+/// rDPO divides by 1 - 2ε: ε is kept at most limits::max_robust_flip_rate so that stays finite.
+inline void require_flip_rate(double eps, const char* where) {
+    require(eps <= limits::max_robust_flip_rate, where, [&] {
+        return "must be at most " + number_text(limits::max_robust_flip_rate) +
+               " for the robust loss (it divides by 1 - 2ε), got " + number_text(eps);
+    });
+}
+/// SimPO's γ: finite and |γ| <= limits::max_abs_simpo_gamma (it is cast to float).
+inline void require_gamma(double gamma, const char* where) {
+    require(std::isfinite(gamma) && std::abs(gamma) <= limits::max_abs_simpo_gamma, where, [&] {
+        return "must be finite with |γ| <= " + number_text(limits::max_abs_simpo_gamma) + ", got " +
+               number_text(gamma);
+    });
 }
 
 inline void require_smoothing(double eps, const char* where) {
@@ -675,6 +810,7 @@ struct robust_loss {
     void validate() const {
         detail::require_beta(beta, "robust_loss.beta");
         detail::require_smoothing(label_smoothing, "robust_loss.label_smoothing");
+        detail::require_flip_rate(label_smoothing, "robust_loss.label_smoothing");
     }
 
     template <std::floating_point T>
@@ -784,8 +920,7 @@ struct simpo_loss {
     /// Throws sams::invalid_argument naming the offending field.
     void validate() const {
         detail::require_beta(beta, "simpo_loss.beta");
-        detail::require(std::isfinite(gamma), {"simpo_loss", "gamma"},
-                        [&] { return "must be finite, got " + detail::number_text(gamma); });
+        detail::require_gamma(gamma, "simpo_loss.gamma");
         detail::require_smoothing(label_smoothing, "simpo_loss.label_smoothing");
     }
 
@@ -978,7 +1113,9 @@ std::string loss_label() {
         return "the loss";
 }
 
-/// A field of the batch: length B, every value finite, and > 0 where `positive` (lengths).
+/// A field of the batch: length B, every value finite; log-probs within ±limits::max_abs_log_prob,
+/// lengths (`positive`) at least limits::min_length. Within these every shipped loss is finite
+/// in float and double (docs/limits.md).
 template <class T>
 void check_loss_field(std::span<const T> values, std::size_t batch_size, const char* name, bool positive) {
     if (values.size() != batch_size)
@@ -992,6 +1129,12 @@ void check_loss_field(std::span<const T> values, std::size_t batch_size, const c
         if (positive && !(values[i] > T(0)))
             fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " +
                                           number_text(double(values[i])) + ", expected a length > 0");
+        if (positive && !(double(values[i]) >= limits::min_length))
+            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " +
+                                          number_text(double(values[i])) + ", expected a length >= 1 (a token count)");
+        if (!positive && !(std::abs(double(values[i])) <= limits::max_abs_log_prob))
+            fail(evaluate_loss_where, std::string(name) + "[" + std::to_string(i) + "] is " +
+                                          number_text(double(values[i])) + ", expected a log-prob within ±1e9");
     }
 }
 
@@ -2312,7 +2455,8 @@ private:
         check_span(in.chosen_length, b, config_.length_normalized_chosen, where, "inputs.chosen_length");
         if (config_.length_normalized_chosen) {
             for (const T& n : in.chosen_length)
-                require(n > T(0), where, "inputs.chosen_length must be > 0 with length_normalized_chosen");
+                require(n > T(0) && double(n) >= limits::min_length, where,
+                        "inputs.chosen_length must be >= 1 (a token count) with length_normalized_chosen");
         }
         check_span(in.chosen_reward, b, config_.chosen_reward_term, where, "inputs.chosen_reward");
         for (const std::size_t i : in.selected)
@@ -2615,6 +2759,14 @@ struct network_config {
                    std::to_string(depth);
         });
         require(block_size > 0, {scope, "block_size"}, "must be > 0");
+        // Caps first (docs/limits.md), so the product below cannot wrap.
+        require(hidden <= limits::max_width, {scope, "hidden"},
+                [&] { return "must be <= " + std::to_string(limits::max_width) + ", got " + std::to_string(hidden); });
+        require(depth <= limits::max_depth, {scope, "depth"},
+                [&] { return "must be <= " + std::to_string(limits::max_depth) + ", got " + std::to_string(depth); });
+        require(explore_depth <= limits::max_depth, {scope, "explore_depth"}, [&] {
+            return "must be <= " + std::to_string(limits::max_depth) + ", got " + std::to_string(explore_depth);
+        });
         require((hidden * (depth - 2)) % block_size == 0, {scope, "block_size"}, [&] {
             return "must divide hidden*(depth-2) = " + std::to_string(hidden * (depth - 2)) + ", got " +
                    std::to_string(block_size);
@@ -2645,13 +2797,21 @@ struct optimizer_config {
     /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
     void validate(const char* scope = "optimizer_config") const {
         using detail::require;
-        require(std::isfinite(learning_rate) && learning_rate > 0.0, {scope, "learning_rate"},
-                "must be finite and > 0");
+        require(std::isfinite(learning_rate) && learning_rate > 0.0 && learning_rate <= 1.0, {scope, "learning_rate"},
+                "must be in (0, 1]");
         require(beta1 >= 0.0 && beta1 < 1.0, {scope, "beta1"}, "must be in [0, 1)");
         require(beta2 >= 0.0 && beta2 < 1.0, {scope, "beta2"}, "must be in [0, 1)");
+        // Adam's condition β1² < β2 bounds |m| by a multiple of √v, hence every update.
+        require(beta1 == 0.0 || beta1 * beta1 < beta2, {scope, "beta2"},
+                "must exceed beta1² (Adam's condition; else an update m/√v is unbounded)");
         require(std::isfinite(eps) && eps > 0.0, {scope, "eps"}, "must be finite and > 0");
-        require(std::isfinite(weight_decay) && weight_decay >= 0.0, {scope, "weight_decay"},
-                "must be finite and >= 0");
+        require(std::isfinite(weight_decay) && weight_decay >= 0.0 && weight_decay <= 1.0, {scope, "weight_decay"},
+                "must be in [0, 1]");
+        require(exploit_steps <= limits::max_train_steps && explore_steps <= limits::max_train_steps,
+                {scope, "exploit_steps/explore_steps"}, [&] {
+                    return "must be <= " + std::to_string(limits::max_train_steps) + ", got " +
+                           std::to_string(exploit_steps) + " / " + std::to_string(explore_steps);
+                });
         require(std::isfinite(early_stop_mse) && early_stop_mse >= 0.0, {scope, "early_stop_mse"},
                 "must be finite and >= 0");
     }
@@ -3467,7 +3627,12 @@ struct pool_config {
 
     /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
     void validate(const char* scope = "pool_config") const {
-        detail::require(capacity_rows > 0, {scope, "capacity_rows"}, "must be > 0");
+        detail::require(capacity_rows > 0 && capacity_rows <= limits::max_pool_rows, {scope, "capacity_rows"}, [&] {
+            return "must be in [1, " + std::to_string(limits::max_pool_rows) + "], got " + std::to_string(capacity_rows);
+        });
+        detail::require(replay_batches <= limits::max_replay_batches, {scope, "replay_batches"}, [&] {
+            return "must be <= " + std::to_string(limits::max_replay_batches) + ", got " + std::to_string(replay_batches);
+        });
     }
     friend bool operator==(const pool_config&, const pool_config&) = default;
 };
@@ -3497,8 +3662,11 @@ struct selection_config {
                 [&] { return "must be in (0, 1], got " + std::to_string(ratio); });
         require(rule == selection_rule::top_k || rule == selection_rule::softmax_sample, {scope, "rule"},
                 "must be top_k or softmax_sample");
-        require(std::isfinite(temperature) && temperature > 0.0, {scope, "temperature"}, "must be > 0");
-        require(std::isfinite(explore_weight), {scope, "explore_weight"}, "must be finite");
+        // u/τ and w·f2 stay finite for finite scores.
+        require(std::isfinite(temperature) && temperature >= 1e-6 && temperature <= 1e6, {scope, "temperature"},
+                "must be in [1e-6, 1e6]");
+        require(std::isfinite(explore_weight) && std::abs(explore_weight) <= 1e6, {scope, "explore_weight"},
+                "must be finite with |w| <= 1e6");
         require(weights == weight_scaling::per_selected || weights == weight_scaling::per_batch,
                 {scope, "weights"}, "must be per_selected or per_batch");
     }
@@ -3999,22 +4167,42 @@ static_assert(batch_scheduler<margin_selector<double>, double>,
 // ---- end sams/scheduler/baselines.hpp ----
 // ---- begin sams/scheduler/checkpoint.hpp ----
 // The checkpoint byte format: a bounds-checked writer and reader, a checksum, the
-// field-by-field encoding of scheduler_config, and an atomic file write (temporary file,
-// then rename) so a crash mid-save never leaves a broken checkpoint behind.
+// field-by-field encoding of scheduler_config, and an atomic, durable file write (a
+// uniquely named temporary file created exclusively, fsync, rename, fsync of the folder),
+// so a crash or a concurrent save never leaves a broken checkpoint behind.
+//
+// The decoder trusts nothing past the checksum (FNV-1a protects against bit rot, not
+// against whoever writes the file): every count is checked against the bytes that remain
+// and against the caps of sams/core/limits.hpp before anything is allocated or looped over.
 
 #include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <new>
 #include <span>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <iterator>
 #include <type_traits>
 #include <vector>
+
+#if __has_include(<unistd.h>) && __has_include(<fcntl.h>)
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define SAMS_CHECKPOINT_POSIX 1
+#else
+#define SAMS_CHECKPOINT_POSIX 0
+#endif
 
 
 namespace sams::detail {
@@ -4062,7 +4250,8 @@ private:
 };
 
 /// Reads what byte_writer wrote; every read checks the remaining length and throws
-/// checkpoint_error instead of reading past the end.
+/// checkpoint_error instead of reading past the end. Every count is checked against the
+/// bytes that remain before anything is allocated for it.
 class byte_reader {
 public:
     explicit byte_reader(std::span<const std::uint8_t> bytes) noexcept : bytes_(bytes) {}
@@ -4076,6 +4265,24 @@ public:
         pos_ += sizeof(V);
         return v;
     }
+    /// Reads an element count and checks that `count · element_bytes` bytes remain (so a
+    /// forged count can neither allocate nor loop beyond the file) and that count <= cap.
+    std::size_t get_count(const char* what, std::size_t element_bytes, std::uint64_t cap = UINT64_MAX) {
+        const auto n = get<std::uint64_t>(what);
+        if (n > cap)
+            throw checkpoint_error(std::string("checkpoint: ") + what + " claims " + std::to_string(n) +
+                                   " elements, more than the limit " + std::to_string(cap));
+        require_elements(n, element_bytes, what);
+        return static_cast<std::size_t>(n);
+    }
+    /// Throws unless `count · element_bytes` bytes remain (overflow-checked).
+    void require_elements(std::uint64_t count, std::size_t element_bytes, const char* what) const {
+        const auto bytes = checked_mul(count, element_bytes);
+        if (!bytes || *bytes > remaining())
+            throw checkpoint_error(std::string("checkpoint: ") + what + " claims " + std::to_string(count) +
+                                   " elements, more than the " + std::to_string(remaining()) +
+                                   " bytes left in the file");
+    }
     /// Reads an array written by put_array; `expected` (if not SIZE_MAX) must match its length.
     template <class V>
         requires std::is_trivially_copyable_v<V>
@@ -4084,7 +4291,7 @@ public:
         if (expected != SIZE_MAX && n != expected)
             throw checkpoint_error(std::string("checkpoint: ") + what + " has " + std::to_string(n) +
                                    " elements, expected " + std::to_string(expected));
-        if (n > (bytes_.size() - pos_) / sizeof(V)) fail_truncated(what);
+        require_elements(n, sizeof(V), what);
         out.resize(static_cast<std::size_t>(n));
         if (n > 0) std::memcpy(out.data(), bytes_.data() + pos_, static_cast<std::size_t>(n) * sizeof(V));
         pos_ += static_cast<std::size_t>(n) * sizeof(V);
@@ -4099,6 +4306,7 @@ public:
         pos_ += n;
     }
     [[nodiscard]] bool at_end() const noexcept { return pos_ == bytes_.size(); }
+    [[nodiscard]] std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
 
 private:
     void need(std::size_t n, const char* what) const {
@@ -4191,8 +4399,13 @@ inline scheduler_config read_config(byte_reader& r) {
                                        std::to_string(v));
             field = static_cast<F>(v);
         }
-        else if constexpr (std::is_same_v<F, bool>)
-            field = r.get<std::uint8_t>(name) != 0;
+        else if constexpr (std::is_same_v<F, bool>) {
+            const auto v = r.get<std::uint8_t>(name);
+            if (v > 1)  // only 0 and 1 are written: anything else is a forged or corrupted file
+                throw checkpoint_error(std::string("checkpoint: ") + name + " holds " + std::to_string(v) +
+                                       ", expected 0 or 1");
+            field = v != 0;
+        }
         else if constexpr (std::is_same_v<F, std::size_t>)
             field = static_cast<std::size_t>(r.get<std::uint64_t>(name));
         else
@@ -4204,6 +4417,59 @@ inline scheduler_config read_config(byte_reader& r) {
         throw checkpoint_error(std::string("checkpoint: stored configuration is invalid (") + e.what() + ")");
     }
     return c;
+}
+
+/// The sizes a scheduler of this configuration and context width D would allocate, against
+/// the caps of sams/core/limits.hpp. Returns an empty string when they fit, else the reason.
+/// All products are overflow-checked.
+inline std::string size_limit_violation(const scheduler_config& c, std::uint64_t context_dim) {
+    using namespace sams::limits;
+    const auto too_big = [](const char* name, std::uint64_t v, std::uint64_t cap) {
+        return std::string(name) + " = " + std::to_string(v) + " exceeds the limit " + std::to_string(cap);
+    };
+    if (context_dim > max_width) return too_big("context_dim", context_dim, max_width);
+    if (c.net.hidden > max_width) return too_big("net.hidden", c.net.hidden, max_width);
+    if (c.net.depth > max_depth) return too_big("net.depth", c.net.depth, max_depth);
+    if (c.net.explore_depth > max_depth) return too_big("net.explore_depth", c.net.explore_depth, max_depth);
+    const auto raw_features = checked_mul(c.net.hidden, c.net.depth >= 2 ? c.net.depth - 2 : 0);
+    if (!raw_features) return "net.hidden * (net.depth - 2) overflows";
+    const std::uint64_t e = c.net.block_size == 0 ? 0 : *raw_features / c.net.block_size;
+    if (e > max_width) return too_big("feature width hidden*(depth-2)/block_size", e, max_width);
+    const auto p1 = residual_net_parameters(context_dim, c.net.hidden, c.net.depth);
+    if (!p1 || *p1 > max_net_parameters)
+        return "the exploitation net would have more than " + std::to_string(max_net_parameters) + " parameters";
+    const auto p2 = residual_net_parameters(e, e, c.net.explore_depth);
+    if (!p2 || *p2 > max_net_parameters)
+        return "the exploration net would have more than " + std::to_string(max_net_parameters) + " parameters";
+    if (c.opt.exploit_steps > max_train_steps) return too_big("opt.exploit_steps", c.opt.exploit_steps, max_train_steps);
+    if (c.opt.explore_steps > max_train_steps) return too_big("opt.explore_steps", c.opt.explore_steps, max_train_steps);
+    if (c.pool.replay_batches > max_replay_batches)
+        return too_big("pool.replay_batches", c.pool.replay_batches, max_replay_batches);
+    if (c.pool.capacity_rows > max_pool_rows) return too_big("pool.capacity_rows", c.pool.capacity_rows, max_pool_rows);
+    const std::uint64_t row = context_dim + 1 + (c.reward.reference_compat ? e + 1 : 0);
+    const auto pool = checked_mul(c.pool.capacity_rows, row);
+    if (!pool || *pool > max_pool_elements)
+        return "the full pool (pool.capacity_rows * (context_dim + 1" +
+               std::string(c.reward.reference_compat ? " + feature width + 1" : "") + ")) exceeds " +
+               std::to_string(max_pool_elements) + " elements";
+    return {};
+}
+
+/// Before a decoder builds the nets of a stored configuration: the nets' values and both Adam
+/// moments are stored in full, so 3·(P1 + P2)·sizeof(T) bytes must remain. A forged depth or
+/// width is refused here instead of driving a long loop or a huge allocation.
+inline void check_nets_fit(const scheduler_config& c, std::uint64_t context_dim, std::size_t value_size,
+                           std::size_t bytes_left) {
+    if (const std::string why = size_limit_violation(c, context_dim); !why.empty())
+        throw checkpoint_error("checkpoint: stored configuration is out of range (" + why + ")");
+    const std::uint64_t e = c.net.feature_dim();
+    const auto p1 = residual_net_parameters(context_dim, c.net.hidden, c.net.depth);
+    const auto p2 = residual_net_parameters(e, e, c.net.explore_depth);
+    const auto stored = checked_mul(3 * (*p1 + *p2), value_size);  // each P <= 2^32: no wrap before the multiply
+    if (!stored || *stored > bytes_left)
+        throw checkpoint_error("checkpoint: the stored configuration's nets need " +
+                               (stored ? std::to_string(*stored) : std::string("more than 2^64")) +
+                               " bytes, only " + std::to_string(bytes_left) + " are left in the file");
 }
 
 /// Names the first field where two configs differ, or returns an empty string.
@@ -4227,9 +4493,13 @@ inline std::string first_config_difference(const scheduler_config& a, const sche
 inline void write_rng(byte_writer& w, const rng& g) {
     for (const std::uint64_t s : g.state()) w.put(s);
 }
+/// xoshiro256** is stuck at zero from the all-zero state (every draw is 0 and rejection
+/// loops such as rng::below never end), so such a state is refused.
 inline void read_rng(byte_reader& r, rng& g, const char* what) {
     rng::state_type s{};
     for (auto& v : s) v = r.get<std::uint64_t>(what);
+    if ((s[0] | s[1] | s[2] | s[3]) == 0)
+        throw checkpoint_error(std::string("checkpoint: ") + what + " has the all-zero state, which never leaves zero");
     g.set_state(s);
 }
 
@@ -4270,22 +4540,93 @@ inline std::span<const std::uint8_t> unframe_checkpoint(std::span<const std::uin
     return payload;
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and
-/// closed, then renamed over the target. On failure the temporary file is removed and the
-/// previous checkpoint (if any) is untouched.
-inline void write_file_atomically(const std::filesystem::path& path, std::span<const std::uint8_t> bytes) {
+/// "<name>.<pid>.<counter>.<random>.tmp": unique per process, thread and call.
+inline std::filesystem::path temporary_sibling(const std::filesystem::path& path, unsigned attempt) {
+    static std::atomic<std::uint64_t> counter{0};
+    const std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
+    rng g(reinterpret_cast<std::uintptr_t>(&n) ^ (n << 20) ^ attempt,
+          static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+#if SAMS_CHECKPOINT_POSIX
+    const auto pid = static_cast<unsigned long long>(::getpid());
+#else
+    const auto pid = 0ULL;
+#endif
+    char suffix[96];
+    std::snprintf(suffix, sizeof suffix, ".%llu.%llu.%016llx.tmp", pid, static_cast<unsigned long long>(n),
+                  static_cast<unsigned long long>(g()));
     std::filesystem::path tmp = path;
-    tmp += ".tmp";
+    tmp += suffix;
+    return tmp;
+}
+
+/// Writes `bytes` to `path` atomically and durably:
+///   1. a temporary file in the same folder, with a name unique to this call, created
+///      exclusively (O_CREAT | O_EXCL | O_NOFOLLOW: a file or symlink planted under that
+///      name is never opened, let alone followed);
+///   2. every byte written, then fsync of the file;
+///   3. rename over `path` (atomic within one file system: a reader sees the old file or
+///      the new one, never a mix; concurrent saves to one path all succeed, the last rename
+///      wins);
+///   4. fsync of the folder, so the rename itself survives a power loss.
+/// On failure the temporary file is removed, the previous checkpoint (if any) is untouched,
+/// and sams::checkpoint_error is thrown.
+inline void write_file_atomically(const std::filesystem::path& path, std::span<const std::uint8_t> bytes) {
+    const auto fail = [&](const std::string& what, int err) {
+        throw checkpoint_error("checkpoint: " + what + " ('" + path.string() +
+                               "'): " + std::generic_category().message(err));
+    };
+#if SAMS_CHECKPOINT_POSIX
+    std::filesystem::path tmp;
+    int fd = -1;
+    for (unsigned attempt = 0; attempt < 16 && fd < 0; ++attempt) {
+        tmp = temporary_sibling(path, attempt);
+        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST) fail("cannot create a temporary file next to the checkpoint", errno);
+    }
+    if (fd < 0) fail("cannot create a unique temporary file next to the checkpoint", EEXIST);
+    const auto abandon = [&](const std::string& what, int err) {
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        fail(what, err);
+    };
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+        const ::ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) abandon("writing the temporary file failed", n < 0 ? errno : EIO);
+        done += static_cast<std::size_t>(n);
+    }
+    if (::fsync(fd) != 0) abandon("fsync of the temporary file failed", errno);
+    if (::close(fd) != 0) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        fail("closing the temporary file failed", err);
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        fail("cannot rename the temporary file over the checkpoint", err);
+    }
+    const std::filesystem::path folder = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+    const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) fail("cannot open the checkpoint's folder to sync it", errno);
+    const int synced = ::fsync(dir);
+    const int err = errno;
+    ::close(dir);
+    if (synced != 0 && err != EINVAL) fail("fsync of the checkpoint's folder failed", err);  // EINVAL: fs without dir sync
+#else
+    // Portable fallback: unique name and rename, without O_EXCL/O_NOFOLLOW or fsync.
+    const std::filesystem::path tmp = temporary_sibling(path, 0);
     {
         std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) throw checkpoint_error("checkpoint: cannot open '" + tmp.string() + "' for writing");
+        if (!out) fail("cannot open a temporary file next to the checkpoint", EIO);
         out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
         out.flush();
         if (!out) {
             out.close();
             std::error_code ignored;
             std::filesystem::remove(tmp, ignored);
-            throw checkpoint_error("checkpoint: writing '" + tmp.string() + "' failed");
+            fail("writing the temporary file failed", EIO);
         }
     }
     std::error_code ec;
@@ -4293,17 +4634,45 @@ inline void write_file_atomically(const std::filesystem::path& path, std::span<c
     if (ec) {
         std::error_code ignored;
         std::filesystem::remove(tmp, ignored);
-        throw checkpoint_error("checkpoint: cannot rename '" + tmp.string() + "' to '" + path.string() +
-                               "': " + ec.message());
+        fail("cannot rename the temporary file over the checkpoint", ec.value());
     }
+#endif
 }
 
+/// Reads a whole checkpoint file. A missing file, a directory or other non-regular file, a
+/// file larger than limits::max_checkpoint_bytes, or an I/O error: sams::checkpoint_error.
 inline std::vector<std::uint8_t> read_file(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw checkpoint_error("checkpoint: cannot open '" + path.string() + "' for reading");
-    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) throw checkpoint_error("checkpoint: reading '" + path.string() + "' failed");
-    return bytes;
+    const std::string name = "'" + path.string() + "'";
+    try {
+        std::error_code ec;
+        const auto status = std::filesystem::status(path, ec);
+        if (ec || !std::filesystem::exists(status))
+            throw checkpoint_error("checkpoint: cannot open " + name + " for reading: " +
+                                   (ec ? ec.message() : std::string("no such file")));
+        if (!std::filesystem::is_regular_file(status))
+            throw checkpoint_error("checkpoint: cannot open " + name + " for reading: not a regular file");
+        std::ifstream in(path, std::ios::binary);
+        if (!in) throw checkpoint_error("checkpoint: cannot open " + name + " for reading");
+        in.seekg(0, std::ios::end);
+        const auto end = static_cast<std::streamoff>(in.tellg());
+        if (!in || end < 0) throw checkpoint_error("checkpoint: cannot determine the size of " + name);
+        if (static_cast<std::uint64_t>(end) > limits::max_checkpoint_bytes)
+            throw checkpoint_error("checkpoint: " + name + " has " + std::to_string(end) +
+                                   " bytes, more than the limit " + std::to_string(limits::max_checkpoint_bytes));
+        in.seekg(0, std::ios::beg);
+        std::vector<std::uint8_t> bytes(static_cast<std::size_t>(end));
+        if (!bytes.empty()) in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        // A short read means the file changed size while it was read: refuse rather than guess.
+        if (in.bad() || static_cast<std::size_t>(in.gcount()) != bytes.size() || in.peek() != std::char_traits<char>::eof())
+            throw checkpoint_error("checkpoint: reading " + name + " failed (I/O error, or it changed while read)");
+        return bytes;
+    } catch (const error&) {
+        throw;
+    } catch (const std::bad_alloc&) {
+        throw checkpoint_error("checkpoint: out of memory reading " + name);
+    } catch (const std::exception& e) {  // std::ios_base::failure, std::filesystem::filesystem_error
+        throw checkpoint_error("checkpoint: reading " + name + " failed: " + e.what());
+    }
 }
 
 }  // namespace sams::detail
@@ -4619,13 +4988,21 @@ private:
 // Persistence of sams_scheduler: the sections of its checkpoint (header fields, RNGs, the
 // reward's state, both nets with their Adam moments, the replay pool, the pending
 // selection) over the byte format of checkpoint.hpp. Backend storage travels through a host
-// buffer; reading checks every count and width and throws sams::checkpoint_error.
+// buffer; reading checks every count and width against the bytes left, and every restored
+// value (finite tensors, non-negative second moments, generator states, a consistent pool
+// and pending selection, contexts within the accepted range) before it is used, so a
+// checkpoint either restores a scheduler that can step or throws sams::checkpoint_error.
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <new>
 #include <optional>
+#include <stdexcept>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -4653,23 +5030,50 @@ void write_rows(Backend& be, byte_writer& w, const backend_vector_t<Backend>& ve
     if (rows > 0) be.download(vec, std::span<T>(host));
     w.put_array(std::span<const T>(host.data(), rows));
 }
+/// The range a restored array must lie in (always finite as well).
+struct value_range {
+    double lo = -std::numeric_limits<double>::max();
+    double hi = std::numeric_limits<double>::max();
+};
+/// Contexts and the targets the nets train on: |x| < limits::max_abs_context, as for inputs.
+inline constexpr value_range context_range{-0x1.fffffffffffffp+13, 0x1.fffffffffffffp+13};  // the double below 2^14
+static_assert(0x1.fffffffffffffp+13 < limits::max_abs_context && limits::max_abs_context == 0x1p14);
+/// φ, f1 scores and f2 targets restored into the pool or the pending selection.
+inline constexpr value_range activation_range{-limits::max_abs_restored_activation,
+                                              limits::max_abs_restored_activation};
+
+/// Throws checkpoint_error naming `what` unless every value is finite and within `range`.
+template <class T>
+void check_values(std::span<const T> values, const char* what, value_range range = {}) {
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        const auto x = static_cast<double>(values[i]);
+        if (!(std::isfinite(x) && x >= range.lo && x <= range.hi))
+            throw checkpoint_error(std::string("checkpoint: ") + what + "[" + std::to_string(i) + "] = " +
+                                   std::to_string(x) + " is " + (std::isfinite(x) ? "out of range" : "not finite"));
+    }
+}
+
 /// Reads what write_rows wrote for a matrix of rows×cols into `mat` (left alone when rows == 0).
+/// The rows must be in the file before anything is allocated, and every value in `range`.
 template <backend Backend>
-void read_rows(Backend& be, byte_reader& r, backend_matrix_t<Backend>& mat, std::size_t rows,
-               std::size_t cols, const char* what, std::vector<backend_value_t<Backend>>& host) {
+void read_rows(Backend& be, byte_reader& r, backend_matrix_t<Backend>& mat, std::size_t rows, std::size_t cols,
+               const char* what, std::vector<backend_value_t<Backend>>& host, value_range range = {}) {
     using T = backend_value_t<Backend>;
     const auto stored_cols = r.get<std::uint64_t>(what);
     if (rows > 0 && stored_cols != cols)
-        throw checkpoint_error(std::string("checkpoint: ") + what + " has width " +
-                               std::to_string(stored_cols) + ", expected " + std::to_string(cols));
+        throw checkpoint_error(std::string("checkpoint: ") + what + " has width " + std::to_string(stored_cols) +
+                               ", expected " + std::to_string(cols));
+    r.require_elements(rows, cols * sizeof(T), what);  // so rows·cols cannot wrap below
     r.get_array(host, what, rows * cols);
+    check_values(std::span<const T>(host), what, range);
     if (rows > 0) be.upload(matrix_view<const T>{host.data(), rows, cols, cols}, mat);
 }
 template <backend Backend>
-void read_rows(Backend& be, byte_reader& r, backend_vector_t<Backend>& vec, std::size_t rows,
-               const char* what, std::vector<backend_value_t<Backend>>& host) {
+void read_rows(Backend& be, byte_reader& r, backend_vector_t<Backend>& vec, std::size_t rows, const char* what,
+               std::vector<backend_value_t<Backend>>& host, value_range range = {}) {
     using T = backend_value_t<Backend>;
     r.get_array(host, what, rows);
+    check_values(std::span<const T>(host), what, range);
     if (rows > 0) be.upload(std::span<const T>(host), vec);
 }
 
@@ -4689,24 +5093,65 @@ void write_net(Backend& be, byte_writer& w, Net& net, std::vector<backend_value_
         }
     });
 }
-/// Reads write_net's section into a net of the same shape (checked tensor by tensor).
+/// Adam steps a restored net may have taken: far beyond any run, and ++ can never wrap to
+/// 0 (the bias correction 1 - β^0 = 0 would divide by zero).
+inline constexpr std::uint64_t max_restored_steps = std::uint64_t{1} << 62;
+
+/// Reads write_net's section into a net of the same shape (checked tensor by tensor), so
+/// that the restored net computes finite values on accepted inputs and its next Adam steps
+/// are bounded:
+///   - parameter values |w| <= limits::max_abs_restored_weight;
+///   - second moments v in [0, limits::max_restored_second_moment] (v < 0 makes √v NaN);
+///   - first moments |m| <= 2K·√v + 2^-20 with K = (1-β1)/√((1-β2)(1-β1²/β2)): Adam's own
+///     recursion keeps |m| <= K√v (Cauchy-Schwarz; the config ensures β1² < β2), so an honest state passes
+///     with room for rounding and a forged m cannot make the update lr·m̂/(√v̂+ε) explode;
+///   - the step count below max_restored_steps.
 template <backend Backend, class Net>
-void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t<Backend>>& host) {
+void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t<Backend>>& host,
+              const optimizer_config& opt) {
+    using T = backend_value_t<Backend>;
+    std::vector<std::vector<T>> first_moments;
+    std::size_t second_index = 0;
+    const double b1 = opt.beta1, b2 = opt.beta2;
+    // The config is validated: β1 = 0 or β1² < β2, so the ratio is finite.
+    const double ratio = b1 == 0.0 ? 1.0 / std::sqrt(1.0 - b2) : (1.0 - b1) / std::sqrt((1.0 - b2) * (1.0 - b1 * b1 / b2));
+    const auto check_moments = [&](const char* name) {
+        if (second_index >= first_moments.size())
+            throw checkpoint_error(std::string("checkpoint: ") + name + " has no first moment");
+        const std::vector<T>& m = first_moments[second_index++];
+        if (m.size() != host.size()) throw checkpoint_error(std::string("checkpoint: ") + name + " has the wrong size");
+        for (std::size_t i = 0; i < m.size(); ++i) {
+            const double bound = 2.0 * ratio * std::sqrt(static_cast<double>(host[i])) + 0x1p-20;
+            if (!(std::abs(static_cast<double>(m[i])) <= bound))
+                throw checkpoint_error(std::string("checkpoint: the first moment of ") + name + "[" +
+                                       std::to_string(i) + "] is inconsistent with its second moment");
+        }
+    };
     net.visit_state([&](const char* name, auto& tensor) {
         using V = std::remove_cvref_t<decltype(tensor)>;
         r.expect_tag(name);
+        const std::string_view n(name);
+        const bool is_m = n.starts_with("adam_m."), is_v = n.starts_with("adam_v.");
+        const value_range range = is_v   ? value_range{0.0, limits::max_restored_second_moment}
+                                  : is_m ? value_range{}
+                                         : value_range{-limits::max_abs_restored_weight, limits::max_abs_restored_weight};
         if constexpr (std::is_same_v<V, std::uint64_t>) {
             tensor = r.get<std::uint64_t>(name);
+            if (tensor >= max_restored_steps)
+                throw checkpoint_error(std::string("checkpoint: ") + name + " = " + std::to_string(tensor) +
+                                       " is out of range");
+            return;
         } else if constexpr (std::is_same_v<V, backend_matrix_t<Backend>>) {
             const auto rows = r.get<std::uint64_t>(name);
             if (rows != be.rows(tensor))
-                throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " +
-                                       std::to_string(rows) + " rows, expected " +
-                                       std::to_string(be.rows(tensor)));
-            read_rows(be, r, tensor, be.rows(tensor), be.cols(tensor), name, host);
+                throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " + std::to_string(rows) +
+                                       " rows, expected " + std::to_string(be.rows(tensor)));
+            read_rows(be, r, tensor, be.rows(tensor), be.cols(tensor), name, host, range);
         } else {
-            read_rows(be, r, tensor, be.size(tensor), name, host);
+            read_rows(be, r, tensor, be.size(tensor), name, host, range);
         }
+        if (is_m) first_moments.push_back(host);
+        if (is_v) check_moments(name);
     });
 }
 
@@ -4781,12 +5226,23 @@ struct sams_checkpoint {
         const scheduler_config cfg = read_config(r);
         const auto dim = r.get<std::uint64_t>("context_dim");
         const auto seed = r.get<std::uint64_t>("seed");
-        if (dim == 0 || dim > (std::uint64_t{1} << 32))
-            throw checkpoint_error("checkpoint: implausible context_dim");
-        Scheduler s(cfg, static_cast<std::size_t>(dim), seed, std::move(be), std::move(reward));
-        read_state(s, r);
-        if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");
-        return s;
+        if (dim == 0) throw checkpoint_error("checkpoint: context_dim is 0");
+        // Sizes first, against the caps and the bytes left: the nets are built from them.
+        check_nets_fit(cfg, dim, sizeof(T), r.remaining());
+        try {
+            Scheduler s(cfg, static_cast<std::size_t>(dim), seed, std::move(be), std::move(reward));
+            read_state(s, r);
+            if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");
+            return s;
+        } catch (const checkpoint_error&) {
+            throw;
+        } catch (const invalid_argument& e) {  // e.g. the reward refusing its stored state
+            throw checkpoint_error(std::string("checkpoint: a stored value is refused (") + e.what() + ")");
+        } catch (const std::bad_alloc&) {
+            throw checkpoint_error("checkpoint: out of memory building the stored scheduler");
+        } catch (const std::length_error&) {
+            throw checkpoint_error("checkpoint: the stored scheduler is too large to build");
+        }
     }
 
 private:
@@ -4800,58 +5256,82 @@ private:
         std::vector<T> host;
         s.step_count_ = r.get<std::uint64_t>("step count");
         s.update_count_ = r.get<std::uint64_t>("update count");
+        // One update per step after the first; far below 2^62, so the counters never wrap.
+        if (s.step_count_ >= max_restored_steps || s.update_count_ > s.step_count_)
+            throw checkpoint_error("checkpoint: inconsistent step / update counts " + std::to_string(s.step_count_) +
+                                   " / " + std::to_string(s.update_count_));
         read_rng(r, s.dropout_rng_, "dropout rng");
         read_rng(r, s.select_rng_, "selection rng");
         read_rng(r, s.pool_rng_, "pool rng");
         r.expect_tag("reward");
         s.reward_.set_state(r.get<typename Scheduler::reward_type::state_type>("reward state"));
         r.expect_tag("exploit");
-        read_net(be, r, *s.exploit_, host);
+        read_net(be, r, *s.exploit_, host, config.opt);
         r.expect_tag("explore");
-        read_net(be, r, *s.explore_, host);
+        read_net(be, r, *s.explore_, host, config.opt);
 
         r.expect_tag("pool");
         const auto size = r.get<std::uint64_t>("pool size");
         const auto seen = r.get<std::uint64_t>("pool seen");
         const std::size_t capacity = config.pool.capacity_rows;
-        if (size > capacity || seen < size || (seen > size && size != capacity))
+        if (size > capacity || seen < size || (seen > size && size != capacity) || seen >= max_restored_steps)
             throw checkpoint_error("checkpoint: inconsistent pool size " + std::to_string(size) + " / seen " +
                                    std::to_string(seen) + " for capacity " + std::to_string(capacity));
         auto& pool = s.pool_;
         const auto rows = static_cast<std::size_t>(size);
         const std::size_t feature_rows = pool.with_features() ? rows : 0;
         const std::size_t e = config.net.feature_dim();
+        // The pool's rows must be in the file before storage for them is allocated.
+        r.require_elements(size, (s.context_dim_ + 1 + (pool.with_features() ? e + 1 : 0)) * sizeof(T), "pool rows");
         pool.restore(be, seen);
-        read_rows(be, r, pool.contexts(), rows, s.context_dim_, "pool contexts", host);
-        read_rows(be, r, pool.targets(), rows, "pool targets", host);
-        read_rows(be, r, pool.features(), feature_rows, e, "pool features", host);
-        read_rows(be, r, pool.explore_targets(), feature_rows, "pool explore targets", host);
+        read_rows(be, r, pool.contexts(), rows, s.context_dim_, "pool contexts", host, context_range);
+        read_rows(be, r, pool.targets(), rows, "pool targets", host, context_range);
+        read_rows(be, r, pool.features(), feature_rows, e, "pool features", host, activation_range);
+        read_rows(be, r, pool.explore_targets(), feature_rows, "pool explore targets", host, activation_range);
 
         auto& p = s.pending_;
         r.expect_tag("pending");
-        p.active = r.get<std::uint8_t>("pending flag") != 0;
-        if (!p.active) return;
+        const auto flag = r.get<std::uint8_t>("pending flag");
+        if (flag > 1) throw checkpoint_error("checkpoint: pending flag holds " + std::to_string(flag) + ", expected 0 or 1");
+        p.active = flag == 1;
+        if (!p.active) {
+            if (s.step_count_ != 0) throw checkpoint_error("checkpoint: no pending selection after a step");
+            return;
+        }
+        if (s.step_count_ == 0) throw checkpoint_error("checkpoint: a pending selection before the first step");
+        // L = mean σ(-m) lies in [0, 1].
         p.progress = r.get<double>("pending progress");
+        if (!(p.progress >= 0.0 && p.progress <= 1.0))
+            throw checkpoint_error("checkpoint: pending progress " + std::to_string(p.progress) + " is not in [0, 1]");
         std::vector<std::uint64_t> sel;
         r.get_array(sel, "pending selection");
         r.get_array(p.margin, "pending margins");
+        check_values(std::span<const T>(p.margin), "pending margins");
         const std::size_t B = p.margin.size();
-        if (sel.empty() || sel.size() > B)
+        // The selection is what choose() makes: K = selection_size(ρ, B) rows, ascending.
+        if (B == 0 || sel.size() != selection_size(config.select.ratio, B))
             throw checkpoint_error("checkpoint: pending selection of " + std::to_string(sel.size()) +
                                    " rows for a batch of " + std::to_string(B));
         p.selected.clear();
-        for (const auto i : sel) {
-            if (i >= B) throw checkpoint_error("checkpoint: pending selection index out of range");
-            p.selected.push_back(static_cast<std::size_t>(i));
+        for (std::size_t j = 0; j < sel.size(); ++j) {
+            if (sel[j] >= B || (j > 0 && sel[j] <= sel[j - 1]))
+                throw checkpoint_error("checkpoint: pending selection indices out of range or not ascending");
+            p.selected.push_back(static_cast<std::size_t>(sel[j]));
         }
         r.get_array(p.policy_chosen, "pending chosen log-probs", B);
+        check_values(std::span<const T>(p.policy_chosen), "pending chosen log-probs",
+                     {-limits::max_abs_log_prob, limits::max_abs_log_prob});
         r.get_array(p.chosen_length, "pending chosen lengths");
-        if (!p.chosen_length.empty() && p.chosen_length.size() != B)
+        if ((!p.chosen_length.empty() || config.reward.length_normalized_chosen) && p.chosen_length.size() != B)
             throw checkpoint_error("checkpoint: pending chosen lengths do not match the batch");
+        check_values(std::span<const T>(p.chosen_length), "pending chosen lengths",
+                     {limits::min_length, std::numeric_limits<double>::max()});
         r.get_array(p.chosen_reward, "pending chosen rewards", B);
+        check_values(std::span<const T>(p.chosen_reward), "pending chosen rewards");
         r.get_array(p.exploit_score, "pending f1 scores", sel.size());
-        read_rows(be, r, p.contexts, sel.size(), s.context_dim_, "pending contexts", host);
-        read_rows(be, r, p.features, sel.size(), e, "pending features", host);
+        check_values(std::span<const T>(p.exploit_score), "pending f1 scores", activation_range);
+        read_rows(be, r, p.contexts, sel.size(), s.context_dim_, "pending contexts", host, context_range);
+        read_rows(be, r, p.features, sel.size(), e, "pending features", host, activation_range);
     }
 };
 
@@ -4864,7 +5344,9 @@ private:
 
 #include <concepts>
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -4915,9 +5397,14 @@ public:
           pool_(config_.pool.capacity_rows, context_dim_, config_.net.feature_dim(),
                 config_.reward.reference_compat) {
         rng init(seed, init_stream);
-        exploit_ = std::make_unique<exploit_net<Backend>>(*backend_, context_dim_, config_.net, config_.opt, init);
-        explore_ = std::make_unique<explore_net<Backend>>(*backend_, config_.net.feature_dim(), config_.net,
-                                                          config_.opt, init);
+        try {
+            exploit_ = std::make_unique<exploit_net<Backend>>(*backend_, context_dim_, config_.net, config_.opt, init);
+            explore_ = std::make_unique<explore_net<Backend>>(*backend_, config_.net.feature_dim(), config_.net,
+                                                              config_.opt, init);
+        } catch (const std::bad_alloc&) {  // sizes within the caps can still exceed this machine
+            throw invalid_argument("sams_scheduler: not enough memory for the nets of this configuration (net.hidden, "
+                                   "net.depth, context_dim)");
+        }
     }
 
     sams_scheduler(sams_scheduler&&) noexcept = default;
@@ -5050,6 +5537,9 @@ private:
     static const scheduler_config& checked(const scheduler_config& c, std::size_t context_dim) {
         c.validate();
         detail::require(context_dim > 0, "sams_scheduler: context_dim", "must be > 0");
+        // The caps that depend on D as well (docs/limits.md): widths, parameters, pool elements.
+        const std::string why = detail::size_limit_violation(c, context_dim);
+        detail::require(why.empty(), "sams_scheduler", [&] { return why; });
         return c;
     }
 
@@ -5085,12 +5575,21 @@ private:
         // they are checked there, in the scratch buffer that scoring reads next.
         backend_->upload(c, batch_x_);
         detail::require(backend_->all_finite(batch_x_), where, "batch.contexts contains NaN or Inf");
+        // |x| < 2^14 = limits::max_abs_context, checked where the contexts live: scaled by the
+        // power of two 2^(max_exponent - 14), which is exact, x overflows exactly when |x| >= 2^14.
+        backend_->resize(range_probe_, B, context_dim_);
+        backend_->fill(range_probe_, std::ldexp(T(1), std::numeric_limits<T>::max_exponent - limits::max_abs_context_log2));
+        backend_->multiply(batch_x_, range_probe_, range_probe_);
+        detail::require(backend_->all_finite(range_probe_), where,
+                        "batch.contexts holds a value with |x| >= 16384 (limits::max_abs_context); scale the "
+                        "contexts down");
         if (config_.reward.length_normalized_chosen) {
             detail::require(batch.chosen_length.size() == B, where,
                             "batch.chosen_length is required (reward_config.length_normalized_chosen) "
                             "with one entry per pair");
             for (const T n : batch.chosen_length)
-                detail::require(n > T(0), where, "batch.chosen_length must be > 0");
+                detail::require(n > T(0) && double(n) >= limits::min_length, where,
+                                "batch.chosen_length must be >= 1 (a token count)");
         }
         evaluate_loss(config_.loss, batch, stats_);
         return {B, progress_metric(std::span<const T>(stats_.margin))};
@@ -5205,6 +5704,7 @@ private:
     std::vector<std::size_t> selected_, replay_slots_;
     std::vector<double> gumbel_keys_;
     bool last_warmup_ = false;
+    matrix range_probe_;  // prepare()'s scaled copy of the contexts (range check)
     matrix batch_x_, batch_phi_, train_x_, train_phi_, replay_x_, replay_phi_;
     vector batch_f1_, batch_f2_, batch_u_, train_y_, train_y2_, replay_y_, replay_y2_, replay_f1_;
     vector pending_targets_, pending_exploit_, pending_y2_;
