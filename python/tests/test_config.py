@@ -9,7 +9,8 @@ import sams
 
 
 def test_defaults_are_the_cpp_ones():
-    # The values written in include/sams/core/config.hpp and loss/loss_config.hpp.
+    # The values written in include/sams/scheduler/scheduler_config.hpp, nn/network_config.hpp,
+    # reward/reward_config.hpp and loss/loss_config.hpp.
     c = sams.SchedulerConfig()
     assert c.loss.kind == sams.LossKind.sigmoid and c.loss.beta == 0.1 and c.loss.label_smoothing == 0.0
     assert (c.net.hidden, c.net.depth, c.net.block_size, c.net.explore_depth) == (256, 4, 16, 4)
@@ -59,11 +60,11 @@ def test_unknown_keyword_and_wrong_types_are_type_errors():
     (dict(net={"depth": 2}), "scheduler_config.net.depth", ">= 3 (input layer, at least one residual block, output), got 2"),
     (dict(net={"block_size": 7}), "scheduler_config.net.block_size", "divide hidden*(depth-2) = 512, got 7"),
     (dict(net={"dropout": 1.0}), "scheduler_config.net.dropout", "[0, 1)"),
-    (dict(opt={"learning_rate": 0.0}), "scheduler_config.opt.learning_rate", "> 0"),
+    (dict(opt={"learning_rate": 0.0}), "scheduler_config.opt.learning_rate", "in (0, 1]"),
     (dict(reward={"alpha": 2.0}), "scheduler_config.reward.alpha", "[0, 1]"),
-    (dict(pool={"capacity_rows": 0}), "scheduler_config.pool.capacity_rows", "> 0"),
+    (dict(pool={"capacity_rows": 0}), "scheduler_config.pool.capacity_rows", "in [1, 4294967296], got 0"),
     (dict(select={"ratio": 0.0}), "scheduler_config.select.ratio", "(0, 1], got 0.000000"),
-    (dict(select={"temperature": -1.0}), "scheduler_config.select.temperature", "> 0"),
+    (dict(select={"temperature": -1.0}), "scheduler_config.select.temperature", "in [1e-6, 1e6]"),
 ])
 def test_invalid_values_raise_the_cpp_message(sections, field, rule):
     with pytest.raises(sams.InvalidArgument) as e:
