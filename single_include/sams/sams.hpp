@@ -2760,12 +2760,15 @@ struct network_config {
         });
         require(block_size > 0, {scope, "block_size"}, "must be > 0");
         // Caps first (docs/limits.md), so the product below cannot wrap.
-        require(hidden <= limits::max_width, {scope, "hidden"},
-                [&] { return "must be <= " + std::to_string(limits::max_width) + ", got " + std::to_string(hidden); });
-        require(depth <= limits::max_depth, {scope, "depth"},
-                [&] { return "must be <= " + std::to_string(limits::max_depth) + ", got " + std::to_string(depth); });
+        require(hidden <= limits::max_width, {scope, "hidden"}, [&] {
+            return "must be <= " + std::to_string(limits::max_width) + ", got " + std::to_string(hidden);
+        });
+        require(depth <= limits::max_depth, {scope, "depth"}, [&] {
+            return "must be <= " + std::to_string(limits::max_depth) + ", got " + std::to_string(depth);
+        });
         require(explore_depth <= limits::max_depth, {scope, "explore_depth"}, [&] {
-            return "must be <= " + std::to_string(limits::max_depth) + ", got " + std::to_string(explore_depth);
+            return "must be <= " + std::to_string(limits::max_depth) + ", got " +
+                   std::to_string(explore_depth);
         });
         require((hidden * (depth - 2)) % block_size == 0, {scope, "block_size"}, [&] {
             return "must divide hidden*(depth-2) = " + std::to_string(hidden * (depth - 2)) + ", got " +
@@ -2797,16 +2800,16 @@ struct optimizer_config {
     /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
     void validate(const char* scope = "optimizer_config") const {
         using detail::require;
-        require(std::isfinite(learning_rate) && learning_rate > 0.0 && learning_rate <= 1.0, {scope, "learning_rate"},
-                "must be in (0, 1]");
+        require(std::isfinite(learning_rate) && learning_rate > 0.0 && learning_rate <= 1.0,
+                {scope, "learning_rate"}, "must be in (0, 1]");
         require(beta1 >= 0.0 && beta1 < 1.0, {scope, "beta1"}, "must be in [0, 1)");
         require(beta2 >= 0.0 && beta2 < 1.0, {scope, "beta2"}, "must be in [0, 1)");
         // Adam's condition β1² < β2 bounds |m| by a multiple of √v, hence every update.
         require(beta1 == 0.0 || beta1 * beta1 < beta2, {scope, "beta2"},
                 "must exceed beta1² (Adam's condition; else an update m/√v is unbounded)");
         require(std::isfinite(eps) && eps > 0.0, {scope, "eps"}, "must be finite and > 0");
-        require(std::isfinite(weight_decay) && weight_decay >= 0.0 && weight_decay <= 1.0, {scope, "weight_decay"},
-                "must be in [0, 1]");
+        require(std::isfinite(weight_decay) && weight_decay >= 0.0 && weight_decay <= 1.0,
+                {scope, "weight_decay"}, "must be in [0, 1]");
         require(exploit_steps <= limits::max_train_steps && explore_steps <= limits::max_train_steps,
                 {scope, "exploit_steps/explore_steps"}, [&] {
                     return "must be <= " + std::to_string(limits::max_train_steps) + ", got " +
@@ -3627,11 +3630,14 @@ struct pool_config {
 
     /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
     void validate(const char* scope = "pool_config") const {
-        detail::require(capacity_rows > 0 && capacity_rows <= limits::max_pool_rows, {scope, "capacity_rows"}, [&] {
-            return "must be in [1, " + std::to_string(limits::max_pool_rows) + "], got " + std::to_string(capacity_rows);
-        });
+        detail::require(capacity_rows > 0 && capacity_rows <= limits::max_pool_rows, {scope, "capacity_rows"},
+                        [&] {
+                            return "must be in [1, " + std::to_string(limits::max_pool_rows) + "], got " +
+                                   std::to_string(capacity_rows);
+                        });
         detail::require(replay_batches <= limits::max_replay_batches, {scope, "replay_batches"}, [&] {
-            return "must be <= " + std::to_string(limits::max_replay_batches) + ", got " + std::to_string(replay_batches);
+            return "must be <= " + std::to_string(limits::max_replay_batches) + ", got " +
+                   std::to_string(replay_batches);
         });
     }
     friend bool operator==(const pool_config&, const pool_config&) = default;
@@ -3663,8 +3669,8 @@ struct selection_config {
         require(rule == selection_rule::top_k || rule == selection_rule::softmax_sample, {scope, "rule"},
                 "must be top_k or softmax_sample");
         // u/τ and w·f2 stay finite for finite scores.
-        require(std::isfinite(temperature) && temperature >= 1e-6 && temperature <= 1e6, {scope, "temperature"},
-                "must be in [1e-6, 1e6]");
+        require(std::isfinite(temperature) && temperature >= 1e-6 && temperature <= 1e6,
+                {scope, "temperature"}, "must be in [1e-6, 1e6]");
         require(std::isfinite(explore_weight) && std::abs(explore_weight) <= 1e6, {scope, "explore_weight"},
                 "must be finite with |w| <= 1e6");
         require(weights == weight_scaling::per_selected || weights == weight_scaling::per_batch,
@@ -4999,8 +5005,8 @@ private:
 #include <limits>
 #include <new>
 #include <optional>
-#include <stdexcept>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -5036,7 +5042,8 @@ struct value_range {
     double hi = std::numeric_limits<double>::max();
 };
 /// Contexts and the targets the nets train on: |x| < limits::max_abs_context, as for inputs.
-inline constexpr value_range context_range{-0x1.fffffffffffffp+13, 0x1.fffffffffffffp+13};  // the double below 2^14
+inline constexpr value_range context_range{-0x1.fffffffffffffp+13,
+                                           0x1.fffffffffffffp+13};  // the double below 2^14
 static_assert(0x1.fffffffffffffp+13 < limits::max_abs_context && limits::max_abs_context == 0x1p14);
 /// φ, f1 scores and f2 targets restored into the pool or the pending selection.
 inline constexpr value_range activation_range{-limits::max_abs_restored_activation,
@@ -5048,29 +5055,31 @@ void check_values(std::span<const T> values, const char* what, value_range range
     for (std::size_t i = 0; i < values.size(); ++i) {
         const auto x = static_cast<double>(values[i]);
         if (!(std::isfinite(x) && x >= range.lo && x <= range.hi))
-            throw checkpoint_error(std::string("checkpoint: ") + what + "[" + std::to_string(i) + "] = " +
-                                   std::to_string(x) + " is " + (std::isfinite(x) ? "out of range" : "not finite"));
+            throw checkpoint_error(std::string("checkpoint: ") + what + "[" + std::to_string(i) +
+                                   "] = " + std::to_string(x) + " is " +
+                                   (std::isfinite(x) ? "out of range" : "not finite"));
     }
 }
 
 /// Reads what write_rows wrote for a matrix of rows×cols into `mat` (left alone when rows == 0).
 /// The rows must be in the file before anything is allocated, and every value in `range`.
 template <backend Backend>
-void read_rows(Backend& be, byte_reader& r, backend_matrix_t<Backend>& mat, std::size_t rows, std::size_t cols,
-               const char* what, std::vector<backend_value_t<Backend>>& host, value_range range = {}) {
+void read_rows(Backend& be, byte_reader& r, backend_matrix_t<Backend>& mat, std::size_t rows,
+               std::size_t cols, const char* what, std::vector<backend_value_t<Backend>>& host,
+               value_range range = {}) {
     using T = backend_value_t<Backend>;
     const auto stored_cols = r.get<std::uint64_t>(what);
     if (rows > 0 && stored_cols != cols)
-        throw checkpoint_error(std::string("checkpoint: ") + what + " has width " + std::to_string(stored_cols) +
-                               ", expected " + std::to_string(cols));
+        throw checkpoint_error(std::string("checkpoint: ") + what + " has width " +
+                               std::to_string(stored_cols) + ", expected " + std::to_string(cols));
     r.require_elements(rows, cols * sizeof(T), what);  // so rows·cols cannot wrap below
     r.get_array(host, what, rows * cols);
     check_values(std::span<const T>(host), what, range);
     if (rows > 0) be.upload(matrix_view<const T>{host.data(), rows, cols, cols}, mat);
 }
 template <backend Backend>
-void read_rows(Backend& be, byte_reader& r, backend_vector_t<Backend>& vec, std::size_t rows, const char* what,
-               std::vector<backend_value_t<Backend>>& host, value_range range = {}) {
+void read_rows(Backend& be, byte_reader& r, backend_vector_t<Backend>& vec, std::size_t rows,
+               const char* what, std::vector<backend_value_t<Backend>>& host, value_range range = {}) {
     using T = backend_value_t<Backend>;
     r.get_array(host, what, rows);
     check_values(std::span<const T>(host), what, range);
@@ -5114,12 +5123,14 @@ void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t
     std::size_t second_index = 0;
     const double b1 = opt.beta1, b2 = opt.beta2;
     // The config is validated: β1 = 0 or β1² < β2, so the ratio is finite.
-    const double ratio = b1 == 0.0 ? 1.0 / std::sqrt(1.0 - b2) : (1.0 - b1) / std::sqrt((1.0 - b2) * (1.0 - b1 * b1 / b2));
+    const double ratio =
+        b1 == 0.0 ? 1.0 / std::sqrt(1.0 - b2) : (1.0 - b1) / std::sqrt((1.0 - b2) * (1.0 - b1 * b1 / b2));
     const auto check_moments = [&](const char* name) {
         if (second_index >= first_moments.size())
             throw checkpoint_error(std::string("checkpoint: ") + name + " has no first moment");
         const std::vector<T>& m = first_moments[second_index++];
-        if (m.size() != host.size()) throw checkpoint_error(std::string("checkpoint: ") + name + " has the wrong size");
+        if (m.size() != host.size())
+            throw checkpoint_error(std::string("checkpoint: ") + name + " has the wrong size");
         for (std::size_t i = 0; i < m.size(); ++i) {
             const double bound = 2.0 * ratio * std::sqrt(static_cast<double>(host[i])) + 0x1p-20;
             if (!(std::abs(static_cast<double>(m[i])) <= bound))
@@ -5132,9 +5143,10 @@ void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t
         r.expect_tag(name);
         const std::string_view n(name);
         const bool is_m = n.starts_with("adam_m."), is_v = n.starts_with("adam_v.");
-        const value_range range = is_v   ? value_range{0.0, limits::max_restored_second_moment}
-                                  : is_m ? value_range{}
-                                         : value_range{-limits::max_abs_restored_weight, limits::max_abs_restored_weight};
+        const value_range range =
+            is_v   ? value_range{0.0, limits::max_restored_second_moment}
+            : is_m ? value_range{}
+                   : value_range{-limits::max_abs_restored_weight, limits::max_abs_restored_weight};
         if constexpr (std::is_same_v<V, std::uint64_t>) {
             tensor = r.get<std::uint64_t>(name);
             if (tensor >= max_restored_steps)
@@ -5144,8 +5156,9 @@ void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t
         } else if constexpr (std::is_same_v<V, backend_matrix_t<Backend>>) {
             const auto rows = r.get<std::uint64_t>(name);
             if (rows != be.rows(tensor))
-                throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " + std::to_string(rows) +
-                                       " rows, expected " + std::to_string(be.rows(tensor)));
+                throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " +
+                                       std::to_string(rows) + " rows, expected " +
+                                       std::to_string(be.rows(tensor)));
             read_rows(be, r, tensor, be.rows(tensor), be.cols(tensor), name, host, range);
         } else {
             read_rows(be, r, tensor, be.size(tensor), name, host, range);
@@ -5258,8 +5271,8 @@ private:
         s.update_count_ = r.get<std::uint64_t>("update count");
         // One update per step after the first; far below 2^62, so the counters never wrap.
         if (s.step_count_ >= max_restored_steps || s.update_count_ > s.step_count_)
-            throw checkpoint_error("checkpoint: inconsistent step / update counts " + std::to_string(s.step_count_) +
-                                   " / " + std::to_string(s.update_count_));
+            throw checkpoint_error("checkpoint: inconsistent step / update counts " +
+                                   std::to_string(s.step_count_) + " / " + std::to_string(s.update_count_));
         read_rng(r, s.dropout_rng_, "dropout rng");
         read_rng(r, s.select_rng_, "selection rng");
         read_rng(r, s.pool_rng_, "pool rng");
@@ -5282,27 +5295,33 @@ private:
         const std::size_t feature_rows = pool.with_features() ? rows : 0;
         const std::size_t e = config.net.feature_dim();
         // The pool's rows must be in the file before storage for them is allocated.
-        r.require_elements(size, (s.context_dim_ + 1 + (pool.with_features() ? e + 1 : 0)) * sizeof(T), "pool rows");
+        r.require_elements(size, (s.context_dim_ + 1 + (pool.with_features() ? e + 1 : 0)) * sizeof(T),
+                           "pool rows");
         pool.restore(be, seen);
         read_rows(be, r, pool.contexts(), rows, s.context_dim_, "pool contexts", host, context_range);
         read_rows(be, r, pool.targets(), rows, "pool targets", host, context_range);
         read_rows(be, r, pool.features(), feature_rows, e, "pool features", host, activation_range);
-        read_rows(be, r, pool.explore_targets(), feature_rows, "pool explore targets", host, activation_range);
+        read_rows(be, r, pool.explore_targets(), feature_rows, "pool explore targets", host,
+                  activation_range);
 
         auto& p = s.pending_;
         r.expect_tag("pending");
         const auto flag = r.get<std::uint8_t>("pending flag");
-        if (flag > 1) throw checkpoint_error("checkpoint: pending flag holds " + std::to_string(flag) + ", expected 0 or 1");
+        if (flag > 1)
+            throw checkpoint_error("checkpoint: pending flag holds " + std::to_string(flag) +
+                                   ", expected 0 or 1");
         p.active = flag == 1;
         if (!p.active) {
             if (s.step_count_ != 0) throw checkpoint_error("checkpoint: no pending selection after a step");
             return;
         }
-        if (s.step_count_ == 0) throw checkpoint_error("checkpoint: a pending selection before the first step");
+        if (s.step_count_ == 0)
+            throw checkpoint_error("checkpoint: a pending selection before the first step");
         // L = mean σ(-m) lies in [0, 1].
         p.progress = r.get<double>("pending progress");
         if (!(p.progress >= 0.0 && p.progress <= 1.0))
-            throw checkpoint_error("checkpoint: pending progress " + std::to_string(p.progress) + " is not in [0, 1]");
+            throw checkpoint_error("checkpoint: pending progress " + std::to_string(p.progress) +
+                                   " is not in [0, 1]");
         std::vector<std::uint64_t> sel;
         r.get_array(sel, "pending selection");
         r.get_array(p.margin, "pending margins");
@@ -5322,7 +5341,8 @@ private:
         check_values(std::span<const T>(p.policy_chosen), "pending chosen log-probs",
                      {-limits::max_abs_log_prob, limits::max_abs_log_prob});
         r.get_array(p.chosen_length, "pending chosen lengths");
-        if ((!p.chosen_length.empty() || config.reward.length_normalized_chosen) && p.chosen_length.size() != B)
+        if ((!p.chosen_length.empty() || config.reward.length_normalized_chosen) &&
+            p.chosen_length.size() != B)
             throw checkpoint_error("checkpoint: pending chosen lengths do not match the batch");
         check_values(std::span<const T>(p.chosen_length), "pending chosen lengths",
                      {limits::min_length, std::numeric_limits<double>::max()});

@@ -38,12 +38,15 @@ struct network_config {
         });
         require(block_size > 0, {scope, "block_size"}, "must be > 0");
         // Caps first (docs/limits.md), so the product below cannot wrap.
-        require(hidden <= limits::max_width, {scope, "hidden"},
-                [&] { return "must be <= " + std::to_string(limits::max_width) + ", got " + std::to_string(hidden); });
-        require(depth <= limits::max_depth, {scope, "depth"},
-                [&] { return "must be <= " + std::to_string(limits::max_depth) + ", got " + std::to_string(depth); });
+        require(hidden <= limits::max_width, {scope, "hidden"}, [&] {
+            return "must be <= " + std::to_string(limits::max_width) + ", got " + std::to_string(hidden);
+        });
+        require(depth <= limits::max_depth, {scope, "depth"}, [&] {
+            return "must be <= " + std::to_string(limits::max_depth) + ", got " + std::to_string(depth);
+        });
         require(explore_depth <= limits::max_depth, {scope, "explore_depth"}, [&] {
-            return "must be <= " + std::to_string(limits::max_depth) + ", got " + std::to_string(explore_depth);
+            return "must be <= " + std::to_string(limits::max_depth) + ", got " +
+                   std::to_string(explore_depth);
         });
         require((hidden * (depth - 2)) % block_size == 0, {scope, "block_size"}, [&] {
             return "must divide hidden*(depth-2) = " + std::to_string(hidden * (depth - 2)) + ", got " +
@@ -75,16 +78,16 @@ struct optimizer_config {
     /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
     void validate(const char* scope = "optimizer_config") const {
         using detail::require;
-        require(std::isfinite(learning_rate) && learning_rate > 0.0 && learning_rate <= 1.0, {scope, "learning_rate"},
-                "must be in (0, 1]");
+        require(std::isfinite(learning_rate) && learning_rate > 0.0 && learning_rate <= 1.0,
+                {scope, "learning_rate"}, "must be in (0, 1]");
         require(beta1 >= 0.0 && beta1 < 1.0, {scope, "beta1"}, "must be in [0, 1)");
         require(beta2 >= 0.0 && beta2 < 1.0, {scope, "beta2"}, "must be in [0, 1)");
         // Adam's condition β1² < β2 bounds |m| by a multiple of √v, hence every update.
         require(beta1 == 0.0 || beta1 * beta1 < beta2, {scope, "beta2"},
                 "must exceed beta1² (Adam's condition; else an update m/√v is unbounded)");
         require(std::isfinite(eps) && eps > 0.0, {scope, "eps"}, "must be finite and > 0");
-        require(std::isfinite(weight_decay) && weight_decay >= 0.0 && weight_decay <= 1.0, {scope, "weight_decay"},
-                "must be in [0, 1]");
+        require(std::isfinite(weight_decay) && weight_decay >= 0.0 && weight_decay <= 1.0,
+                {scope, "weight_decay"}, "must be in [0, 1]");
         require(exploit_steps <= limits::max_train_steps && explore_steps <= limits::max_train_steps,
                 {scope, "exploit_steps/explore_steps"}, [&] {
                     return "must be <= " + std::to_string(limits::max_train_steps) + ", got " +

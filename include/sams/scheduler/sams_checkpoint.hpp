@@ -13,8 +13,8 @@
 #include <limits>
 #include <new>
 #include <optional>
-#include <stdexcept>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -25,9 +25,9 @@
 #include <sams/core/error.hpp>
 #include <sams/core/limits.hpp>
 #include <sams/core/views.hpp>
-#include <sams/scheduler/selection.hpp>
 #include <sams/scheduler/checkpoint.hpp>
 #include <sams/scheduler/scheduler_config.hpp>
+#include <sams/scheduler/selection.hpp>
 
 namespace sams::detail {
 
@@ -57,7 +57,8 @@ struct value_range {
     double hi = std::numeric_limits<double>::max();
 };
 /// Contexts and the targets the nets train on: |x| < limits::max_abs_context, as for inputs.
-inline constexpr value_range context_range{-0x1.fffffffffffffp+13, 0x1.fffffffffffffp+13};  // the double below 2^14
+inline constexpr value_range context_range{-0x1.fffffffffffffp+13,
+                                           0x1.fffffffffffffp+13};  // the double below 2^14
 static_assert(0x1.fffffffffffffp+13 < limits::max_abs_context && limits::max_abs_context == 0x1p14);
 /// φ, f1 scores and f2 targets restored into the pool or the pending selection.
 inline constexpr value_range activation_range{-limits::max_abs_restored_activation,
@@ -69,29 +70,31 @@ void check_values(std::span<const T> values, const char* what, value_range range
     for (std::size_t i = 0; i < values.size(); ++i) {
         const auto x = static_cast<double>(values[i]);
         if (!(std::isfinite(x) && x >= range.lo && x <= range.hi))
-            throw checkpoint_error(std::string("checkpoint: ") + what + "[" + std::to_string(i) + "] = " +
-                                   std::to_string(x) + " is " + (std::isfinite(x) ? "out of range" : "not finite"));
+            throw checkpoint_error(std::string("checkpoint: ") + what + "[" + std::to_string(i) +
+                                   "] = " + std::to_string(x) + " is " +
+                                   (std::isfinite(x) ? "out of range" : "not finite"));
     }
 }
 
 /// Reads what write_rows wrote for a matrix of rows×cols into `mat` (left alone when rows == 0).
 /// The rows must be in the file before anything is allocated, and every value in `range`.
 template <backend Backend>
-void read_rows(Backend& be, byte_reader& r, backend_matrix_t<Backend>& mat, std::size_t rows, std::size_t cols,
-               const char* what, std::vector<backend_value_t<Backend>>& host, value_range range = {}) {
+void read_rows(Backend& be, byte_reader& r, backend_matrix_t<Backend>& mat, std::size_t rows,
+               std::size_t cols, const char* what, std::vector<backend_value_t<Backend>>& host,
+               value_range range = {}) {
     using T = backend_value_t<Backend>;
     const auto stored_cols = r.get<std::uint64_t>(what);
     if (rows > 0 && stored_cols != cols)
-        throw checkpoint_error(std::string("checkpoint: ") + what + " has width " + std::to_string(stored_cols) +
-                               ", expected " + std::to_string(cols));
+        throw checkpoint_error(std::string("checkpoint: ") + what + " has width " +
+                               std::to_string(stored_cols) + ", expected " + std::to_string(cols));
     r.require_elements(rows, cols * sizeof(T), what);  // so rows·cols cannot wrap below
     r.get_array(host, what, rows * cols);
     check_values(std::span<const T>(host), what, range);
     if (rows > 0) be.upload(matrix_view<const T>{host.data(), rows, cols, cols}, mat);
 }
 template <backend Backend>
-void read_rows(Backend& be, byte_reader& r, backend_vector_t<Backend>& vec, std::size_t rows, const char* what,
-               std::vector<backend_value_t<Backend>>& host, value_range range = {}) {
+void read_rows(Backend& be, byte_reader& r, backend_vector_t<Backend>& vec, std::size_t rows,
+               const char* what, std::vector<backend_value_t<Backend>>& host, value_range range = {}) {
     using T = backend_value_t<Backend>;
     r.get_array(host, what, rows);
     check_values(std::span<const T>(host), what, range);
@@ -135,12 +138,14 @@ void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t
     std::size_t second_index = 0;
     const double b1 = opt.beta1, b2 = opt.beta2;
     // The config is validated: β1 = 0 or β1² < β2, so the ratio is finite.
-    const double ratio = b1 == 0.0 ? 1.0 / std::sqrt(1.0 - b2) : (1.0 - b1) / std::sqrt((1.0 - b2) * (1.0 - b1 * b1 / b2));
+    const double ratio =
+        b1 == 0.0 ? 1.0 / std::sqrt(1.0 - b2) : (1.0 - b1) / std::sqrt((1.0 - b2) * (1.0 - b1 * b1 / b2));
     const auto check_moments = [&](const char* name) {
         if (second_index >= first_moments.size())
             throw checkpoint_error(std::string("checkpoint: ") + name + " has no first moment");
         const std::vector<T>& m = first_moments[second_index++];
-        if (m.size() != host.size()) throw checkpoint_error(std::string("checkpoint: ") + name + " has the wrong size");
+        if (m.size() != host.size())
+            throw checkpoint_error(std::string("checkpoint: ") + name + " has the wrong size");
         for (std::size_t i = 0; i < m.size(); ++i) {
             const double bound = 2.0 * ratio * std::sqrt(static_cast<double>(host[i])) + 0x1p-20;
             if (!(std::abs(static_cast<double>(m[i])) <= bound))
@@ -153,9 +158,10 @@ void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t
         r.expect_tag(name);
         const std::string_view n(name);
         const bool is_m = n.starts_with("adam_m."), is_v = n.starts_with("adam_v.");
-        const value_range range = is_v   ? value_range{0.0, limits::max_restored_second_moment}
-                                  : is_m ? value_range{}
-                                         : value_range{-limits::max_abs_restored_weight, limits::max_abs_restored_weight};
+        const value_range range =
+            is_v   ? value_range{0.0, limits::max_restored_second_moment}
+            : is_m ? value_range{}
+                   : value_range{-limits::max_abs_restored_weight, limits::max_abs_restored_weight};
         if constexpr (std::is_same_v<V, std::uint64_t>) {
             tensor = r.get<std::uint64_t>(name);
             if (tensor >= max_restored_steps)
@@ -165,8 +171,9 @@ void read_net(Backend& be, byte_reader& r, Net& net, std::vector<backend_value_t
         } else if constexpr (std::is_same_v<V, backend_matrix_t<Backend>>) {
             const auto rows = r.get<std::uint64_t>(name);
             if (rows != be.rows(tensor))
-                throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " + std::to_string(rows) +
-                                       " rows, expected " + std::to_string(be.rows(tensor)));
+                throw checkpoint_error(std::string("checkpoint: tensor ") + name + " has " +
+                                       std::to_string(rows) + " rows, expected " +
+                                       std::to_string(be.rows(tensor)));
             read_rows(be, r, tensor, be.rows(tensor), be.cols(tensor), name, host, range);
         } else {
             read_rows(be, r, tensor, be.size(tensor), name, host, range);
@@ -279,8 +286,8 @@ private:
         s.update_count_ = r.get<std::uint64_t>("update count");
         // One update per step after the first; far below 2^62, so the counters never wrap.
         if (s.step_count_ >= max_restored_steps || s.update_count_ > s.step_count_)
-            throw checkpoint_error("checkpoint: inconsistent step / update counts " + std::to_string(s.step_count_) +
-                                   " / " + std::to_string(s.update_count_));
+            throw checkpoint_error("checkpoint: inconsistent step / update counts " +
+                                   std::to_string(s.step_count_) + " / " + std::to_string(s.update_count_));
         read_rng(r, s.dropout_rng_, "dropout rng");
         read_rng(r, s.select_rng_, "selection rng");
         read_rng(r, s.pool_rng_, "pool rng");
@@ -303,27 +310,33 @@ private:
         const std::size_t feature_rows = pool.with_features() ? rows : 0;
         const std::size_t e = config.net.feature_dim();
         // The pool's rows must be in the file before storage for them is allocated.
-        r.require_elements(size, (s.context_dim_ + 1 + (pool.with_features() ? e + 1 : 0)) * sizeof(T), "pool rows");
+        r.require_elements(size, (s.context_dim_ + 1 + (pool.with_features() ? e + 1 : 0)) * sizeof(T),
+                           "pool rows");
         pool.restore(be, seen);
         read_rows(be, r, pool.contexts(), rows, s.context_dim_, "pool contexts", host, context_range);
         read_rows(be, r, pool.targets(), rows, "pool targets", host, context_range);
         read_rows(be, r, pool.features(), feature_rows, e, "pool features", host, activation_range);
-        read_rows(be, r, pool.explore_targets(), feature_rows, "pool explore targets", host, activation_range);
+        read_rows(be, r, pool.explore_targets(), feature_rows, "pool explore targets", host,
+                  activation_range);
 
         auto& p = s.pending_;
         r.expect_tag("pending");
         const auto flag = r.get<std::uint8_t>("pending flag");
-        if (flag > 1) throw checkpoint_error("checkpoint: pending flag holds " + std::to_string(flag) + ", expected 0 or 1");
+        if (flag > 1)
+            throw checkpoint_error("checkpoint: pending flag holds " + std::to_string(flag) +
+                                   ", expected 0 or 1");
         p.active = flag == 1;
         if (!p.active) {
             if (s.step_count_ != 0) throw checkpoint_error("checkpoint: no pending selection after a step");
             return;
         }
-        if (s.step_count_ == 0) throw checkpoint_error("checkpoint: a pending selection before the first step");
+        if (s.step_count_ == 0)
+            throw checkpoint_error("checkpoint: a pending selection before the first step");
         // L = mean σ(-m) lies in [0, 1].
         p.progress = r.get<double>("pending progress");
         if (!(p.progress >= 0.0 && p.progress <= 1.0))
-            throw checkpoint_error("checkpoint: pending progress " + std::to_string(p.progress) + " is not in [0, 1]");
+            throw checkpoint_error("checkpoint: pending progress " + std::to_string(p.progress) +
+                                   " is not in [0, 1]");
         std::vector<std::uint64_t> sel;
         r.get_array(sel, "pending selection");
         r.get_array(p.margin, "pending margins");
@@ -343,7 +356,8 @@ private:
         check_values(std::span<const T>(p.policy_chosen), "pending chosen log-probs",
                      {-limits::max_abs_log_prob, limits::max_abs_log_prob});
         r.get_array(p.chosen_length, "pending chosen lengths");
-        if ((!p.chosen_length.empty() || config.reward.length_normalized_chosen) && p.chosen_length.size() != B)
+        if ((!p.chosen_length.empty() || config.reward.length_normalized_chosen) &&
+            p.chosen_length.size() != B)
             throw checkpoint_error("checkpoint: pending chosen lengths do not match the batch");
         check_values(std::span<const T>(p.chosen_length), "pending chosen lengths",
                      {limits::min_length, std::numeric_limits<double>::max()});

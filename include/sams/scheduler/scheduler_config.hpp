@@ -22,11 +22,14 @@ struct pool_config {
 
     /// Throws sams::invalid_argument naming the first bad field as "<scope>.<field>".
     void validate(const char* scope = "pool_config") const {
-        detail::require(capacity_rows > 0 && capacity_rows <= limits::max_pool_rows, {scope, "capacity_rows"}, [&] {
-            return "must be in [1, " + std::to_string(limits::max_pool_rows) + "], got " + std::to_string(capacity_rows);
-        });
+        detail::require(capacity_rows > 0 && capacity_rows <= limits::max_pool_rows, {scope, "capacity_rows"},
+                        [&] {
+                            return "must be in [1, " + std::to_string(limits::max_pool_rows) + "], got " +
+                                   std::to_string(capacity_rows);
+                        });
         detail::require(replay_batches <= limits::max_replay_batches, {scope, "replay_batches"}, [&] {
-            return "must be <= " + std::to_string(limits::max_replay_batches) + ", got " + std::to_string(replay_batches);
+            return "must be <= " + std::to_string(limits::max_replay_batches) + ", got " +
+                   std::to_string(replay_batches);
         });
     }
     friend bool operator==(const pool_config&, const pool_config&) = default;
@@ -58,8 +61,8 @@ struct selection_config {
         require(rule == selection_rule::top_k || rule == selection_rule::softmax_sample, {scope, "rule"},
                 "must be top_k or softmax_sample");
         // u/τ and w·f2 stay finite for finite scores.
-        require(std::isfinite(temperature) && temperature >= 1e-6 && temperature <= 1e6, {scope, "temperature"},
-                "must be in [1e-6, 1e6]");
+        require(std::isfinite(temperature) && temperature >= 1e-6 && temperature <= 1e6,
+                {scope, "temperature"}, "must be in [1e-6, 1e6]");
         require(std::isfinite(explore_weight) && std::abs(explore_weight) <= 1e6, {scope, "explore_weight"},
                 "must be finite with |w| <= 1e6");
         require(weights == weight_scaling::per_selected || weights == weight_scaling::per_batch,
