@@ -5821,16 +5821,17 @@ public:
         return out;
     }
 
-    /// Replaces the contents with `entries` (most recent first), after checking all of them:
+    /// Replaces the contents with `entries` (most recent first) and the eviction count with
+    /// `evictions` (as a checkpoint stores them), after checking all entries:
     /// at most capacity() entries, distinct ids, visits ≥ 1, finite means in [−1, 1].
     /// Throws sams::invalid_argument and leaves the memory unchanged otherwise.
-    void assign(std::span<const agreement_entry> entries) {
+    void assign(std::span<const agreement_entry> entries, std::uint64_t evictions = 0) {
         constexpr const char* where = "sams::agreement_memory::assign";
         detail::require(entries.size() <= capacity_, where, [&] {
             return "entries: " + std::to_string(entries.size()) + " exceed the capacity " + std::to_string(capacity_);
         });
         agreement_memory fresh(capacity_);
-        fresh.evictions_ = evictions_;
+        fresh.evictions_ = evictions;
         for (std::size_t i = entries.size(); i-- > 0;) {
             const agreement_entry& e = entries[i];
             detail::require(e.visits >= 1, where, "entries: every entry needs visits >= 1");
@@ -5846,8 +5847,6 @@ public:
         }
         *this = std::move(fresh);
     }
-
-    void set_evictions(std::uint64_t n) noexcept { evictions_ = n; }
 
 private:
     static constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
@@ -6249,11 +6248,10 @@ public:
         std::vector<agreement_entry> entries;
         r.get_array(entries, "agreement memory");
         try {
-            s.memory_.assign(entries);
+            s.memory_.assign(entries, evictions);
         } catch (const invalid_argument& e) {
             throw checkpoint_error(std::string("checkpoint: agreement memory is invalid (") + e.what() + ")");
         }
-        s.memory_.set_evictions(evictions);
         if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");
         return s;
     }

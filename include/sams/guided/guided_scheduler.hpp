@@ -229,11 +229,10 @@ public:
         std::vector<agreement_entry> entries;
         r.get_array(entries, "agreement memory");
         try {
-            s.memory_.assign(entries);
+            s.memory_.assign(entries, evictions);
         } catch (const invalid_argument& e) {
             throw checkpoint_error(std::string("checkpoint: agreement memory is invalid (") + e.what() + ")");
         }
-        s.memory_.set_evictions(evictions);
         if (!r.at_end()) throw checkpoint_error("checkpoint: trailing bytes after the last section");
         return s;
     }
