@@ -837,7 +837,7 @@ PYBIND11_MODULE(_sams, m) {
         add_field(c, "act", &sams::network_config::act, "Activation or its name");
         add_field(c, "dropout", &sams::network_config::dropout,
                   "dropout probability in f1's residual blocks, [0, 1)");
-        add_field(c, "layer_norm_eps", &sams::network_config::layer_norm_eps, "LayerNorm epsilon > 0");
+        add_field(c, "layer_norm_eps", &sams::network_config::layer_norm_eps, "LayerNorm epsilon >= 1e-12");
         finish_config(c);
         c.def_property_readonly("feature_dim", &sams::network_config::feature_dim,
                                 "E = H*(N-2)/s, the width of f2");
@@ -849,7 +849,7 @@ PYBIND11_MODULE(_sams, m) {
         add_field(c, "learning_rate", &sams::optimizer_config::learning_rate, "Adam step size > 0");
         add_field(c, "beta1", &sams::optimizer_config::beta1, "Adam beta1 in [0, 1)");
         add_field(c, "beta2", &sams::optimizer_config::beta2, "Adam beta2 in [0, 1)");
-        add_field(c, "eps", &sams::optimizer_config::eps, "Adam epsilon > 0");
+        add_field(c, "eps", &sams::optimizer_config::eps, "Adam epsilon >= 1e-12");
         add_field(c, "weight_decay", &sams::optimizer_config::weight_decay, "L2 weight decay >= 0");
         add_field(c, "reset_each_update", &sams::optimizer_config::reset_each_update,
                   "fresh Adam state per update");

@@ -372,6 +372,12 @@ inline constexpr double max_abs_log_prob = 1e9;
 inline constexpr double min_length = 1.0;
 /// rDPO's assumed flip rate ε (label_smoothing of the robust loss): it divides by 1 - 2ε.
 inline constexpr double max_robust_flip_rate = 0.49;
+/// Smallest Adam ε (opt.eps) and LayerNorm ε (net.layer_norm_eps). They are doubles in the
+/// configuration and cast to the scheduler's value type: a smaller one rounds to 0 in float,
+/// where Adam's m/(√v + ε) is then 0/0 for a parameter whose gradient is 0, and LayerNorm's
+/// 1/√(var + ε) is 1/0 for a constant row. At ε >= 1e-12, an Adam update whose second moment
+/// has underflowed (|g| < 2^-75 in float) is at most lr·2^-75/ε < 3e-11·lr.
+inline constexpr double min_epsilon = 1e-12;
 /// |γ| of SimPO.
 inline constexpr double max_abs_simpo_gamma = 1e6;
 /// A scheduler accepts context values with |x| < max_abs_context = 2^14 (and so do restored
@@ -2778,8 +2784,9 @@ struct network_config {
         require(act == activation::relu || act == activation::silu, {scope, "act"}, "must be relu or silu");
         require(std::isfinite(dropout) && dropout >= 0.0 && dropout < 1.0, {scope, "dropout"},
                 "must be in [0, 1)");
-        require(std::isfinite(layer_norm_eps) && layer_norm_eps > 0.0, {scope, "layer_norm_eps"},
-                "must be finite and > 0");
+        require(std::isfinite(layer_norm_eps) && layer_norm_eps >= limits::min_epsilon,
+                {scope, "layer_norm_eps"},
+                "must be finite and >= 1e-12 (limits::min_epsilon; a smaller one is 0 in float)");
     }
     friend bool operator==(const network_config&, const network_config&) = default;
 };
@@ -2807,7 +2814,8 @@ struct optimizer_config {
         // Adam's condition β1² < β2 bounds |m| by a multiple of √v, hence every update.
         require(beta1 == 0.0 || beta1 * beta1 < beta2, {scope, "beta2"},
                 "must exceed beta1² (Adam's condition; else an update m/√v is unbounded)");
-        require(std::isfinite(eps) && eps > 0.0, {scope, "eps"}, "must be finite and > 0");
+        require(std::isfinite(eps) && eps >= limits::min_epsilon, {scope, "eps"},
+                "must be finite and >= 1e-12 (limits::min_epsilon; a smaller one is 0 in float)");
         require(std::isfinite(weight_decay) && weight_decay >= 0.0 && weight_decay <= 1.0,
                 {scope, "weight_decay"}, "must be in [0, 1]");
         require(exploit_steps <= limits::max_train_steps && explore_steps <= limits::max_train_steps,

@@ -219,6 +219,14 @@ TEST_CASE("checkpoint limits: sizes forged behind a valid checksum are refused b
         poke<std::int32_t>(p, config_field_offset("select.rule"), 7);
         check_refused(reframe(p), "select.rule");
     }
+    SUBCASE("an Adam or LayerNorm epsilon that is 0 in float (the fuzzer's accepted-but-cannot-step input)") {
+        auto p = payload;
+        poke<double>(p, config_field_offset("opt.eps"), 5.6598e-81);
+        check_refused(reframe(p), "opt.eps");
+        auto q = payload;
+        poke<double>(q, config_field_offset("net.layer_norm_eps"), 1e-300);
+        check_refused(reframe(q), "net.layer_norm_eps");
+    }
 }
 
 TEST_CASE("checkpoint limits: residual_net_parameters matches the nets' own parameter count") {
@@ -498,6 +506,12 @@ TEST_CASE("value limits: configurations beyond the caps are refused at construct
     c.opt.beta2 = 0.5;
     refused(c, "beta2");
     c = small_config();
+    c.opt.eps = 1e-13;
+    refused(c, "opt.eps: must be finite and >= 1e-12");
+    c = small_config();
+    c.net.layer_norm_eps = 0.0;
+    refused(c, "net.layer_norm_eps: must be finite and >= 1e-12");
+    c = small_config();
     c.pool.capacity_rows = std::size_t{1} << 33;
     refused(c, "capacity_rows");
     c = small_config();
@@ -508,4 +522,33 @@ TEST_CASE("value limits: configurations beyond the caps are refused at construct
     c.net.hidden = 1 << 17;  // 2^34 parameters in a 2^17-wide block
     c.net.block_size = 1 << 10;
     refused(c, "parameters");
+}
+
+TEST_CASE("value limits: a float scheduler at the smallest accepted epsilons keeps finite scores") {
+    // The shape of the fuzzer's finding (tests/fuzz/regressions/adam-eps-zero-in-float): a tiny
+    // net, reset Adam moments and many steps per update, zero contexts so that dead units get
+    // no gradient. There, Adam's ε had rounded to 0 in float and a parameter of 1e-32 with an
+    // underflowed second moment stepped by m/0; at ε >= 1e-12 such a step is negligible.
+    sams::scheduler_config c;
+    c.net.hidden = 4;
+    c.net.depth = 3;
+    c.net.block_size = 2;
+    c.net.explore_depth = 2;
+    c.net.layer_norm_eps = sams::limits::min_epsilon;
+    c.opt.eps = sams::limits::min_epsilon;
+    c.opt.exploit_steps = 63;
+    c.opt.explore_steps = 2;
+    c.opt.reset_each_update = true;
+    c.pool.capacity_rows = 4;
+    c.pool.replay_batches = 1;
+    sams::sams_scheduler<sams::eigen_backend<float>> s(c, D, 5);
+    sams::rng g(11);
+    for (int t = 0; t < 30; ++t) {
+        auto b = random_batch(g, B, D);
+        if (t % 2 == 0)
+            for (std::size_t k = 0; k < b.ctx.size(); ++k) b.ctx[k] = 0.0;  // zero inputs: zero weight gradients
+        const auto d = s.step(b.batch());
+        for (const float u : d.score) REQUIRE(std::isfinite(u));
+    }
+    CHECK(s.updates() == 29);
 }

@@ -52,6 +52,12 @@ inline constexpr double max_abs_log_prob = 1e9;
 inline constexpr double min_length = 1.0;
 /// rDPO's assumed flip rate ε (label_smoothing of the robust loss): it divides by 1 - 2ε.
 inline constexpr double max_robust_flip_rate = 0.49;
+/// Smallest Adam ε (opt.eps) and LayerNorm ε (net.layer_norm_eps). They are doubles in the
+/// configuration and cast to the scheduler's value type: a smaller one rounds to 0 in float,
+/// where Adam's m/(√v + ε) is then 0/0 for a parameter whose gradient is 0, and LayerNorm's
+/// 1/√(var + ε) is 1/0 for a constant row. At ε >= 1e-12, an Adam update whose second moment
+/// has underflowed (|g| < 2^-75 in float) is at most lr·2^-75/ε < 3e-11·lr.
+inline constexpr double min_epsilon = 1e-12;
 /// |γ| of SimPO.
 inline constexpr double max_abs_simpo_gamma = 1e6;
 /// A scheduler accepts context values with |x| < max_abs_context = 2^14 (and so do restored

@@ -56,8 +56,9 @@ struct network_config {
         require(act == activation::relu || act == activation::silu, {scope, "act"}, "must be relu or silu");
         require(std::isfinite(dropout) && dropout >= 0.0 && dropout < 1.0, {scope, "dropout"},
                 "must be in [0, 1)");
-        require(std::isfinite(layer_norm_eps) && layer_norm_eps > 0.0, {scope, "layer_norm_eps"},
-                "must be finite and > 0");
+        require(std::isfinite(layer_norm_eps) && layer_norm_eps >= limits::min_epsilon,
+                {scope, "layer_norm_eps"},
+                "must be finite and >= 1e-12 (limits::min_epsilon; a smaller one is 0 in float)");
     }
     friend bool operator==(const network_config&, const network_config&) = default;
 };
@@ -85,7 +86,8 @@ struct optimizer_config {
         // Adam's condition β1² < β2 bounds |m| by a multiple of √v, hence every update.
         require(beta1 == 0.0 || beta1 * beta1 < beta2, {scope, "beta2"},
                 "must exceed beta1² (Adam's condition; else an update m/√v is unbounded)");
-        require(std::isfinite(eps) && eps > 0.0, {scope, "eps"}, "must be finite and > 0");
+        require(std::isfinite(eps) && eps >= limits::min_epsilon, {scope, "eps"},
+                "must be finite and >= 1e-12 (limits::min_epsilon; a smaller one is 0 in float)");
         require(std::isfinite(weight_decay) && weight_decay >= 0.0 && weight_decay <= 1.0,
                 {scope, "weight_decay"}, "must be in [0, 1]");
         require(exploit_steps <= limits::max_train_steps && explore_steps <= limits::max_train_steps,
