@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <sams/backend/eigen/eigen_backend.hpp>
+#include <sams/core/limits.hpp>
 #include <sams/scheduler/any_scheduler.hpp>
 #include <sams/scheduler/baselines.hpp>
 #include <sams/scheduler/sams_scheduler.hpp>
@@ -15,8 +16,11 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <new>
 #include <numeric>
+#include <optional>
+#include <span>
 #include <string>
 #include <typeinfo>
 #include <vector>
@@ -382,6 +386,56 @@ TEST_CASE("sams_scheduler: rejected input throws and leaves the state unchanged"
     }
     CHECK(s.serialize() == before);
     CHECK_NOTHROW((void)s.step(good.batch()));
+}
+
+namespace {
+
+/// A user reward that returns `*bad` as every target while `*bad` is set (a NaN or a huge
+/// value, as a buggy custom reward could), σ(margin) otherwise; it counts its calls.
+struct faulty_reward {
+    struct state_type {
+        std::uint64_t calls = 0;
+    };
+    state_type st;
+    std::shared_ptr<std::optional<double>> bad = std::make_shared<std::optional<double>>();
+    template <class T>
+    void targets(const sams::reward_inputs<T>& in, std::span<T> out) {
+        ++st.calls;
+        for (std::size_t j = 0; j < in.selected.size(); ++j)
+            out[j] = static_cast<T>(bad->has_value() ? **bad
+                                                     : 1.0 / (1.0 + std::exp(-static_cast<double>(
+                                                                             in.margin[in.selected[j]]))));
+    }
+    [[nodiscard]] state_type state() const { return st; }
+    void set_state(const state_type& s) { st = s; }
+};
+
+}  // namespace
+
+TEST_CASE("sams_scheduler: a reward target that is non-finite or huge refuses the batch, state unchanged") {
+    const std::size_t B = 6, D = 4;
+    faulty_reward reward;
+    const auto bad = reward.bad;
+    sams::sams_scheduler<backend_d, faulty_reward> s(small_config(), D, 3, backend_d{}, reward);
+    sams::rng g(4);
+    for (int t = 0; t < 3; ++t) (void)s.step(random_batch(g, B, D).batch());
+    const auto before = s.serialize();
+    const owned_batch next = random_batch(g, B, D);
+    // NaN and Inf used to reach the nets halfway through the lagged update; 1e5 used to be
+    // stored in the pool, whose checkpoint the decoder then refused (|target| >= 2^14).
+    for (const double value : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+                               1e5, -sams::limits::max_abs_context}) {
+        CAPTURE(value);
+        *bad = value;
+        CHECK_THROWS_WITH_AS((void)s.step(next.batch()), doctest::Contains("the reward function returned target"),
+                             sams::invalid_argument);
+        CHECK(s.serialize() == before);  // the reward's call count included
+    }
+    bad->reset();
+    const auto d = s.step(next.batch());
+    for (const double u : d.score) CHECK(std::isfinite(u));
+    CHECK(s.updates() == 3);
+    CHECK(decltype(s)::deserialize(s.serialize(), backend_d{}, reward).serialize() == s.serialize());
 }
 
 TEST_CASE("sams_scheduler: bad configuration is rejected at construction") {

@@ -103,7 +103,7 @@ public:
 
         step_metrics m{};
         m.step = static_cast<std::size_t>(step_count_);
-        if (pending_.active) learn_from_pending(p.progress, m);
+        if (pending_.active) learn_from_pending(m);
 
         score(p.size);
         choose(p.size);
@@ -232,9 +232,10 @@ private:
 
     [[nodiscard]] bool compat() const noexcept { return config_.reward.reference_compat; }
 
-    /// Checks everything the batch must satisfy, uploads its contexts, evaluates the loss
-    /// and the progress metric. Writes only scratch (batch_x_, stats_): a batch that fails
-    /// here changes no state, and nothing after it throws sams::error.
+    /// Checks everything the batch must satisfy, uploads its contexts, evaluates the loss,
+    /// the progress metric and the pending rows' targets. Writes only scratch (batch_x_,
+    /// stats_, targets_) and the reward's state, which it restores on failure: a batch that
+    /// fails here changes no state, and nothing after it throws sams::error.
     prepared_batch prepare(const pair_batch<T>& batch) {
         constexpr const char* where = "sams_scheduler::step";
         const std::size_t B = batch.size();
@@ -272,17 +273,37 @@ private:
                                 "batch.chosen_length must be >= 1 (a token count)");
         }
         evaluate_loss(config_.loss, batch, stats_);
-        return {B, progress_metric(std::span<const T>(stats_.margin))};
+        const double progress = progress_metric(std::span<const T>(stats_.margin));
+        if (pending_.active) reward_pending(progress);
+        return {B, progress};
+    }
+
+    /// The targets of the pending rows (into targets_), checked before anything uses them: a
+    /// custom reward that returns a non-finite or huge target gets its state back and the
+    /// batch is refused, instead of the nets refusing it halfway through the lagged update
+    /// (or the pool storing a target its checkpoint could not restore).
+    void reward_pending(double progress) {
+        const auto before = reward_.state();
+        targets_.resize(pending_.size());
+        reward_.targets(pending_.inputs(progress), std::span<T>(targets_));
+        for (std::size_t j = 0; j < targets_.size(); ++j) {
+            const double y = static_cast<double>(targets_[j]);
+            if (std::isfinite(y) && std::abs(y) < limits::max_abs_context) continue;
+            reward_.set_state(before);
+            detail::fail("sams_scheduler::step", "the reward function returned target " + std::to_string(y) +
+                                                     " for pending row " + std::to_string(j) +
+                                                     "; targets must be finite with |y| < 16384 "
+                                                     "(limits::max_abs_context)");
+        }
     }
 
     /// Lagged update: reward the pairs selected last step, train f1 then f2, grow the pool.
-    void learn_from_pending(double progress, step_metrics& m) {
+    void learn_from_pending(step_metrics& m) {
         Backend& be = *backend_;
         const std::size_t k = pending_.size();
 
-        // 1. Targets for the pending rows from this step's progress.
-        targets_.resize(k);
-        reward_.targets(pending_.inputs(progress), std::span<T>(targets_));
+        // 1. targets_: the pending rows' targets from this step's progress (prepare() computed
+        //    and checked them).
         if constexpr (requires { reward_.last_delta(); }) m.progress_delta = reward_.last_delta();
 
         // 2. Replay rows drawn before the pending rows join the pool, so none is drawn twice.
