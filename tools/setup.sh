@@ -14,6 +14,7 @@ SAMS_PACKAGES=(
     ccache             # compiler cache: the presets compile through it (CMAKE_CXX_COMPILER_LAUNCHER)
     clang-format       # .ci/run checks the files of tools/formatted_files.txt
     libeigen3-dev      # the core library's only dependency
+    libopenblas-dev    # optional CBLAS GEMM of the Eigen backend (SAMS_WITH_BLAS, off by default)
     doctest-dev        # tests
     xtensor-dev        # xtensor adapter, its tests and example
     libbenchmark-dev   # bench/
