@@ -19,22 +19,12 @@ namespace {
     std::abort();
 }
 
-/// A valid batch for the scheduler's context width: every loss and reward option is served
-/// (references and lengths present), values well inside the accepted range.
+/// One good batch must step a scheduler the decoder accepted.
 template <class Scheduler>
 void step_once(Scheduler& s) {
-    using T = typename Scheduler::value_type;
-    constexpr std::size_t B = 4;
-    const std::size_t D = s.context_dim();
-    std::vector<T> a_w{-3, -5, -2, -7}, a_l{-4, -4, -6, -1}, r_w{-3.5, -4.5, -3, -6}, r_l{-3.5, -4, -5, -2};
-    std::vector<T> n_w{3, 5, 2, 7}, n_l{4, 4, 6, 2};
-    std::vector<T> ctx(B * D);
-    for (std::size_t k = 0; k < ctx.size(); ++k) ctx[k] = T(static_cast<double>(k % 7) * 0.25 - 0.75);
-    const sams::pair_batch<T> batch{.policy_chosen = a_w, .policy_rejected = a_l, .reference_chosen = r_w,
-                                    .reference_rejected = r_l, .chosen_length = n_w, .rejected_length = n_l,
-                                    .contexts = {ctx.data(), B, D}};
+    const sams_fuzz::good_batch<typename Scheduler::value_type> batch(s.context_dim());
     try {
-        (void)s.step(batch);
+        (void)s.step(batch.batch());
     } catch (const sams::error& e) {
         std::fprintf(stderr, "step after an accepted checkpoint: %s\n", e.what());
         finding("an accepted checkpoint cannot step");

@@ -39,6 +39,25 @@ inline std::vector<std::uint8_t> payload_input(const std::vector<std::uint8_t>& 
     in.insert(in.end(), file.begin() + head, file.end() - 8);
     return in;
 }
+/// A valid batch of 4 pairs for any decoded scheduler of context width `D`: every loss and
+/// reward option is served (references and lengths present), values well inside the accepted
+/// range. The fuzzer and the unit test of the regression inputs step with it.
+template <class T>
+struct good_batch {
+    static constexpr std::size_t B = 4;
+    std::vector<T> a_w{-3, -5, -2, -7}, a_l{-4, -4, -6, -1}, r_w{-3.5, -4.5, -3, -6}, r_l{-3.5, -4, -5, -2};
+    std::vector<T> n_w{3, 5, 2, 7}, n_l{4, 4, 6, 2};
+    std::vector<T> ctx;
+    std::size_t D;
+    explicit good_batch(std::size_t d) : ctx(B * d), D(d) {
+        for (std::size_t k = 0; k < ctx.size(); ++k) ctx[k] = T(static_cast<double>(k % 7) * 0.25 - 0.75);
+    }
+    [[nodiscard]] sams::pair_batch<T> batch() const {
+        return {.policy_chosen = a_w, .policy_rejected = a_l, .reference_chosen = r_w, .reference_rejected = r_l,
+                .chosen_length = n_w, .rejected_length = n_l, .contexts = {ctx.data(), B, D}};
+    }
+};
+
 inline std::vector<std::uint8_t> file_input(const std::vector<std::uint8_t>& file) {
     std::vector<std::uint8_t> in{mode_file};
     in.insert(in.end(), file.begin(), file.end());

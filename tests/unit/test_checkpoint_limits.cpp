@@ -3,6 +3,8 @@
 // file-system races. Every refusal is a sams::error and leaves the target byte-identical.
 #include <doctest/doctest.h>
 
+#include "fuzz/fuzz_common.hpp"
+
 #include <sams/backend/eigen/eigen_backend.hpp>
 #include <sams/core/limits.hpp>
 #include <sams/scheduler/checkpoint.hpp>
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <thread>
@@ -551,4 +554,34 @@ TEST_CASE("value limits: a float scheduler at the smallest accepted epsilons kee
         for (const float u : d.score) REQUIRE(std::isfinite(u));
     }
     CHECK(s.updates() == 29);
+}
+
+TEST_CASE("checkpoint limits: every fuzzer regression input is refused or restores a scheduler that steps") {
+    // The inputs of tests/fuzz/regressions/ in the fuzzer's own encoding (sams_fuzz::file_of).
+    const std::filesystem::path dir = std::filesystem::path(SAMS_TESTS_DIR) / "fuzz" / "regressions";
+    std::size_t inputs = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+        if (entry.path().filename() == "README.md") continue;
+        ++inputs;
+        CAPTURE(entry.path().string());
+        std::ifstream in(entry.path(), std::ios::binary);
+        const bytes_t input((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const bytes_t file = sams_fuzz::file_of(input);
+        for (const bool as_float : {false, true}) {
+            try {
+                if (as_float) {
+                    auto s = sams_fuzz::scheduler_f::deserialize(file);
+                    (void)s.step(sams_fuzz::good_batch<float>(s.context_dim()).batch());
+                } else {
+                    auto s = sams_fuzz::scheduler_d::deserialize(file);
+                    (void)s.step(sams_fuzz::good_batch<double>(s.context_dim()).batch());
+                }
+            } catch (const sams::checkpoint_error&) {
+            }  // refused: fine; anything else (a step that throws) fails the test
+        }
+        if (entry.path().filename() == "adam-eps-zero-in-float")
+            CHECK_THROWS_WITH_AS((void)sams_fuzz::scheduler_f::deserialize(file), doctest::Contains("opt.eps"),
+                                 sams::checkpoint_error);
+    }
+    CHECK(inputs >= 1);
 }

@@ -274,7 +274,7 @@ private:
         }
         evaluate_loss(config_.loss, batch, stats_);
         const double progress = progress_metric(std::span<const T>(stats_.margin));
-        if (pending_.active) reward_pending(progress);
+        if (pending_.active) reward_pending(progress, where);
         return {B, progress};
     }
 
@@ -282,7 +282,7 @@ private:
     /// custom reward that returns a non-finite or huge target gets its state back and the
     /// batch is refused, instead of the nets refusing it halfway through the lagged update
     /// (or the pool storing a target its checkpoint could not restore).
-    void reward_pending(double progress) {
+    void reward_pending(double progress, const char* where) {
         const auto before = reward_.state();
         targets_.resize(pending_.size());
         reward_.targets(pending_.inputs(progress), std::span<T>(targets_));
@@ -290,10 +290,9 @@ private:
             const double y = static_cast<double>(targets_[j]);
             if (std::isfinite(y) && std::abs(y) < limits::max_abs_context) continue;
             reward_.set_state(before);
-            detail::fail("sams_scheduler::step", "the reward function returned target " + std::to_string(y) +
-                                                     " for pending row " + std::to_string(j) +
-                                                     "; targets must be finite with |y| < 16384 "
-                                                     "(limits::max_abs_context)");
+            detail::fail(where, "the reward function returned target " + std::to_string(y) + " for pending row " +
+                                    std::to_string(j) + "; targets must be finite with |y| < 16384 "
+                                    "(limits::max_abs_context)");
         }
     }
 
