@@ -248,9 +248,17 @@ void bm_retarget(benchmark::State& st, shape s) {
     st.counters["rows"] = static_cast<double>(r);
 }
 
-/// The same GEMMs as one training phase, on plain Eigen row-major matrices with Eigen's own
-/// blocking (`backend_gemm == false`), or through eigen_backend::gemm (`backend_gemm == true`).
-void bm_gemm(benchmark::State& st, shape s, bool backend_gemm) {
+/// Who runs the GEMMs of bm_gemm.
+enum class gemm_path {
+    eigen,    ///< plain Eigen row-major products with Eigen's own blocking
+    library,  ///< eigen_backend::gemm, as the nets call it (CBLAS when built with SAMS_USE_CBLAS)
+    cblas,    ///< cblas_sgemm directly, on the same buffers (SAMS_USE_CBLAS builds only)
+};
+
+/// The same GEMMs as one training phase, run by `path`: what training could reach if it
+/// were nothing but its products (the figure of merit is training's rate over the best).
+void bm_gemm(benchmark::State& st, shape s, gemm_path path) {
+    const bool backend_gemm = path != gemm_path::eigen;
     using plain = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     const auto gemms = training_gemms(s);
     const auto idx = [](std::size_t n) { return static_cast<Eigen::Index>(n); };
@@ -276,7 +284,16 @@ void bm_gemm(benchmark::State& st, shape s, bool backend_gemm) {
     const auto run_once = [&] {
         for (std::size_t i = 0; i < gemms.size(); ++i) {
             const auto& q = gemms[i];
-            if (backend_gemm) {
+            if (path == gemm_path::cblas) {
+#if defined(SAMS_USE_CBLAS)
+                // Row-major operands, leading dimension = stored columns.
+                const auto ld = [](const matrix& x) { return static_cast<int>(x.cols()); };
+                cblas_sgemm(CblasRowMajor, q.ta ? CblasTrans : CblasNoTrans, q.tb ? CblasTrans : CblasNoTrans,
+                            static_cast<int>(q.m), static_cast<int>(q.n), static_cast<int>(q.k), 1.0f,
+                            ba[i].data(), ld(ba[i]), bb[i].data(), ld(bb[i]), q.accumulate ? 1.0f : 0.0f,
+                            bc[i].data(), ld(bc[i]));
+#endif
+            } else if (backend_gemm) {
                 be.gemm(q.ta ? transpose::yes : transpose::no, q.tb ? transpose::yes : transpose::no, T(1), ba[i],
                         bb[i], q.accumulate ? T(1) : T(0), bc[i]);
             } else if (q.ta && !q.tb) {
@@ -423,8 +440,11 @@ void register_all(bool large) {
         }
     for (const shape& s : grid(large)) {
         add(name_of("train", s), [s](benchmark::State& st) { bm_train(st, s); });
-        add(name_of("gemm_eigen", s), [s](benchmark::State& st) { bm_gemm(st, s, false); });
-        add(name_of("gemm_backend", s), [s](benchmark::State& st) { bm_gemm(st, s, true); });
+        add(name_of("gemm_eigen", s), [s](benchmark::State& st) { bm_gemm(st, s, gemm_path::eigen); });
+        add(name_of("gemm_backend", s), [s](benchmark::State& st) { bm_gemm(st, s, gemm_path::library); });
+#if defined(SAMS_USE_CBLAS)
+        add(name_of("gemm_cblas", s), [s](benchmark::State& st) { bm_gemm(st, s, gemm_path::cblas); });
+#endif
         add(name_of("retarget", s), [s](benchmark::State& st) { bm_retarget(st, s); });
         add(name_of("score", s), [s](benchmark::State& st) { bm_score(st, s); })->Unit(benchmark::kMicrosecond);
         add(name_of("step", s), [s](benchmark::State& st) { bm_step(st, s); });

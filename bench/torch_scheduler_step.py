@@ -8,17 +8,34 @@ steps of f2 on their block-averaged activations. Same architecture as sams (docs
 an input layer, N−2 residual blocks x ← LayerNorm(x + relu(W x + b)) and a scalar output; f2
 reads φ (block mean of f1's block activations, block s) and adds φ in every skip.
 
-Prints one JSON object per line: median and min milliseconds per step, fp32 and TF32.
+Prints one JSON object per line: median and min milliseconds per step, fp32 and TF32 on
+CUDA; on the CPU (--device cpu, for tools/run_reference_comparison.sh) fp32 only, with the
+CPU time of the median step, on --threads threads. --select K trains on (P+1)·K rows (the
+sams benchmark's ρ = 1/2 is K = B/2); by default K = B.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import sys
 import time
 
-import torch
-from torch import nn
+
+def _threads_from_argv() -> None:
+    # OpenBLAS and OpenMP size their thread pools when torch loads, so the count must be in
+    # the environment before the import below, whatever torch.set_num_threads says later.
+    if "--threads" in sys.argv[1:-1]:
+        n = sys.argv[sys.argv.index("--threads") + 1]
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = n
+
+
+_threads_from_argv()
+import torch  # noqa: E402  (after the thread environment)
+from torch import nn  # noqa: E402
 
 
 class ExploitNet(nn.Module):
@@ -58,20 +75,22 @@ class ExploreNet(nn.Module):
 
 
 def bench(batch: int, args, tf32: bool) -> dict:
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    dev = torch.device("cuda")
+    cuda = args.device == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    dev = torch.device(args.device)
     torch.manual_seed(0)
     f1 = ExploitNet(args.dim, args.hidden, args.depth, args.block).to(dev)
     width = args.hidden * (args.depth - 2) // args.block
     f2 = ExploreNet(width, args.explore_depth).to(dev)
     opt1 = torch.optim.Adam(f1.parameters(), lr=1e-4, weight_decay=1e-5)
     opt2 = torch.optim.Adam(f2.parameters(), lr=1e-4, weight_decay=1e-5)
-    rows = (args.replay + 1) * batch
+    k = args.select or batch  # by default rho = 1, as the sams GPU benchmark's full step
+    rows = (args.replay + 1) * k
     ctx = torch.randn(batch, args.dim, device=dev)
     x = torch.randn(rows, args.dim, device=dev)
     y = 0.5 + 0.1 * torch.randn(rows, device=dev)
-    k = batch  # rho = 1, as the sams benchmark's full step
 
     def step():
         f1.eval()
@@ -95,22 +114,31 @@ def bench(batch: int, args, tf32: bool) -> dict:
             torch.mean((f2(phi_rows) - y2) ** 2).backward()
             opt2.step()
 
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
     for _ in range(2):
         step()
-    torch.cuda.synchronize()
-    times = []
+    sync()
+    times, cpu = [], []
     for _ in range(args.reps):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         step()
-        torch.cuda.synchronize()
+        sync()
         times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    out = {"bench": "torch_step", "B": batch, "tf32": tf32, "rows": rows, "median_ms": times[len(times) // 2],
-           "min_ms": times[0], "torch": torch.__version__,
-           "peak_mib": torch.cuda.max_memory_allocated() / 2**20}
+        cpu.append((time.process_time() - c0) * 1e3)
+    out = {"bench": "torch_step", "device": args.device, "B": batch, "K": k, "tf32": tf32, "rows": rows,
+           "median_ms": statistics.median(times), "min_ms": min(times), "torch": torch.__version__}
+    if cuda:
+        out["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        out["threads"] = torch.get_num_threads()
+        out["cpu_median_ms"] = statistics.median(cpu)
     del f1, f2, opt1, opt2
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     return out
 
 
@@ -124,10 +152,16 @@ def main() -> None:
     p.add_argument("--explore-depth", type=int, default=4)
     p.add_argument("--replay", type=int, default=32)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--select", type=int, default=0, help="K pairs kept per batch (0: K = B)")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     args = p.parse_args()
-    print(json.dumps({"bench": "torch_device", "name": torch.cuda.get_device_name(0)}), flush=True)
+    if args.device == "cuda":
+        print(json.dumps({"bench": "torch_device", "name": torch.cuda.get_device_name(0)}), flush=True)
+    elif args.threads > 0:
+        torch.set_num_threads(args.threads)
     for batch in (int(b) for b in args.batches.split(",")):
-        for tf32 in (False, True):
+        for tf32 in ((False, True) if args.device == "cuda" else (False,)):
             print(json.dumps(bench(batch, args, tf32)), flush=True)
 
 
