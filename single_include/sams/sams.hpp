@@ -5038,8 +5038,8 @@ public:
     /// Draws from `gen` as reservoir_index::offer does; phi and y2 are unused without features.
     void offer(Backend& be, rng& gen, const matrix& x, const vector& y, const matrix& phi, const vector& y2) {
         const std::size_t k = be.rows(x);
+        reserve(be, k);  // before the reservoir draws: a failed allocation leaves it as it was
         index_.offer(k, gen, offer_slots_);
-        grow(be, index_.size());
         keep_rows_.clear();
         write_slots_.clear();
         for (std::size_t i = 0; i < k; ++i) {
@@ -5059,6 +5059,10 @@ public:
             be.scatter(y2_buf_, write_slots_, explore_targets_);
         }
     }
+
+    /// Storage for `extra` more rows (up to the capacity), so that offering them allocates
+    /// nothing. Changes no stored row and no reservoir state.
+    void reserve(Backend& be, std::size_t extra) { grow(be, size() + std::min(extra, capacity() - size())); }
 
     /// Sets the reservoir's count (a checkpoint's) and sizes storage for its rows, whose
     /// contents the caller then writes through the storage accessors.
@@ -5490,6 +5494,7 @@ private:
 // scores a batch with the exploitation net f1 and exploration net f2, selects K pairs, and
 // trains both nets one step late on the reward the previous selection earned.
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <cmath>
@@ -5497,6 +5502,7 @@ private:
 #include <limits>
 #include <filesystem>
 #include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
@@ -5567,30 +5573,26 @@ public:
 
     /// As step(batch), writing into `out` so that steady-state steps reuse its buffers.
     void step(const pair_batch<T>& batch, decision<T>& out) {
+        require_complete("sams_scheduler::step");
         const prepared_batch p = prepare(batch);  // the last check: state changes from here on
-
-        step_metrics m{};
-        m.step = static_cast<std::size_t>(step_count_);
-        if (pending_.active) learn_from_pending(m);
-
-        score(p.size);
-        choose(p.size);
-
-        // fill_decision sets the loss, progress and reward metrics and leaves the rest of m.
-        out.metrics = m;
-        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.select.weights,
-                              p.progress, out);
-        out.score.assign(host_scores_.begin(), host_scores_.end());
-        step_metrics& om = out.metrics;
-        om.score_spread = score_spread(std::span<const T>(host_scores_));
-        om.selection_entropy = softmax_entropy(std::span<const T>(host_scores_), config_.select.temperature);
-        om.pool_size = pool_.size();
-        om.pool_capacity = pool_.capacity();
-        om.warmup = last_warmup_;
-
-        pending_.keep(*backend_, batch, stats_, selected_, host_f1_, batch_x_, batch_phi_, p.progress);
-        ++step_count_;
+        // prepare() checked every input and reserved the step's memory, so what fails here is
+        // an allocation the reservation could not foresee, or the backend: the state is then
+        // half-updated, and stepping or saving it would continue a run that never was.
+        try {
+            commit(batch, p, out);
+        } catch (const std::bad_alloc&) {
+            incomplete_ = true;
+            throw backend_error("sams_scheduler::step: out of memory after the batch was accepted; the step is "
+                                "incomplete and the scheduler refuses to go on: restore() a checkpoint");
+        } catch (...) {
+            incomplete_ = true;
+            throw;
+        }
     }
+
+    /// False after a step failed past its checks (out of memory, a backend error): the
+    /// scheduler then refuses step(), serialize() and save() until restore() succeeds.
+    [[nodiscard]] bool complete() const noexcept { return !incomplete_; }
 
     /// As step(batch), for a batch in another floating-point type in host memory (e.g. a
     /// double host stepping a float scheduler): converted into buffers this scheduler reuses,
@@ -5626,6 +5628,7 @@ public:
 
     /// The complete state as checkpoint bytes (see save(); the layout is in sams_checkpoint.hpp).
     [[nodiscard]] std::vector<std::uint8_t> serialize() const {
+        require_complete("sams_scheduler::serialize");
         return detail::sams_checkpoint::serialize(*this);
     }
 
@@ -5742,8 +5745,87 @@ private:
         }
         evaluate_loss(config_.loss, batch, stats_);
         const double progress = progress_metric(std::span<const T>(stats_.margin));
+        try {
+            reserve_step(B);
+        } catch (const std::bad_alloc&) {
+            detail::fail(where, "not enough memory for a batch of " + std::to_string(B) +
+                                    " pairs (scoring it and the lagged update of its selection); use smaller "
+                                    "batches");
+        }
         if (pending_.active) reward_pending(progress, where);
         return {B, progress};
+    }
+
+    /// Requests the memory this step and the next lagged update need, before any state
+    /// changes, so that a batch too large for the machine is refused like any bad input:
+    /// scoring B rows, training on the K pending rows and up to P·K replayed ones (f1 and f2
+    /// forward and backward once, on zeros), the pool's growth. Runs only when the batch is
+    /// larger than any before it, so steady state pays nothing. Writes scratch only.
+    void reserve_step(std::size_t B) {
+        const std::size_t k = std::max(selection_size(config_.select.ratio, B), pending_.size());
+        if (B <= reserved_batch_ && k <= reserved_rows_) return;
+        Backend& be = *backend_;
+        exploit_->predict(batch_x_, batch_f1_, batch_phi_);
+        explore_->predict(batch_phi_, batch_f2_);
+        be.resize(batch_u_, B);
+        host_scores_.reserve(B);
+        host_f1_.reserve(B);
+        selected_.reserve(B);
+        gumbel_keys_.reserve(B);
+
+        const std::size_t r = std::min(config_.pool.replay_batches * k, pool_.capacity());
+        const std::size_t n = k + r, e = config_.net.feature_dim();
+        targets_.reserve(k);
+        replay_slots_.reserve(r);
+        be.resize(train_x_, n, context_dim_);
+        be.resize(train_phi_, n, e);
+        be.resize(replay_x_, r, context_dim_);
+        be.resize(replay_phi_, r, e);
+        for (vector* v : {&train_y_, &train_y2_}) be.resize(*v, n);
+        for (vector* v : {&replay_y_, &replay_y2_, &replay_f1_}) be.resize(*v, r);
+        for (vector* v : {&pending_targets_, &pending_exploit_, &pending_y2_}) be.resize(*v, k);
+        be.fill(train_x_, T(0));
+        be.fill(train_phi_, T(0));
+        be.fill(train_y_, T(0));
+        be.fill(train_y2_, T(0));
+        rng dropout = dropout_rng_;  // a copy: the rehearsal draws nothing from the state
+        (void)exploit_->compute_gradients(train_x_, train_y_, dropout);
+        (void)explore_->compute_gradients(train_phi_, train_y2_);
+        pool_.reserve(be, pending_.size() + k);
+        reserved_batch_ = std::max(reserved_batch_, B);
+        reserved_rows_ = std::max(reserved_rows_, k);
+    }
+
+    void require_complete(const char* where) const {
+        if (incomplete_)
+            throw backend_error(std::string(where) +
+                                ": an earlier step failed after its checks (out of memory or a backend error) "
+                                "and left the state incomplete; restore() a checkpoint first");
+    }
+
+    /// The state-changing part of a step, for a batch prepare() accepted.
+    void commit(const pair_batch<T>& batch, const prepared_batch& p, decision<T>& out) {
+        step_metrics m{};
+        m.step = static_cast<std::size_t>(step_count_);
+        if (pending_.active) learn_from_pending(m);
+
+        score(p.size);
+        choose(p.size);
+
+        // fill_decision sets the loss, progress and reward metrics and leaves the rest of m.
+        out.metrics = m;
+        detail::fill_decision(stats_, std::span<const std::size_t>(selected_), config_.select.weights,
+                              p.progress, out);
+        out.score.assign(host_scores_.begin(), host_scores_.end());
+        step_metrics& om = out.metrics;
+        om.score_spread = score_spread(std::span<const T>(host_scores_));
+        om.selection_entropy = softmax_entropy(std::span<const T>(host_scores_), config_.select.temperature);
+        om.pool_size = pool_.size();
+        om.pool_capacity = pool_.capacity();
+        om.warmup = last_warmup_;
+
+        pending_.keep(*backend_, batch, stats_, selected_, host_f1_, batch_x_, batch_phi_, p.progress);
+        ++step_count_;
     }
 
     /// The targets of the pending rows (into targets_), checked before anything uses them: a
@@ -5872,6 +5954,9 @@ private:
     std::vector<std::size_t> selected_, replay_slots_;
     std::vector<double> gumbel_keys_;
     bool last_warmup_ = false;
+    bool incomplete_ = false;          // a step failed past its checks (see step())
+    std::size_t reserved_batch_ = 0;   // the largest B reserve_step() has sized scoring for
+    std::size_t reserved_rows_ = 0;    // ... and the largest K it has sized training for
     matrix range_probe_;  // prepare()'s scaled copy of the contexts (range check)
     matrix batch_x_, batch_phi_, train_x_, train_phi_, replay_x_, replay_phi_;
     vector batch_f1_, batch_f2_, batch_u_, train_y_, train_y2_, replay_y_, replay_y2_, replay_f1_;

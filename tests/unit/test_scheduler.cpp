@@ -438,6 +438,100 @@ TEST_CASE("sams_scheduler: a reward target that is non-finite or huge refuses th
     CHECK(decltype(s)::deserialize(s.serialize(), backend_d{}, reward).serialize() == s.serialize());
 }
 
+namespace {
+
+/// When limited_backend runs out of memory: a GEMM whose output has more than `max_rows`
+/// rows throws std::bad_alloc (as if that output could not be allocated), and when
+/// `gemms_left` reaches 0 the next GEMM throws it once, as an allocation inside a BLAS would.
+struct memory_budget {
+    std::size_t max_rows = std::numeric_limits<std::size_t>::max();
+    long gemms_left = -1;  // < 0: never
+};
+
+/// eigen_backend<double> that runs out of memory when the test says so. Every product of
+/// the nets goes through gemm(), and they call the backend through its static type, so this
+/// one hides the base's.
+class limited_backend : public backend_d {
+public:
+    std::shared_ptr<memory_budget> budget = std::make_shared<memory_budget>();
+
+    void gemm(sams::transpose ta, sams::transpose tb, double alpha, const matrix& a, const matrix& b, double beta,
+              matrix& c) {
+        const std::size_t rows = ta == sams::transpose::no ? a.rows() : a.cols();
+        if (rows > budget->max_rows) throw std::bad_alloc();
+        if (budget->gemms_left == 0) {
+            budget->gemms_left = -1;
+            throw std::bad_alloc();
+        }
+        if (budget->gemms_left > 0) --budget->gemms_left;
+        backend_d::gemm(ta, tb, alpha, a, b, beta, c);
+    }
+};
+using limited_scheduler = sams::sams_scheduler<limited_backend>;
+static_assert(sams::backend<limited_backend>);
+
+}  // namespace
+
+TEST_CASE("sams_scheduler: a batch too large for the memory left is refused before anything changes") {
+    const std::size_t D = 4;
+    limited_backend be;
+    const auto budget = be.budget;
+    limited_scheduler s(small_config(), D, 8, be);
+    scheduler_d twin(small_config(), D, 8);
+    sams::rng g(12);
+    for (int t = 0; t < 3; ++t) {
+        const owned_batch b = random_batch(g, 6, D);
+        check_same(s.step(b.batch()), twin.step(b.batch()));
+    }
+    // B = 6 scores 6 rows and trains on at most 3 + 2·3 = 9 (the weight gradients have 32);
+    // B = 60 scores 60 rows and its selection would train on 90.
+    budget->max_rows = 40;
+    const auto before = s.serialize();
+    const owned_batch big = random_batch(g, 60, D);
+    CHECK_THROWS_WITH_AS((void)s.step(big.batch()), doctest::Contains("not enough memory for a batch of 60 pairs"),
+                         sams::invalid_argument);
+    CHECK(s.serialize() == before);
+    CHECK(s.complete());
+    // The run goes on as if the big batch had never come.
+    for (int t = 0; t < 3; ++t) {
+        const owned_batch b = random_batch(g, 6, D);
+        check_same(s.step(b.batch()), twin.step(b.batch()));
+    }
+    CHECK(s.serialize() == twin.serialize());
+}
+
+TEST_CASE("sams_scheduler: out of memory past the checks stops the scheduler until restore()") {
+    const std::size_t B = 6, D = 4;
+    const auto batches = stream_of(8, B, D);
+    limited_backend be;
+    const auto budget = be.budget;
+    limited_scheduler s(small_config(), D, 9, be);
+    scheduler_d twin(small_config(), D, 9);
+    for (std::size_t t = 0; t < 4; ++t) check_same(s.step(batches[t].batch()), twin.step(batches[t].batch()));
+    const auto dir = std::filesystem::temp_directory_path();
+    const auto path = dir / "sams_test_oom_resume.bin", refused = dir / "sams_test_oom_refused.bin";
+    std::filesystem::remove(refused);
+    s.save(path);
+
+    // The first GEMM of the next step is the lagged update's, after every check: the pool
+    // has drawn its replay rows and f1 may be half-trained when it fails.
+    budget->gemms_left = 0;
+    CHECK_THROWS_WITH_AS((void)s.step(batches[4].batch()), doctest::Contains("out of memory after the batch was accepted"),
+                         sams::backend_error);
+    CHECK_FALSE(s.complete());
+    CHECK_THROWS_WITH_AS((void)s.step(batches[4].batch()), doctest::Contains("restore() a checkpoint first"),
+                         sams::backend_error);
+    CHECK_THROWS_AS((void)s.serialize(), sams::backend_error);
+    CHECK_THROWS_AS(s.save(refused), sams::backend_error);
+    CHECK_FALSE(std::filesystem::exists(refused));
+
+    s.restore(path);
+    CHECK(s.complete());
+    for (std::size_t t = 4; t < 8; ++t) check_same(s.step(batches[t].batch()), twin.step(batches[t].batch()));
+    CHECK(s.serialize() == twin.serialize());
+    std::filesystem::remove(path);
+}
+
 TEST_CASE("sams_scheduler: bad configuration is rejected at construction") {
     auto cfg = small_config();
     cfg.select.ratio = 0.0;

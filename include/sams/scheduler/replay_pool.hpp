@@ -63,8 +63,8 @@ public:
     /// Draws from `gen` as reservoir_index::offer does; phi and y2 are unused without features.
     void offer(Backend& be, rng& gen, const matrix& x, const vector& y, const matrix& phi, const vector& y2) {
         const std::size_t k = be.rows(x);
+        reserve(be, k);  // before the reservoir draws: a failed allocation leaves it as it was
         index_.offer(k, gen, offer_slots_);
-        grow(be, index_.size());
         keep_rows_.clear();
         write_slots_.clear();
         for (std::size_t i = 0; i < k; ++i) {
@@ -84,6 +84,10 @@ public:
             be.scatter(y2_buf_, write_slots_, explore_targets_);
         }
     }
+
+    /// Storage for `extra` more rows (up to the capacity), so that offering them allocates
+    /// nothing. Changes no stored row and no reservoir state.
+    void reserve(Backend& be, std::size_t extra) { grow(be, size() + std::min(extra, capacity() - size())); }
 
     /// Sets the reservoir's count (a checkpoint's) and sizes storage for its rows, whose
     /// contents the caller then writes through the storage accessors.
