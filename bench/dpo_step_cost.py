@@ -190,6 +190,7 @@ def run_size(size: str, args, device: torch.device) -> None:
                       "optimizer": type(opt).__name__ + (" fused" if opt.defaults.get("fused") else "")}),
           flush=True)
     beta = 0.1
+    warmed = set()  # micro-batch sizes already run: a later point of that shape needs no warm-up
 
     for pairs in args.pairs:
         micro = min(pairs, args.micro_pairs or (4 if size == "3b" else 8))
@@ -239,8 +240,9 @@ def run_size(size: str, args, device: torch.device) -> None:
 
         times = []
         try:
-            for _ in range(args.warmup):
+            for _ in range(0 if micro in warmed else args.warmup):
                 step("none")
+            warmed.add(micro)
             sync(device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
