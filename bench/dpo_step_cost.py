@@ -174,8 +174,10 @@ def sync(device: torch.device) -> None:
 def run_size(size: str, args, device: torch.device) -> None:
     c = dict(SIZES[size])
     for key in ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab"):
-        if getattr(args, key) is not None:
+        if getattr(args, key) is not None and getattr(args, key) != c[key]:
             c[key] = getattr(args, key)
+            if not size.endswith("custom"):
+                size += "-custom"  # not the named shape: keep it apart in the share table
     if c["hidden"] % c["heads"] or c["heads"] % c["kv_heads"] or (c["hidden"] // c["heads"]) % 2:
         raise SystemExit(f"bad shape {c}: heads must divide hidden (even head dim), kv_heads must divide heads")
     torch.manual_seed(0)

@@ -34,7 +34,7 @@
 # over two calls (binaries stay in build-gpu/, git-ignored, on a warm machine).
 #
 # Dependencies on the GPU machine: nvcc (PATH or /usr/local/cuda/bin), g++, CMake, python3
-# with torch (CUDA), Eigen 3.4 and doctest headers. If the machine lacks Eigen or doctest, run
+# with torch for CUDA (or GPU_CHECK_PYTHON), Eigen 3.4 and doctest headers. If the machine lacks Eigen or doctest, run
 # `bash tools/gpu_check.sh pack` on a machine that has them: it copies both into
 # build-gpu-deps/ (git-ignored), which the device run then needs carried along (run tool:
 # carry ["build-gpu-deps"]). For the CMake build of examples/libtorch the script then writes
@@ -49,6 +49,7 @@ BUILD=${GPU_CHECK_BUILD:-$ROOT/build-gpu}
 DEPS=$ROOT/build-gpu-deps
 OUT=${OUT:-$BUILD/out}
 TOTAL=${GPU_CHECK_TOTAL_S:-470}
+PY=${GPU_CHECK_PYTHON:-python3}  # the interpreter with torch
 mkdir -p "$BUILD" "$OUT"
 
 phases=("$@")
@@ -162,8 +163,8 @@ CFG
 # deadline in $SECONDS. Logs to stdout (libtorch_build.txt).
 libtorch_build() {
     local end=$1 prefix cuda_root flags=()
-    prefix=$(timeout 60 python3 -c 'import torch; print(torch.utils.cmake_prefix_path)') ||
-        { echo "python3 has no torch"; return 1; }
+    prefix=$(timeout 60 "$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)') ||
+        { echo "$PY has no torch"; return 1; }
     cuda_root=$(dirname "$(dirname "$NVCC")")
     mapfile -t flags < <(cmake_dep_flags)
     echo "torch prefix: $prefix; CUDA: $cuda_root; extra: ${flags[*]}"
@@ -255,11 +256,11 @@ for phase in "${phases[@]}"; do
         fi
         ;;
     bench) run_phase bench 50 "$BUILD/bench_gpu_scheduler" --batches 8,64 --reps 5 ;;
-    torch) run_phase torch 30 python3 bench/torch_scheduler_step.py --batches 8,64 --reps 5 ;;
+    torch) run_phase torch 30 "$PY" bench/torch_scheduler_step.py --batches 8,64 --reps 5 ;;
     dpo)
         # 1 B first: the share table needs it; the 3 B point is the second, if time is left.
-        run_phase dpo 55 python3 bench/dpo_step_cost.py --size 1b --pairs 8,64 --reps 3 --warmup 1
-        run_phase dpo_3b 30 python3 bench/dpo_step_cost.py --size 3b --pairs 8 --reps 3 --warmup 1
+        run_phase dpo 55 "$PY" bench/dpo_step_cost.py --size 1b --pairs 8,64 --reps 3 --warmup 1
+        run_phase dpo_3b 30 "$PY" bench/dpo_step_cost.py --size 3b --pairs 8 --reps 3 --warmup 1
         ;;
     share)
         run_phase share 10 python3 tools/gpu_share.py "$OUT" && cat "$OUT/share.txt" >>"$OUT/summary.txt"
