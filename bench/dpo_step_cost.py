@@ -63,6 +63,9 @@ class RMSNorm(nn.Module):
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # In x's dtype: fp32 angles would promote q and k to fp32 (twice the memory, and
+    # scaled_dot_product_attention wants one dtype for q, k and v).
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
@@ -205,9 +208,11 @@ def run_size(size: str, args, device: torch.device) -> None:
         response[:, t // 2:] = 1.0
 
         def step(mode: str):
-            """One DPO step; returns the bytes of context data kept for the scheduler."""
+            """One DPO step; returns the bytes of context data kept for the scheduler and the loss
+            (a tensor, so that timing does not wait on it)."""
             opt.zero_grad(set_to_none=True)
             kept = []
+            total = torch.zeros((), device=device)
             for m0 in range(0, pairs, micro):
                 rows = torch.cat((torch.arange(m0, m0 + micro), torch.arange(pairs + m0, pairs + m0 + micro)))
                 rows = rows.to(device)
@@ -228,6 +233,7 @@ def run_size(size: str, args, device: torch.device) -> None:
                     kept.append((torch.stack([h.detach().float() for h in hidden]), r))
                 hidden = None
                 loss.backward()
+                total += loss.detach()
             opt.step()
             # The scheduler reads the contexts now, after the step (the stacked states are pooled here).
             nbytes = 0
@@ -238,9 +244,9 @@ def run_size(size: str, args, device: torch.device) -> None:
                     pooled_contexts(list(states.unbind(0)), r, args.context_layers)
                 else:
                     nbytes += k.numel() * k.element_size()
-            return nbytes
+            return nbytes, total
 
-        times = []
+        times, loss = [], None
         try:
             for _ in range(0 if micro in warmed else args.warmup):
                 step("none")
@@ -250,7 +256,7 @@ def run_size(size: str, args, device: torch.device) -> None:
                 torch.cuda.reset_peak_memory_stats(device)
             for _ in range(args.reps):
                 t0 = time.perf_counter()
-                step("none")
+                _, loss = step("none")
                 sync(device)
                 times.append((time.perf_counter() - t0) * 1e3)
         except OOM as e:  # say so and go on with the next point
@@ -267,7 +273,7 @@ def run_size(size: str, args, device: torch.device) -> None:
         med = times[len(times) // 2]
         print(json.dumps({"bench": "dpo_step", "size": size, "params": params, "pairs": pairs, "seq": t,
                           "sequences": n, "tokens": tokens, "micro_pairs": micro, "reps": args.reps,
-                          "median_ms": med, "min_ms": times[0], "matmul_tflops": flops / (med * 1e-3) / 1e12,
+                          "median_ms": med, "min_ms": times[0], "loss": float(loss), "matmul_tflops": flops / (med * 1e-3) / 1e12,
                           "peak_mib": base_peak / 2**20 if base_peak is not None else None,
                           "device": device.type, "torch": torch.__version__}), flush=True)
 
@@ -276,7 +282,7 @@ def run_size(size: str, args, device: torch.device) -> None:
                 torch.cuda.reset_peak_memory_stats(device)
             t0 = time.perf_counter()
             try:
-                kept_bytes = step(mode)
+                kept_bytes, _ = step(mode)
                 sync(device)
             except OOM as e:
                 print(json.dumps({"bench": "dpo_context", "size": size, "pairs": pairs, "method": mode,
