@@ -27,11 +27,13 @@
 #                  fp32 PyTorch step, scheduler <= 5 % of the 1 B DPO step, context
 #                  extraction < 1 % of its peak memory); "not measured" where a file is missing
 #   libtorch   20  examples/libtorch against PyTorch's bundled LibTorch with
-#                  SAMS_LIBTORCH_CUDA=ON (built here if build did not): the example with
-#                  --device cuda --quick and test_libtorch_thrust if it was built
+#                  SAMS_LIBTORCH_CUDA=ON (built by the build phase, else here in up to
+#                  150 s): the example with --device cuda --quick, and test_libtorch_thrust
+#                  if it was built
 # Total: 470 s. Every phase is also cut to what is left of GPU_CHECK_TOTAL_S (default 470),
 # so the script ends within 8 minutes; set it higher to spend longer, or split the phases
-# over two calls (binaries stay in build-gpu/, git-ignored, on a warm machine).
+# over two calls (binaries stay in build-gpu/, git-ignored, on a warm machine). The limits
+# are estimates made without a GPU machine; a phase that hits one logs rc=124.
 #
 # Dependencies on the GPU machine: nvcc (PATH or /usr/local/cuda/bin), g++, CMake, python3
 # with torch for CUDA (or GPU_CHECK_PYTHON), Eigen 3.4 and doctest headers. If the machine lacks Eigen or doctest, run
@@ -159,24 +161,33 @@ CFG
     fi
 }
 
-# examples/libtorch against PyTorch's LibTorch, with the thrust session for CUDA; $1 is the
-# deadline in $SECONDS. Logs to stdout (libtorch_build.txt).
+# examples/libtorch against PyTorch's LibTorch, with the thrust session for CUDA. Run under
+# one outer timeout (bash -c, hence the exports) so that the whole build is one process group.
 libtorch_build() {
-    local end=$1 prefix cuda_root flags=()
-    prefix=$(timeout 60 "$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)') ||
+    local prefix cuda_root flags=()
+    prefix=$(timeout --foreground 60 "$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)') ||
         { echo "$PY has no torch"; return 1; }
     cuda_root=$(dirname "$(dirname "$NVCC")")
     mapfile -t flags < <(cmake_dep_flags)
     echo "torch prefix: $prefix; CUDA: $cuda_root; extra: ${flags[*]}"
-    [ $((end - SECONDS)) -ge 5 ] || { echo "no time left to configure"; return 124; }
     # CMAKE_POLICY_VERSION_MINIMUM: CMake 4 refuses package files that ask for CMake < 3.5.
-    timeout -k 5 "$(until_s "$end")" cmake -S examples/libtorch -B "$BUILD/libtorch" \
+    cmake -S examples/libtorch -B "$BUILD/libtorch" \
         -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release -DSAMS_LIBTORCH_CUDA=ON \
         -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 -DCUDAToolkit_ROOT="$cuda_root" \
         -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${flags[@]}" || return 1
-    [ $((end - SECONDS)) -ge 5 ] || { echo "no time left to build"; return 124; }
-    timeout -k 5 "$(until_s "$end")" cmake --build "$BUILD/libtorch" -j "$(nproc)"
+    cmake --build "$BUILD/libtorch" -j "$(nproc)"
 }
+export -f libtorch_build cmake_dep_flags
+export BUILD NVCC EIGEN_INC DOCTEST_INC PY
+
+# Background jobs are timeouts, each leading its own process group: ended with the script.
+BG=()
+end_background() {
+    local g
+    for g in "${BG[@]}"; do kill -TERM -- "-$g" 2>/dev/null; done
+}
+trap end_background EXIT
+trap 'exit 143' TERM INT
 
 phase_build() {
     local end=$1
@@ -185,10 +196,11 @@ phase_build() {
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
         echo "eigen: $EIGEN_INC"
     } >"$OUT/environment.txt" 2>&1
-    local pids=() rc=0
-    if wants libtorch; then
-        libtorch_build "$end" >"$OUT/libtorch_build.txt" 2>&1 &
-        pids+=($!)
+    local pids=() rc=0 torch_pid=""
+    if wants libtorch; then  # alongside nvcc; its result is logged apart from the build's
+        timeout -k 5 "$(until_s "$end")" bash -c libtorch_build >"$OUT/libtorch_build.txt" 2>&1 &
+        torch_pid=$!
+        BG+=("$torch_pid")
     fi
     timeout -k 5 "$(until_s "$end")" "$NVCC" -std=c++20 "${DOCTEST_FLAGS[@]}" -c tests/doctest_main.cpp \
         -o "$BUILD/doctest_main.o" || rc=1
@@ -199,6 +211,7 @@ phase_build() {
         shift 3
         timeout -k 5 "$(until_s "$end")" "$NVCC" "${COMMON[@]}" "$opt" "$src" "$@" -lcublas -o "$BUILD/$name" \
             >"$OUT/build_$name.txt" 2>&1 &
+        BG+=($!)
         if [ "${GPU_CHECK_SERIAL:-0}" = 1 ]; then wait $! || rc=1; else pids+=($!); fi
     }
     compile test_thrust_backend_cuda -O2 tests/thrust/test_thrust_backend.cu "$BUILD/doctest_main.o"
@@ -206,16 +219,18 @@ phase_build() {
     compile scheduler_on_gpu -O2 examples/cuda/scheduler_on_gpu.cu
     compile bench_gpu_scheduler -O3 bench/bench_gpu_scheduler.cu
     for p in "${pids[@]}"; do wait "$p" || rc=1; done
+    if [ -n "$torch_pid" ]; then
+        wait "$torch_pid"
+        log "libtorch_build: rc=$? (with the build)"
+    fi
+    BG=()
     for f in "$OUT"/build_*.txt; do [ -s "$f" ] && { echo "== $f"; cat "$f"; }; done
     return $rc
 }
 
 phase_libtorch() {
     local ex=$BUILD/libtorch/example_libtorch_dpo_sams rc=0
-    if [ ! -x "$ex" ]; then
-        libtorch_build $((SECONDS + $(budget 150))) >"$OUT/libtorch_build.txt" 2>&1
-        log "libtorch_build: rc=$? (no earlier build)"
-    fi
+    [ -x "$ex" ] || run_phase libtorch_build 150 bash -c libtorch_build
     [ -x "$ex" ] || { log "libtorch: not built, see libtorch_build.txt"; return 1; }
     run_phase libtorch 20 "$ex" --device cuda --quick --quiet --methods dpo,sams || rc=1
     if [ -x "$BUILD/libtorch/test_libtorch_thrust" ]; then
