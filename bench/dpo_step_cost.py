@@ -277,7 +277,7 @@ def run_size(size: str, args, device: torch.device) -> None:
                           "peak_mib": base_peak / 2**20 if base_peak is not None else None,
                           "device": device.type, "torch": torch.__version__}), flush=True)
 
-        for mode in ("pool", "stack"):
+        for mode in ("pool", "stack") if args.context_pairs is None or pairs in args.context_pairs else ():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             t0 = time.perf_counter()
@@ -322,6 +322,8 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--context-layers", type=int, default=1, help="states the pool reads (the last ones)")
+    p.add_argument("--context-pairs", help="comma list: the pair counts at which context extraction is "
+                   "measured (default: all of --pairs)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     p.add_argument("--smoke", action="store_true", help="tiny model on the CPU, a few tokens, in seconds")
     args = p.parse_args()
@@ -331,6 +333,8 @@ def main() -> None:
         args.pairs, args.reps, args.warmup = "2,4", min(args.reps, 2), 1
         args.micro_pairs = args.micro_pairs or 2
     args.pairs = [int(b) for b in str(args.pairs).split(",")]
+    if args.context_pairs is not None:
+        args.context_pairs = [int(b) for b in args.context_pairs.split(",")]
     for s in sizes:
         if s not in SIZES:
             raise SystemExit(f"unknown --size {s}; expected one of {', '.join(SIZES)}")

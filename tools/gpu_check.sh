@@ -21,7 +21,8 @@
 #   torch      30  bench/torch_scheduler_step.py, the same step in PyTorch, fp32 and TF32
 #   dpo        85  bench/dpo_step_cost.py on CUDA: one DPO step of a 1.24 B Llama-like model
 #                  at B = 8 and 64 pairs of 1024 tokens (55 s), then 3.2 B at B = 8 (30 s,
-#                  dpo_3b.txt), with the peak memory of the two ways of extracting contexts
+#                  dpo_3b.txt); at B = 8 also the peak memory of the two ways of extracting
+#                  contexts
 #   share      10  tools/gpu_share.py: share.txt, a Markdown table of bench, torch and dpo
 #                  against the targets (fp32 step within 1.2x of GEMM time, TF32 >= 2x the
 #                  fp32 PyTorch step, scheduler <= 5 % of the 1 B DPO step, context
@@ -274,7 +275,7 @@ for phase in "${phases[@]}"; do
     torch) run_phase torch 30 "$PY" bench/torch_scheduler_step.py --batches 8,64 --reps 5 ;;
     dpo)
         # 1 B first: the share table needs it; the 3 B point is the second, if time is left.
-        run_phase dpo 55 "$PY" bench/dpo_step_cost.py --size 1b --pairs 8,64 --reps 3 --warmup 1
+        run_phase dpo 55 "$PY" bench/dpo_step_cost.py --size 1b --pairs 8,64 --context-pairs 8 --reps 3 --warmup 1
         run_phase dpo_3b 30 "$PY" bench/dpo_step_cost.py --size 3b --pairs 8 --reps 3 --warmup 1
         ;;
     share)
