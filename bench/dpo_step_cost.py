@@ -273,7 +273,8 @@ def run_size(size: str, args, device: torch.device) -> None:
         med = times[len(times) // 2]
         print(json.dumps({"bench": "dpo_step", "size": size, "params": params, "pairs": pairs, "seq": t,
                           "sequences": n, "tokens": tokens, "micro_pairs": micro, "reps": args.reps,
-                          "median_ms": med, "min_ms": times[0], "loss": float(loss), "matmul_tflops": flops / (med * 1e-3) / 1e12,
+                          "median_ms": med, "min_ms": times[0], "loss": float(loss),
+                          "matmul_tflops": flops / (med * 1e-3) / 1e12,
                           "peak_mib": base_peak / 2**20 if base_peak is not None else None,
                           "device": device.type, "torch": torch.__version__}), flush=True)
 
@@ -333,6 +334,8 @@ def main() -> None:
         args.pairs, args.reps, args.warmup = "2,4", min(args.reps, 2), 1
         args.micro_pairs = args.micro_pairs or 2
     args.pairs = [int(b) for b in str(args.pairs).split(",")]
+    if args.reps < 1 or args.warmup < 0 or args.seq < 2 or min(args.pairs) < 1:
+        raise SystemExit("--reps >= 1, --warmup >= 0, --seq >= 2 and --pairs >= 1 are needed")
     if args.context_pairs is not None:
         args.context_pairs = [int(b) for b in args.context_pairs.split(",")]
     for s in sizes:
