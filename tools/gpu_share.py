@@ -105,7 +105,7 @@ def main() -> int:
     else:
         print(f"\nTF32 accuracy: {NA}.")
 
-    sizes = sorted({r["size"] for r in dpo if r.get("bench") == "dpo_step" and "size" in r}) or ["1b"]
+    sizes = sorted({r["size"] for r in dpo if r.get("bench") == "dpo_step" and "size" in r} | {"1b"})
     print("\n## Scheduler share of the DPO step (target ≤ 5 % at 1 B)\n")
     print("DPO step: policy forward + backward on chosen and rejected, reference forward, DPO loss, "
           "AdamW; B pairs of the stated length, bf16 autocast.\n")
