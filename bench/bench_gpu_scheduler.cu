@@ -8,8 +8,8 @@
 //             time / (FLOPs / GEMM rate) is the overhead over pure GEMM time;
 //   step      a full sams_scheduler::step in steady state (ρ = 1 so that the update trains
 //             on (P+1)·B rows, the shape of the PyTorch reference), contexts on the device;
-//   accuracy  TF32 against fp32: the same f1 trained 4 steps from the same init on the same
-//             rows, relative difference of its predictions and of the MSE.
+//   accuracy  TF32 and bf16 GEMMs against fp32: the same f1 trained 4 steps from the same init
+//             on the same rows, difference of its predictions (over their sd) and the MSE.
 // Output: one JSON object per line on stdout. No Google Benchmark: the GPU machine may lack it,
 // and CUDA events time the stream rather than the host.
 //
@@ -243,8 +243,9 @@ void bench_accuracy(const options& o, std::size_t B, cudaStream_t stream) {
     const std::size_t R = (o.replay + 1) * B;
     std::vector<std::vector<float>> preds;
     std::vector<double> mses;
-    for (const bool tf32 : {false, true}) {
-        backend be(sams::thrust_backend_options{.allow_tf32 = tf32});
+    // fp32, then TF32, then bf16 GEMMs: the same f1, data and dropout masks.
+    for (const int math : {0, 1, 2}) {
+        backend be(sams::thrust_backend_options{.allow_tf32 = math == 1, .allow_bf16 = math == 2});
         be.set_stream(stream);
         sams::rng init(7), data(8), dropout(9);
         sams::exploit_net<backend> f1(be, o.dim, cfg.net, cfg.opt, init);
@@ -257,17 +258,20 @@ void bench_accuracy(const options& o, std::size_t B, cudaStream_t stream) {
         preds.emplace_back(R);
         be.download(out, std::span<float>(preds.back()));
     }
-    double max_diff = 0, mean = 0, var = 0;
-    for (std::size_t i = 0; i < R; ++i) {
-        max_diff = std::max(max_diff, std::abs(static_cast<double>(preds[1][i]) - preds[0][i]));
-        mean += preds[0][i];
-    }
+    double mean = 0, var = 0;
+    for (const float p : preds[0]) mean += p;
     mean /= static_cast<double>(R);
     for (const float p : preds[0]) var += (p - mean) * (p - mean);
     const double sd = std::sqrt(var / static_cast<double>(R));
-    std::printf("{\"bench\":\"tf32_accuracy\",\"B\":%zu,\"rows\":%zu,\"max_abs_pred_diff\":%.3e,\"pred_sd\":%.3e,"
-                "\"max_diff_over_sd\":%.3e,\"fp32_mse\":%.6e,\"tf32_mse\":%.6e}\n",
-                B, R, max_diff, sd, sd > 0 ? max_diff / sd : 0.0, mses[0], mses[1]);
+    for (const int math : {1, 2}) {
+        double max_diff = 0;
+        for (std::size_t i = 0; i < R; ++i)
+            max_diff = std::max(max_diff, std::abs(static_cast<double>(preds[math][i]) - preds[0][i]));
+        const char* name = math == 1 ? "tf32" : "bf16";
+        std::printf("{\"bench\":\"%s_accuracy\",\"B\":%zu,\"rows\":%zu,\"max_abs_pred_diff\":%.3e,\"pred_sd\":%.3e,"
+                    "\"max_diff_over_sd\":%.3e,\"fp32_mse\":%.6e,\"%s_mse\":%.6e}\n",
+                    name, B, R, max_diff, sd, sd > 0 ? max_diff / sd : 0.0, mses[0], name, mses[math]);
+    }
     std::fflush(stdout);
 }
 

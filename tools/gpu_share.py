@@ -98,12 +98,15 @@ def main() -> int:
               f"| {judged(over, '.2f', 'x', 1.2, True)} | {fmt(get(tr32, 'overhead_vs_gemm'), '.2f', 'x')} "
               f"| {ms(get(t32, 'median_ms'))} | {ms(get(ttf, 'median_ms'))} "
               f"| {judged(speed, '.2f', 'x', 2.0, False)} | {fmt(speed_tf, '.2f', 'x')} |")
-    acc = pick(bench, "tf32_accuracy")
-    if acc:
-        print(f"\nTF32 accuracy (B = {acc.get('B')}): max |Δ prediction| / sd = {acc.get('max_diff_over_sd'):.2e}, "
-              f"MSE fp32 {acc.get('fp32_mse'):.4e} vs TF32 {acc.get('tf32_mse'):.4e}.")
-    else:
-        print(f"\nTF32 accuracy: {NA}.")
+    for math in ("tf32", "bf16"):
+        label = math.upper() if math == "tf32" else "bf16"
+        acc = pick(bench, f"{math}_accuracy")
+        if acc:
+            print(f"\n{label} accuracy (B = {acc.get('B')}): max |Δ prediction| / sd = "
+                  f"{acc.get('max_diff_over_sd'):.2e}, MSE fp32 {acc.get('fp32_mse'):.4e} vs {label} "
+                  f"{acc.get(math + '_mse'):.4e}.")
+        else:
+            print(f"\n{label} accuracy: {NA}.")
 
     sizes = sorted({r["size"] for r in dpo if r.get("bench") == "dpo_step" and "size" in r} | {"1b"})
     print("\n## Scheduler share of the DPO step (target ≤ 5 % at 1 B)\n")

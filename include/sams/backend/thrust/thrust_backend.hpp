@@ -53,6 +53,10 @@ struct thrust_backend_options {
     /// about 10 mantissa bits per product instead of 23, several times the fp32 GEMM rate.
     /// Off by default; ignored for double and on the host systems.
     bool allow_tf32 = false;
+    /// CUDA, float only: GEMMs may use bf16 tensor cores (CUBLAS_COMPUTE_32F_FAST_16BF: inputs
+    /// rounded to 8 mantissa bits, fp32 accumulation and output), about twice the TF32 rate
+    /// again. Takes precedence over allow_tf32. Off by default; ignored like allow_tf32.
+    bool allow_bf16 = false;
 };
 
 namespace detail {
@@ -63,6 +67,7 @@ template <class T>
 struct thrust_backend_state {
     std::shared_ptr<device_memory_account> account = std::make_shared<device_memory_account>();
     bool allow_tf32 = false;
+    bool allow_bf16 = false;
     device_buffer<T> row_a, row_b;  // per-row scratch of the LayerNorm kernels
 #if SAMS_THRUST_CUDA
     cudaStream_t stream = nullptr;  // the legacy default stream until set_stream()
@@ -100,6 +105,7 @@ public:
     thrust_backend() : state_(std::make_shared<detail::thrust_backend_state<T>>()) {}
     explicit thrust_backend(const thrust_backend_options& options) : thrust_backend() {
         state_->allow_tf32 = options.allow_tf32;
+        state_->allow_bf16 = options.allow_bf16;
     }
     // No move operations on purpose: a "moved" backend is a copy, so it never holds a null state.
     thrust_backend(const thrust_backend&) = default;
@@ -111,6 +117,9 @@ public:
     /// Opt in to (or out of) TF32 GEMMs; see thrust_backend_options::allow_tf32.
     void set_allow_tf32(bool allow) noexcept { state_->allow_tf32 = allow; }
     [[nodiscard]] bool allow_tf32() const noexcept { return state_->allow_tf32; }
+    /// Opt in to (or out of) bf16 GEMMs; see thrust_backend_options::allow_bf16.
+    void set_allow_bf16(bool allow) noexcept { state_->allow_bf16 = allow; }
+    [[nodiscard]] bool allow_bf16() const noexcept { return state_->allow_bf16; }
 
     /// Bytes of backend memory (device memory under CUDA) currently held by the matrices and
     /// vectors this backend (or a copy) has sized, plus its scratch and cached temporaries.
@@ -330,7 +339,7 @@ public:
 
     // ---- compute kernels --------------------------------------------------------------------
 
-    /// c = alpha·op(a)·op(b) + beta·c. CUDA: cuBLAS (TF32 when opted in), computing the
+    /// c = alpha·op(a)·op(b) + beta·c. CUDA: cuBLAS (TF32 or bf16 when opted in), computing the
     /// row-major product as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ; host systems: Eigen.
     void gemm(transpose ta, transpose tb, T alpha, const matrix& a, const matrix& b, T beta, matrix& c) {
         constexpr const char* where = "thrust_backend::gemm";
@@ -357,11 +366,13 @@ public:
         const int ld_a = static_cast<int>(std::max<std::size_t>(1, a.cols_));
         const int ld_c = static_cast<int>(n);
         if constexpr (std::is_same_v<T, float>) {
-            if (state_->allow_tf32)
-                detail::cublas_check(cublasGemmEx(h, op_of(bt), op_of(at), M, N, K, &alpha, b.data(), CUDA_R_32F, ld_b,
-                                                  a.data(), CUDA_R_32F, ld_a, &beta, c.data(), CUDA_R_32F, ld_c,
-                                                  CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT),
-                                     where);
+            if (state_->allow_bf16 || state_->allow_tf32)
+                detail::cublas_check(
+                    cublasGemmEx(h, op_of(bt), op_of(at), M, N, K, &alpha, b.data(), CUDA_R_32F, ld_b, a.data(),
+                                 CUDA_R_32F, ld_a, &beta, c.data(), CUDA_R_32F, ld_c,
+                                 state_->allow_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F_FAST_TF32,
+                                 CUBLAS_GEMM_DEFAULT),
+                    where);
             else
                 detail::cublas_check(cublasSgemm(h, op_of(bt), op_of(at), M, N, K, &alpha, b.data(), ld_b, a.data(),
                                                  ld_a, &beta, c.data(), ld_c),
