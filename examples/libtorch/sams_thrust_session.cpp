@@ -71,14 +71,17 @@ void thrust_session::set_stream(void* stream) {
 
 std::vector<std::uint8_t> thrust_session::serialize() const { return impl_->scheduler.serialize(); }
 
-thrust_session thrust_session::deserialize(std::span<const std::uint8_t> bytes, const thrust_session_options& options) {
+thrust_session thrust_session::deserialize(std::span<const std::uint8_t> bytes,
+                                           const thrust_session_options& options) {
     return thrust_session(std::make_unique<impl>(scheduler_type::deserialize(bytes, make_backend(options))));
 }
 
 const scheduler_config& thrust_session::config() const noexcept { return impl_->scheduler.config(); }
 std::size_t thrust_session::context_dim() const noexcept { return impl_->scheduler.context_dim(); }
 std::uint64_t thrust_session::steps() const noexcept { return impl_->scheduler.steps(); }
-std::size_t thrust_session::device_bytes() const noexcept { return impl_->scheduler.backend().device_bytes(); }
+std::size_t thrust_session::device_bytes() const noexcept {
+    return impl_->scheduler.backend().device_bytes();
+}
 std::size_t thrust_session::peak_device_bytes() const noexcept {
     return impl_->scheduler.backend().peak_device_bytes();
 }

@@ -28,12 +28,12 @@ struct raw_array {
 
 /// One batch of B pairs as raw backend pointers. Optional arrays stay empty; `ids` is host memory.
 struct raw_device_batch {
-    raw_array policy_chosen{};       ///< a_w [B]
-    raw_array policy_rejected{};     ///< a_l [B]
-    raw_array reference_chosen{};    ///< r_w [B]; empty for reference-free losses
-    raw_array reference_rejected{};  ///< r_l [B]
-    raw_array chosen_length{};       ///< n_w [B]
-    raw_array rejected_length{};     ///< n_l [B]
+    raw_array policy_chosen{};        ///< a_w [B]
+    raw_array policy_rejected{};      ///< a_l [B]
+    raw_array reference_chosen{};     ///< r_w [B]; empty for reference-free losses
+    raw_array reference_rejected{};   ///< r_l [B]
+    raw_array chosen_length{};        ///< n_w [B]
+    raw_array rejected_length{};      ///< n_l [B]
     const float* contexts = nullptr;  ///< rows×cols, row-major, unit column stride
     std::size_t rows = 0, cols = 0;
     std::size_t row_stride = 0;  ///< elements between rows; 0: contiguous (= cols)
