@@ -669,12 +669,8 @@ public:
                                                        static_cast<std::size_t>(cfg.model.d_model));
                 if (cfg.resolved_scheduler_backend() == scheduler_backend_kind::thrust) {
 #if SAMS_DPO_THRUST
-                    if (cfg.device.type() != thrust_session_device_type())
-                        throw sams::invalid_argument(
-                            "dpo_demo::dpo_trainer: scheduler_backend thrust needs the model on the session's "
-                            "device type (" +
-                            c10::DeviceTypeName(thrust_session_device_type(), true) + "), got " + cfg.device.str());
-                    session_ = std::make_shared<sams::libtorch::thrust_session>(sc, dim, seed);
+                    session_ = std::make_shared<sams::libtorch::thrust_session>(
+                        sams::libtorch::make_thrust_session(sc, dim, seed, cfg.device));
                     break;
 #else
                     throw sams::invalid_argument(

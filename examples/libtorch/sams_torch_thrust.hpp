@@ -21,6 +21,7 @@
 
 #include <sams/core/decision.hpp>
 #include <sams/core/error.hpp>
+#include <sams/scheduler/scheduler_config.hpp>
 
 #include "sams_thrust_session.hpp"
 #include "sams_torch.hpp"
@@ -158,6 +159,29 @@ private:
     torch::Device device_ = torch::kCPU;
     bool copied_ = false;
 };
+
+/// A thrust_session for tensors on `device`: checks the device type against the session's
+/// build and, on CUDA, allocates on that device and queues work on its current stream
+/// (unless options.stream is set).
+[[nodiscard]] inline thrust_session make_thrust_session(const scheduler_config& config,
+                                                        std::size_t context_dim, std::uint64_t seed,
+                                                        torch::Device device,
+                                                        thrust_session_options options = {}) {
+    if (device.type() != thrust_session_device_type())
+        detail::reject("sams::libtorch::make_thrust_session", "device",
+                       "is " + device.str() + ", expected " +
+                           c10::DeviceTypeName(thrust_session_device_type(), /*lower_case=*/true) +
+                           " (the device type this thrust session was built for)");
+#if defined(SAMS_TORCH_HAS_CUDA) && SAMS_TORCH_HAS_CUDA
+    if (device.is_cuda()) {
+        const c10::cuda::CUDAGuard guard(device);
+        if (options.stream == nullptr)
+            options.stream = at::cuda::getCurrentCUDAStream(device.index()).stream();
+        return thrust_session(config, context_dim, seed, options);
+    }
+#endif
+    return thrust_session(config, context_dim, seed, options);
+}
 
 /// One scheduler step of `session` on `t` (contexts [B, D] on the tensors' device). On CUDA the
 /// work is queued on the current CUDA stream of the tensors' device, so it is ordered after the

@@ -326,6 +326,14 @@ TEST_CASE("thrust session: bad tensors throw naming the argument and leave the s
         expect([](lt::batch_tensors& x) { x.policy_chosen = x.policy_chosen.cpu(); }, "policy_chosen",
                "expected a CUDA tensor");
 
+    // A session is made for the device type it was built for.
+    const std::string m = message_of([&] {
+        (void)lt::make_thrust_session(cfg, static_cast<std::size_t>(d), 1, torch::Device(torch::kMeta));
+    });
+    CHECK(contains(m, "device is meta, expected " + std::string(on_cuda ? "cuda" : "cpu")));
+    CHECK(lt::make_thrust_session(cfg, static_cast<std::size_t>(d), 11, dev).serialize() ==
+          lt::thrust_session(cfg, static_cast<std::size_t>(d), 11).serialize());
+
     // The next good step is the one a twin that never saw the bad batches takes.
     lt::thrust_step(session, good, out);
     lt::thrust_step(twin, good, twin_out);
