@@ -326,6 +326,25 @@ TEST_CASE("thrust session: bad tensors throw naming the argument and leave the s
         expect([](lt::batch_tensors& x) { x.policy_chosen = x.policy_chosen.cpu(); }, "policy_chosen",
                "expected a CUDA tensor");
 
+    // The raw boundary checks on its own (for callers that do not come from tensors).
+    {
+        const lt::device_batch raw(good);
+        lt::raw_device_batch r = raw.view();
+        r.policy_rejected.size = static_cast<std::size_t>(b - 1);
+        CHECK_THROWS_AS(session.step(r, out), sams::invalid_argument);
+        r = raw.view();
+        r.reference_chosen.data = nullptr;
+        CHECK(contains(message_of([&] { session.step(r, out); }), "reference_chosen"));
+        r = raw.view();
+        r.contexts = nullptr;
+        CHECK(contains(message_of([&] { session.step(r, out); }), "contexts"));
+        r = raw.view();
+        r.cols = static_cast<std::size_t>(d - 1);
+        CHECK_THROWS_AS(session.step(r, out), sams::invalid_argument);
+        CHECK(session.serialize() == before);
+        CHECK(session.steps() == 3);
+    }
+
     // A session is made for the device type it was built for.
     const std::string m = message_of([&] {
         (void)lt::make_thrust_session(cfg, static_cast<std::size_t>(d), 1, torch::Device(torch::kMeta));
