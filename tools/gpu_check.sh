@@ -17,10 +17,6 @@
 #   bench     bench_gpu_scheduler at the paper's shapes (B = 8 and 64, D = H = 4096, N = 16,
 #             P = 32): GEMM rate, training phase vs GEMM time, full step, TF32 accuracy
 #   torch     bench/torch_scheduler_step.py, the same step in PyTorch, fp32 and TF32
-#   libtorch  (only when named) the LibTorch example with its thrust session built for CUDA
-#             (cmake, SAMS_LIBTORCH_CUDA=ON, LibTorch from python3's torch): test_libtorch_thrust
-#             on CUDA tensors and the example with --device cuda --quick; needs cmake and the
-#             Eigen/doctest CMake packages on that machine
 #
 # Dependencies on the GPU machine: nvcc (PATH or /usr/local/cuda/bin), g++, Eigen 3.4 and
 # doctest headers. If the machine lacks Eigen or doctest, run `bash tools/gpu_check.sh pack`
@@ -126,20 +122,6 @@ for phase in "${phases[@]}"; do
         ;;
     bench) run_phase bench 420 "$BUILD/bench_gpu_scheduler" --batches 8,64 --reps 5 ;;
     torch) run_phase torch 300 python3 bench/torch_scheduler_step.py --batches 8,64 --reps 5 ;;
-    libtorch)
-        TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
-        if [ -z "$TORCH_PREFIX" ]; then
-            log "libtorch: python3 cannot import torch; skipped"
-        else
-            run_phase libtorch_build 600 bash -c "cmake -S '$ROOT' -B '$BUILD/libtorch' -DCMAKE_BUILD_TYPE=Release \
-                -DSAMS_WITH_LIBTORCH=ON -DSAMS_LIBTORCH_CUDA=ON -DCMAKE_CUDA_COMPILER='$NVCC' \
-                -DCMAKE_PREFIX_PATH='$TORCH_PREFIX' -DSAMS_BUILD_BENCHMARKS=OFF && cmake --build '$BUILD/libtorch' \
-                -j\$(nproc) --target test_libtorch_thrust example_libtorch_dpo_sams"
-            run_phase libtorch_test 300 "$BUILD/libtorch/examples/libtorch/test_libtorch_thrust"
-            run_phase libtorch_example 300 "$BUILD/libtorch/examples/libtorch/example_libtorch_dpo_sams" \
-                --device cuda --quick --methods dpo,sams,sams-lowmem
-        fi
-        ;;
     *) log "unknown phase $phase" ;;
     esac
 done
