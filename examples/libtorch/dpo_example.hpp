@@ -40,6 +40,14 @@
 #include <sams/scheduler/selection.hpp>
 
 #include "sams_torch.hpp"
+// The thrust session (CMake defines SAMS_LIBTORCH_HAS_THRUST where it is built): SamS on
+// sams::thrust_backend<float>, reading contexts on the tensors' device.
+#if defined(SAMS_LIBTORCH_HAS_THRUST) && SAMS_LIBTORCH_HAS_THRUST
+#include "sams_torch_thrust.hpp"
+#define SAMS_DPO_THRUST 1
+#else
+#define SAMS_DPO_THRUST 0
+#endif
 
 namespace dpo_demo {
 
@@ -461,6 +469,23 @@ private:
 
 enum class method { dpo, sams, uniform, guided, matched };
 
+/// Where SamS (method sams, with or without -lowmem) runs: the Eigen backend on the host, or
+/// the thrust session on the tensors' device. `automatic`: thrust when the model runs on CUDA
+/// and the session was built for CUDA, else Eigen.
+enum class scheduler_backend_kind { automatic, eigen, thrust };
+
+/// True when this build has the thrust session.
+inline constexpr bool has_thrust_session = SAMS_DPO_THRUST != 0;
+
+/// The device type the thrust session reads (CPU when it runs on thrust's CPP system or is absent).
+inline c10::DeviceType thrust_session_device_type() {
+#if SAMS_DPO_THRUST
+    return sams::libtorch::thrust_session_device_type();
+#else
+    return c10::DeviceType::CPU;
+#endif
+}
+
 /// A method and whether it runs in the memory-saving mode: score all pairs with a no-grad
 /// forward, then run the grad forward and backward on the K selected pairs only.
 struct method_spec {
@@ -533,6 +558,15 @@ struct run_config {
     }
 
     torch::Device device = torch::kCPU;
+    scheduler_backend_kind scheduler_backend = scheduler_backend_kind::automatic;
+
+    /// scheduler_backend with `automatic` decided.
+    [[nodiscard]] scheduler_backend_kind resolved_scheduler_backend() const {
+        if (scheduler_backend != scheduler_backend_kind::automatic) return scheduler_backend;
+        return has_thrust_session && device.is_cuda() && thrust_session_device_type() == c10::DeviceType::CUDA
+                   ? scheduler_backend_kind::thrust
+                   : scheduler_backend_kind::eigen;
+    }
 
     run_config() {
         scheduler_net.hidden = 128;
@@ -633,6 +667,16 @@ public:
             case method::sams: {
                 const auto dim = extractor_.output_dim(static_cast<std::size_t>(cfg.model.layers),
                                                        static_cast<std::size_t>(cfg.model.d_model));
+                if (cfg.resolved_scheduler_backend() == scheduler_backend_kind::thrust) {
+#if SAMS_DPO_THRUST
+                    session_ = std::make_shared<sams::libtorch::thrust_session>(
+                        sams::libtorch::make_thrust_session(sc, dim, seed, cfg.device));
+                    break;
+#else
+                    throw sams::invalid_argument(
+                        "dpo_demo::dpo_trainer: scheduler_backend is thrust, but this build has no thrust session");
+#endif
+                }
                 auto s = std::make_shared<sams::sams_scheduler<sams::eigen_backend<float>>>(sc, dim, seed);
                 step_ = [s](const sams::pair_batch<float>& b, sams::decision<float>& d) { s->step(b, d); };
                 break;
@@ -667,6 +711,18 @@ public:
     [[nodiscard]] const sams::guided_scheduler<float>* guided() const noexcept { return guided_.get(); }
 
     [[nodiscard]] const method_spec& spec() const noexcept { return method_; }
+    /// True when SamS runs in the thrust session (on the tensors' device).
+    [[nodiscard]] bool uses_thrust_session() const noexcept {
+#if SAMS_DPO_THRUST
+        return session_ != nullptr;
+#else
+        return false;
+#endif
+    }
+#if SAMS_DPO_THRUST
+    /// The thrust session (method sams with scheduler_backend thrust, else nullptr).
+    [[nodiscard]] const sams::libtorch::thrust_session* session() const noexcept { return session_.get(); }
+#endif
     [[nodiscard]] tiny_lm& policy() noexcept { return *policy_; }
 
     /// Record per-sequence gradient norms in step_report::sequence_grad (costs a little).
@@ -808,6 +864,18 @@ private:
             step_(hb.view(), d);
             return;
         }
+#if SAMS_DPO_THRUST
+        if (session_) {
+            // [sams-thrust-begin]
+            // Pooled where the hidden states are and read there by the scheduler: the contexts
+            // never leave the device; only the 4B log-prob scalars are staged to the host.
+            sams::libtorch::batch_tensors with_contexts = t;
+            with_contexts.contexts = device_pool_(out.hidden, tb.mask);  // [B, D] on cfg_.device
+            sams::libtorch::thrust_step(*session_, with_contexts, d);
+            // [sams-thrust-end]
+            return;
+        }
+#endif
         if (cfg_.device.is_cpu()) {
             // Zero copy: the extractor reads the per-layer hidden states and the mask in place.
             const sams::libtorch::hidden_states hs(out.hidden);
@@ -867,6 +935,9 @@ private:
     sams::libtorch::device_mean_pool device_pool_;
     sams::context_matrix<float> contexts_{};
     std::function<void(const sams::pair_batch<float>&, sams::decision<float>&)> step_;
+#if SAMS_DPO_THRUST
+    std::shared_ptr<sams::libtorch::thrust_session> session_;
+#endif
     sams::rng batch_rng_;
     std::vector<std::size_t> order_{};
     std::size_t cursor_ = 0;

@@ -49,6 +49,8 @@ const char* usage =
     "  --refresh N        guided: refresh the trusted direction every N steps (1)\n"
     "  --log-every N      print the scheduler's step metrics every N steps\n"
     "  --device cpu|cuda  where the model runs (cpu)   --threads N     intra-op threads (1)\n"
+    "  --scheduler-backend eigen|thrust   where SamS runs: Eigen on the host, or the thrust session\n"
+    "                     on the model's device (default: thrust with --device cuda when built for CUDA)\n"
     "  --quick            a tiny configuration that runs in seconds (CI smoke test)\n"
     "  --quiet            only the summary table\n";
 
@@ -139,6 +141,10 @@ options parse(int argc, char** argv) {
             if (v == "cpu") r.device = torch::kCPU;
             else if (v == "cuda") r.device = torch::kCUDA;
             else fail("--device expects cpu or cuda, got '" + v + "'");
+        } else if (flag == "--scheduler-backend") {
+            if (v == "eigen") r.scheduler_backend = dpo_demo::scheduler_backend_kind::eigen;
+            else if (v == "thrust") r.scheduler_backend = dpo_demo::scheduler_backend_kind::thrust;
+            else fail("--scheduler-backend expects eigen or thrust, got '" + v + "'");
         } else
             fail("unknown flag " + flag);
     }
@@ -159,6 +165,13 @@ options parse(int argc, char** argv) {
     if (!(o.run.eta >= 0.0 && o.run.eta < 0.5)) fail("--eta must be in [0, 0.5)");
     if (o.run.model.d_model % o.run.model.heads != 0) fail("--d-model must be a multiple of --heads");
     if (o.run.device.is_cuda() && !torch::cuda::is_available()) fail("--device cuda, but CUDA is not available");
+    if (o.run.resolved_scheduler_backend() == dpo_demo::scheduler_backend_kind::thrust) {
+        if (!dpo_demo::has_thrust_session) fail("--scheduler-backend thrust: this build has no thrust session");
+        if (o.run.device.type() != dpo_demo::thrust_session_device_type())
+            fail("--scheduler-backend thrust: the thrust session of this build reads " +
+                 c10::DeviceTypeName(dpo_demo::thrust_session_device_type(), true) + " tensors, but --device is " +
+                 o.run.device.str());
+    }
     o.run.scheduler().validate();
     o.run.guided().validate();  // e.g. --scheduler-depth 2 is rejected here with the field's name
     return o;
@@ -206,6 +219,12 @@ int main(int argc, char** argv) try {
 
     std::printf("LibTorch %s, device %s, %d intra-op thread(s)\n", TORCH_VERSION, cfg.device.str().c_str(),
                 o.threads);
+    const bool thrust = cfg.resolved_scheduler_backend() == dpo_demo::scheduler_backend_kind::thrust;
+    std::printf("SamS scheduler: %s\n",
+                !thrust ? "Eigen backend on the host"
+                : dpo_demo::thrust_session_device_type() == c10::DeviceType::CUDA
+                    ? "thrust backend on CUDA (contexts stay on the device)"
+                    : "thrust backend on thrust's CPP system");
     std::printf("task: %lld-digit prompts, eta = %.2f, %zu train / %zu clean test pairs\n",
                 static_cast<long long>(cfg.prompt_length), cfg.eta, cfg.train_pairs, cfg.test_pairs);
     std::printf("model: d=%lld, %lld layers, %lld heads; SFT %zu steps; DPO %zu steps, B=%zu, K=%.0f, beta=%.2f, "
