@@ -18,7 +18,8 @@ using backend_type = thrust_backend<float>;
 using scheduler_type = sams_scheduler<backend_type>;
 
 backend_type make_backend(const thrust_session_options& options) {
-    backend_type be(thrust_backend_options{.allow_tf32 = options.allow_tf32});
+    backend_type be(
+        thrust_backend_options{.allow_tf32 = options.allow_tf32, .allow_bf16 = options.allow_bf16});
 #if SAMS_THRUST_CUDA
     be.set_stream(static_cast<cudaStream_t>(options.stream));
 #endif

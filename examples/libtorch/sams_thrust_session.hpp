@@ -42,6 +42,7 @@ struct raw_device_batch {
 
 struct thrust_session_options {
     bool allow_tf32 = false;  ///< CUDA only: TF32 GEMMs (see thrust_backend_options)
+    bool allow_bf16 = false;  ///< CUDA only: bf16 GEMMs, before TF32 (see thrust_backend_options)
     void* stream = nullptr;   ///< CUDA only: a cudaStream_t to queue all work on; null: the default stream
 };
 
