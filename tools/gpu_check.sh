@@ -79,7 +79,7 @@ DOCTEST_FLAGS=()
 [ "$DOCTEST_INC" = /usr/include ] || DOCTEST_FLAGS=(-isystem "$DEPS")
 # shellcheck disable=SC2054  # -Xcompiler takes a comma-separated list
 COMMON=(-std=c++20 -arch=sm_90 -lineinfo -DEIGEN_NO_CUDA --diag-suppress=554 -Xcompiler=-Wall,-Wextra
-        -I"$ROOT/include" -isystem "$EIGEN_INC" "${DOCTEST_FLAGS[@]}")
+        -I"$ROOT/include" -I"$ROOT/tests" -isystem "$EIGEN_INC" "${DOCTEST_FLAGS[@]}")
 
 # Seconds a phase may take: its own limit, cut to what is left of the script's TOTAL.
 budget() {

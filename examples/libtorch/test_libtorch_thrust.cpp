@@ -19,6 +19,8 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include "support/parity_checks.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -34,6 +36,10 @@
 namespace lt = sams::libtorch;
 
 namespace {
+
+using sams_test::boundary_gap;
+using sams_test::check_relative;
+using sams_test::check_scores;
 
 using eigen_scheduler = sams::sams_scheduler<sams::eigen_backend<float>>;
 
@@ -96,30 +102,12 @@ sams::scheduler_config parity_config() {
     return c;
 }
 
-double boundary_gap(std::vector<float> scores, std::size_t k) {
-    if (k >= scores.size()) return std::numeric_limits<double>::infinity();
-    std::sort(scores.begin(), scores.end(), std::greater<>());
-    return static_cast<double>(scores[k - 1]) - static_cast<double>(scores[k]);
-}
-
-void check_scores(const sams::decision<float>& got, const sams::decision<float>& want) {
-    REQUIRE(got.score.size() == want.score.size());
-    for (std::size_t i = 0; i < got.score.size(); ++i) {
-        const double w = want.score[i];
-        CHECK(std::abs(static_cast<double>(got.score[i]) - w) <= score_tol * std::max(1.0, std::abs(w)));
-    }
-}
-
-void check_relative(double got, double want, double tol) {
-    CHECK(std::abs(got - want) <= tol * std::max(1e-12, std::abs(want)));
-}
-
 /// The same inputs reach the same kernels: on the host systems bit for bit.
 void check_same(const sams::decision<float>& got, const sams::decision<float>& want) {
     CHECK(got.selected == want.selected);
     CHECK(got.loss == want.loss);
     if (on_cuda)
-        check_scores(got, want);
+        check_scores(got, want, score_tol);
     else
         CHECK(got.score == want.score);
 }
@@ -151,7 +139,7 @@ TEST_CASE("thrust session: 30 steps on tensors agree with the Eigen scheduler on
         eigen.step(hb.view(), de);
         lt::thrust_step(session, dev, dt);
 
-        check_scores(dt, de);
+        check_scores(dt, de, score_tol);
         CHECK(dt.loss == de.loss);
         CHECK(dt.metrics.warmup == de.metrics.warmup);
         CHECK(dt.metrics.pool_size == de.metrics.pool_size);
@@ -184,7 +172,7 @@ TEST_CASE("thrust session: 30 steps on tensors agree with the Eigen scheduler on
     lt::thrust_step(session, moved(host, session_device()), dt);
     const lt::host_batch hb(host);
     resumed.step(hb.view(), de);
-    check_scores(dt, de);
+    check_scores(dt, de, score_tol);
     CHECK(dt.selected == de.selected);
     auto twin = lt::thrust_session::deserialize(session.serialize());
     CHECK(twin.steps() == session.steps());
@@ -401,7 +389,7 @@ TEST_CASE(
             const dpo_demo::step_report rt = thrust.step(train);
             // Eigen's extractor sums in double on the host, device_mean_pool in float: the
             // contexts agree to float rounding, the scores to score_tol.
-            check_scores(rt.decision, re.decision);
+            check_scores(rt.decision, re.decision, score_tol);
             const double gap = boundary_gap(re.decision.score, re.decision.selected.size());
             if (re.decision.metrics.warmup || gap > 10.0 * score_tol) {
                 REQUIRE(rt.decision.selected == re.decision.selected);

@@ -12,6 +12,8 @@
 // Per-pair losses and gradients are computed on the host from the same inputs: identical.
 #include <doctest/doctest.h>
 
+#include "support/parity_checks.hpp"
+
 #include <sams/adapters/thrust.hpp>
 #include <sams/backend/eigen/eigen_backend.hpp>
 #include <sams/backend/thrust/thrust_backend.hpp>
@@ -27,6 +29,10 @@
 #include <vector>
 
 namespace {
+
+using sams_test::boundary_gap;
+using sams_test::check_relative;
+using sams_test::check_scores;
 
 using eigen_scheduler = sams::sams_scheduler<sams::eigen_backend<float>>;
 using thrust_scheduler = sams::sams_scheduler<sams::thrust_backend<float>>;
@@ -75,25 +81,6 @@ sams::scheduler_config parity_config() {
     return c;
 }
 
-/// The gap between the K-th and (K+1)-th highest scores (infinite when K = B).
-double boundary_gap(std::vector<float> scores, std::size_t k) {
-    if (k >= scores.size()) return INFINITY;
-    std::sort(scores.begin(), scores.end(), std::greater<>());
-    return static_cast<double>(scores[k - 1]) - static_cast<double>(scores[k]);
-}
-
-void check_scores(const sams::decision<float>& got, const sams::decision<float>& want) {
-    REQUIRE(got.score.size() == want.score.size());
-    for (std::size_t i = 0; i < got.score.size(); ++i) {
-        const double w = want.score[i];
-        CHECK(std::abs(static_cast<double>(got.score[i]) - w) <= score_tol * std::max(1.0, std::abs(w)));
-    }
-}
-
-void check_relative(double got, double want, double tol) {
-    CHECK(std::abs(got - want) <= tol * std::max(1e-12, std::abs(want)));
-}
-
 }  // namespace
 
 TEST_CASE("thrust parity: 30 scheduler steps agree with the Eigen backend") {
@@ -118,7 +105,7 @@ TEST_CASE("thrust parity: 30 scheduler steps agree with the Eigen backend") {
         }
         const auto dt = st.step(tb);
 
-        check_scores(dt, de);
+        check_scores(dt, de, score_tol);
         CHECK(dt.loss == de.loss);
         CHECK(dt.d_policy_chosen == de.d_policy_chosen);
         CHECK(dt.metrics.warmup == de.metrics.warmup);
@@ -159,7 +146,7 @@ TEST_CASE("thrust parity: the thrust scheduler's memory is steady and checkpoint
     for (std::size_t t = 30; t < 40; ++t) {
         const auto dt = st.step(batches[t].batch());
         const auto de = se.step(batches[t].batch());
-        check_scores(dt, de);
+        check_scores(dt, de, score_tol);
         CHECK(dt.selected == de.selected);
     }
 }
