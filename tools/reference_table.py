@@ -31,6 +31,8 @@ LABELS = {
     "sams_train[blas]": "sams training phase, CBLAS GEMM",
     "sams_step[eigen]": "sams whole step, Eigen GEMM",
     "sams_step[blas]": "sams whole step, CBLAS GEMM",
+    "sams_train[blas-passive]": "sams training phase, CBLAS GEMM, OMP_WAIT_POLICY=passive",
+    "sams_step[blas-passive]": "sams whole step, CBLAS GEMM, OMP_WAIT_POLICY=passive",
     "sams_gemm_eigen[eigen]": "its GEMMs alone: plain Eigen products",
     "sams_gemm_backend[eigen]": "its GEMMs alone: the backend's Eigen GEMM",
     "sams_gemm_backend[blas]": "its GEMMs alone: the backend's CBLAS GEMM",
@@ -86,6 +88,11 @@ def main() -> None:
         print(f"| PyTorch step ÷ sams step (Eigen) | {spread(ratios('torch_step', 'sams_step[eigen]'))} |")
         print(f"| PyTorch step ÷ sams step (CBLAS) | {spread(ratios('torch_step', 'sams_step[blas]'))} |")
         print(f"| sams training (Eigen) ÷ sams training (CBLAS) | {spread(ratios('sams_train[eigen]', 'sams_train[blas]'))} |")
+        if any("sams_train[blas-passive]" in by[k] for k in rounds):
+            print(f"| authors' training ÷ sams training (CBLAS, passive wait) | "
+                  f"{spread(ratios('authors_train', 'sams_train[blas-passive]'))} |")
+            print(f"| PyTorch step ÷ sams step (CBLAS, passive wait) | "
+                  f"{spread(ratios('torch_step', 'sams_step[blas-passive]'))} |")
         print(f"| training rate ÷ best GEMM rate, Eigen build | {spread(merit('sams_train[eigen]'))} |")
         print(f"| training rate ÷ best GEMM rate, CBLAS build | {spread(merit('sams_train[blas]'))} |")
         print()

@@ -9,7 +9,8 @@
 #   - the authors' f1/f2 classes and train_NN_batch (bench/authors_scheduler_step.py);
 #   - the straightforward PyTorch step (bench/torch_scheduler_step.py --device cpu).
 # Each at OpenMP/OpenBLAS thread counts 1 and 2, with OPENBLAS_CORETYPE=SkylakeX (Debian's
-# OpenBLAS otherwise picks a generic kernel on these CPUs, docs/backends.md).
+# OpenBLAS otherwise picks a generic kernel on these CPUs, docs/backends.md); with 2 threads
+# the CBLAS build also with OMP_WAIT_POLICY=passive.
 #
 # usage: tools/run_reference_comparison.sh --authors DIR [--rounds 3] [--threads "1 2"] [--out DIR]
 #   --authors  the public SamS repository (a checkout or a bare git dir) or a folder with its
@@ -79,9 +80,14 @@ for round in $(seq 1 "$rounds"); do
   for t in $threads; do
     export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t OPENBLAS_CORETYPE=SkylakeX
     echo "round $round, $t thread(s), load $(cut -d' ' -f1 /proc/loadavg)" >&2
-    for variant in eigen blas; do
-      build="$root/build-cost"; [[ $variant == blas ]] && build="$root/build-cost-blas"
-      "$build/bench/bench_scheduler" --benchmark_filter="$filter" --benchmark_repetitions=3 \
+    variants=(eigen blas)
+    # With more threads, OpenMP's idle threads spin between the backend's parallel loops while
+    # OpenBLAS's own threads run the GEMMs: also measured with them sleeping instead.
+    (( t > 1 )) && variants+=(blas-passive)
+    for variant in "${variants[@]}"; do
+      build="$root/build-cost"; [[ $variant == blas* ]] && build="$root/build-cost-blas"
+      policy=${OMP_WAIT_POLICY:-}; [[ $variant == blas-passive ]] && policy=passive
+      OMP_WAIT_POLICY=$policy "$build/bench/bench_scheduler" --benchmark_filter="$filter" --benchmark_repetitions=3 \
           --benchmark_report_aggregates_only=true --benchmark_format=json 2>/dev/null |
         "$python" -c '
 import json, sys
