@@ -326,7 +326,7 @@ void register_all() {
     const std::vector<shape> shapes{
         {8, 1024, 256, 4},     // library default net
         {8, 1024, 1024, 4},
-        {8, 1024, 1024, 6},    // the reference shape
+        {8, 1024, 1024, 6},    // the reference shape (docs/benchmarks-cost.md)
         {64, 4096, 1024, 8},
     };
     for (const shape& s : shapes) {

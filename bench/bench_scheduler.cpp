@@ -405,7 +405,7 @@ void bm_step(benchmark::State& st, shape s) {
 }
 
 /// The grid: every axis varied on its own around B = 8, D = 1024, H = 1024, N = 4, plus the
-/// issue's reference shape (N = 6) and two larger corners. H = 4096 with N = 16 (the paper's
+/// reference shape (N = 6) and two larger corners. H = 4096 with N = 16 (the paper's
 /// 0.25 B-parameter f1) is left to --sams_large: minutes per point on two cores.
 std::vector<shape> grid(bool large) {
     std::vector<shape> g{
@@ -416,7 +416,7 @@ std::vector<shape> grid(bool large) {
         {8, 1024, 4096, 4},
         {8, 1024, 1024, 8},  // N
         {8, 1024, 1024, 16},
-        {8, 1024, 1024, 6},  // the reference shape
+        {8, 1024, 1024, 6},  // the reference shape (docs/benchmarks-cost.md)
         {64, 4096, 256, 4},  // library default net, large batch and context
         {64, 4096, 1024, 8},
     };
