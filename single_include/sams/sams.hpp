@@ -5704,9 +5704,10 @@ private:
     [[nodiscard]] bool compat() const noexcept { return config_.reward.reference_compat; }
 
     /// Checks everything the batch must satisfy, uploads its contexts, evaluates the loss,
-    /// the progress metric and the pending rows' targets. Writes only scratch (batch_x_,
-    /// stats_, targets_) and the reward's state, which it restores on failure: a batch that
-    /// fails here changes no state, and nothing after it throws sams::error.
+    /// reserves the step's memory and computes the pending rows' targets. Writes only scratch
+    /// (batch_x_, stats_, targets_, what reserve_step() sizes) and the reward's state, which
+    /// it restores on failure: a batch that fails here changes no state, and nothing after it
+    /// throws sams::error except a failure reserve_step() could not foresee (see step()).
     prepared_batch prepare(const pair_batch<T>& batch) {
         constexpr const char* where = "sams_scheduler::step";
         const std::size_t B = batch.size();
