@@ -15,3 +15,7 @@ target_compile_definitions(consumer PRIVATE SAMS_EXPECTED_VERSION_MAJOR=${_sams_
 if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
   target_compile_options(consumer PRIVATE -Wall -Wextra -Wpedantic -Wconversion -Wshadow -Werror)
 endif()
+# Set by the parent build for the consumers that get sams::sams (not the bare single header).
+if(SAMS_EXPECT_CBLAS)
+  target_compile_definitions(consumer PRIVATE SAMS_EXPECT_CBLAS=1)
+endif()

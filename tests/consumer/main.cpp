@@ -5,6 +5,11 @@
 #include <cstdio>
 #include <vector>
 
+// A package built with the CBLAS path (SAMS_WITH_BLAS) must hand it on through sams::sams.
+#if defined(SAMS_EXPECT_CBLAS) && !defined(SAMS_USE_CBLAS)
+#error "sams was built with SAMS_WITH_BLAS, but sams::sams did not define SAMS_USE_CBLAS"
+#endif
+
 int main() {
     if (sams::version_major != SAMS_EXPECTED_VERSION_MAJOR ||
         sams::version_minor != SAMS_EXPECTED_VERSION_MINOR ||
@@ -33,6 +38,25 @@ int main() {
     sams::rng gen(42);
     const double u = gen.uniform();
     if (view(1, 2) != 1.0f || !(u >= 0.0 && u < 1.0)) return 1;
+
+    // Two steps of a tiny scheduler: its products (through CBLAS where on) link and run.
+    sams::scheduler_config small;
+    small.net.hidden = 16;
+    small.net.depth = 3;
+    small.net.block_size = 4;
+    small.net.explore_depth = 3;
+    small.pool.capacity_rows = 16;
+    sams::sams_scheduler<sams::eigen_backend<float>> scheduler(small, 3, 7);
+    const std::vector<float> a_w{-1.0f, -2.0f, -3.0f, -4.0f}, a_l{-2.0f, -2.0f, -1.0f, -5.0f};
+    const std::vector<float> r_w(4, -2.0f), r_l(4, -2.0f), batch_contexts(12, 0.5f);
+    for (int t = 0; t < 2; ++t) {
+        const auto d = scheduler.step({.policy_chosen = a_w,
+                                       .policy_rejected = a_l,
+                                       .reference_chosen = r_w,
+                                       .reference_rejected = r_l,
+                                       .contexts = {batch_contexts.data(), 4, 3, 0}});
+        if (d.selected.size() != scheduler.selection_count(4)) return 1;
+    }
 
     std::printf("sams %d.%d.%d consumed\n", sams::version_major, sams::version_minor, sams::version_patch);
     return 0;
