@@ -87,7 +87,7 @@ for round in $(seq 1 "$rounds"); do
     for variant in "${variants[@]}"; do
       build="$root/build-cost"; [[ $variant == blas* ]] && build="$root/build-cost-blas"
       policy=${OMP_WAIT_POLICY:-}; [[ $variant == blas-passive ]] && policy=passive
-      OMP_WAIT_POLICY=$policy "$build/bench/bench_scheduler" --benchmark_filter="$filter" --benchmark_repetitions=3 \
+      env ${policy:+OMP_WAIT_POLICY=$policy} "$build/bench/bench_scheduler" --benchmark_filter="$filter" --benchmark_repetitions=3 \
           --benchmark_report_aggregates_only=true --benchmark_format=json 2>/dev/null |
         "$python" -c '
 import json, sys
