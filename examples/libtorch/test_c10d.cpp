@@ -3,19 +3,12 @@
 // distributed_scheduler over it bit-identical to one scheduler on the concatenated batch
 // for SamS and every baseline over 60 steps in both modes, a bad batch on one rank thrown
 // identically on both, and a checkpoint written once resuming both ranks bit for bit.
-// Torch first: its logging header defines CHECK, CHECK_EQ, ..., dropped before doctest's.
+// Torch first, then doctest through doctest_after_torch.hpp (torch defines CHECK, ...).
 #include "c10d_launch.hpp"
 #include "sams_c10d.hpp"
-#undef CHECK
-#undef CHECK_EQ
-#undef CHECK_NE
-#undef CHECK_LE
-#undef CHECK_LT
-#undef CHECK_GE
-#undef CHECK_GT
 
 #define DOCTEST_CONFIG_IMPLEMENT
-#include <doctest/doctest.h>
+#include "doctest_after_torch.hpp"
 
 #include <sams/distributed/distributed_scheduler.hpp>
 

@@ -1,20 +1,11 @@
 // Tests of the LibTorch adapter and of the example's DPO plumbing: zero-copy views, conversion
 // and error messages; the torch loss family against the library's; the two ways of applying a
 // decision giving the same parameter gradients; and a few steps of every method.
-// Torch first: its logging header (glog or c10's) defines CHECK, CHECK_EQ, ... which would
-// silently replace doctest's assertions. They are dropped before doctest defines its own.
+// Torch first, then doctest through doctest_after_torch.hpp (torch defines CHECK, ...).
 #include "dpo_example.hpp"
 
-#undef CHECK
-#undef CHECK_EQ
-#undef CHECK_NE
-#undef CHECK_LE
-#undef CHECK_LT
-#undef CHECK_GE
-#undef CHECK_GT
-
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include <doctest/doctest.h>
+#include "doctest_after_torch.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -4,20 +4,12 @@
 // contiguous tensors, bad inputs refused with the session unchanged, and the example's
 // trainer choosing the same pairs with either scheduler backend. On thrust's CPP system the
 // tensors are CPU tensors; a session built for CUDA is fed CUDA tensors.
-// Torch first: its logging header defines CHECK, ... which would replace doctest's.
+// Torch first, then doctest through doctest_after_torch.hpp (torch defines CHECK, ...).
 #include "dpo_example.hpp"
 #include "sams_torch_thrust.hpp"
 
-#undef CHECK
-#undef CHECK_EQ
-#undef CHECK_NE
-#undef CHECK_LE
-#undef CHECK_LT
-#undef CHECK_GE
-#undef CHECK_GT
-
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include <doctest/doctest.h>
+#include "doctest_after_torch.hpp"
 
 #include "support/parity_checks.hpp"
 
@@ -37,9 +29,10 @@ namespace lt = sams::libtorch;
 
 namespace {
 
-using sams_test::boundary_gap;
-using sams_test::check_relative;
 using sams_test::check_scores;
+using sams_test::check_step_metrics;
+using sams_test::compare_selection;
+using sams_test::selection_match;
 
 using eigen_scheduler = sams::sams_scheduler<sams::eigen_backend<float>>;
 
@@ -139,21 +132,10 @@ TEST_CASE("thrust session: 30 steps on tensors agree with the Eigen scheduler on
         eigen.step(hb.view(), de);
         lt::thrust_step(session, dev, dt);
 
-        check_scores(dt, de, score_tol);
-        CHECK(dt.loss == de.loss);
-        CHECK(dt.metrics.warmup == de.metrics.warmup);
-        CHECK(dt.metrics.pool_size == de.metrics.pool_size);
-        check_relative(dt.metrics.exploit_mse, de.metrics.exploit_mse, mse_tol);
-        check_relative(dt.metrics.explore_mse, de.metrics.explore_mse, mse_tol);
-        const double gap = boundary_gap(de.score, de.selected.size());
-        if (de.metrics.warmup || gap > 10.0 * score_tol) {
-            separated += de.metrics.warmup ? 0 : 1;
-            REQUIRE(dt.selected == de.selected);
-        } else if (dt.selected != de.selected) {
-            MESSAGE("step " << t << ": near-tie (gap " << gap
-                            << ") selected differently; stopping the comparison");
-            break;
-        }
+        check_step_metrics(dt, de, score_tol, mse_tol);
+        const auto match = compare_selection(dt, de, score_tol, t);
+        separated += match == selection_match::separated ? 1 : 0;
+        if (match == selection_match::diverged) break;
         // Weights and gradients come from the staged scalars on the host: identical.
         CHECK(dt.weight == de.weight);
         CHECK(dt.d_policy_chosen == de.d_policy_chosen);
@@ -390,13 +372,9 @@ TEST_CASE(
             // Eigen's extractor sums in double on the host, device_mean_pool in float: the
             // contexts agree to float rounding, the scores to score_tol.
             check_scores(rt.decision, re.decision, score_tol);
-            const double gap = boundary_gap(re.decision.score, re.decision.selected.size());
-            if (re.decision.metrics.warmup || gap > 10.0 * score_tol) {
-                REQUIRE(rt.decision.selected == re.decision.selected);
-            } else if (rt.decision.selected != re.decision.selected) {
-                MESSAGE("step " << step << ": near-tie (gap " << gap << "); stopping the comparison");
+            if (compare_selection(rt.decision, re.decision, score_tol, static_cast<std::size_t>(step)) ==
+                selection_match::diverged)
                 break;
-            }
             CHECK(rt.loss == doctest::Approx(re.loss).epsilon(1e-5));
         }
         CHECK(thrust.session()->steps() == 6);

@@ -30,9 +30,10 @@
 
 namespace {
 
-using sams_test::boundary_gap;
-using sams_test::check_relative;
 using sams_test::check_scores;
+using sams_test::check_step_metrics;
+using sams_test::compare_selection;
+using sams_test::selection_match;
 
 using eigen_scheduler = sams::sams_scheduler<sams::eigen_backend<float>>;
 using thrust_scheduler = sams::sams_scheduler<sams::thrust_backend<float>>;
@@ -105,23 +106,11 @@ TEST_CASE("thrust parity: 30 scheduler steps agree with the Eigen backend") {
         }
         const auto dt = st.step(tb);
 
-        check_scores(dt, de, score_tol);
-        CHECK(dt.loss == de.loss);
+        check_step_metrics(dt, de, score_tol, mse_tol);
         CHECK(dt.d_policy_chosen == de.d_policy_chosen);
-        CHECK(dt.metrics.warmup == de.metrics.warmup);
-        CHECK(dt.metrics.pool_size == de.metrics.pool_size);
-        check_relative(dt.metrics.exploit_mse, de.metrics.exploit_mse, mse_tol);
-        check_relative(dt.metrics.explore_mse, de.metrics.explore_mse, mse_tol);
-
-        const double gap = boundary_gap(de.score, de.selected.size());
-        if (de.metrics.warmup || gap > 10.0 * score_tol) {
-            separated += de.metrics.warmup ? 0 : 1;
-            REQUIRE(dt.selected == de.selected);
-        } else if (dt.selected != de.selected) {
-            // A near-tie may legitimately go either way; the runs diverge from here on.
-            MESSAGE("step " << t << ": near-tie (gap " << gap << ") selected differently; stopping the comparison");
-            break;
-        }
+        const auto match = compare_selection(dt, de, score_tol, t);
+        separated += match == selection_match::separated ? 1 : 0;
+        if (match == selection_match::diverged) break;
     }
     CHECK(separated >= 20);
 }
